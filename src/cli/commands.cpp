@@ -1,0 +1,244 @@
+#include "cli/commands.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <poll.h>
+#include <sys/pidfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/checkpoint.hpp"
+#include "core/config.hpp"
+#include "core/fs.hpp"
+#include "core/pidfile.hpp"
+#include "core/registry.hpp"
+
+namespace conduit::cli {
+namespace {
+
+std::string indent(const std::string& text, const std::string& prefix) {
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    out += prefix + text.substr(start, end - start) + "\n";
+    start = end + 1;
+  }
+  return out;
+}
+
+const PluginMetadata* find_plugin(PluginKind kind, const std::string& name) {
+  static std::vector<PluginMetadata> cache[3];
+  auto& list = cache[static_cast<int>(kind)];
+  if (list.empty()) list = builtin_registry().list(kind);
+  for (const auto& m : list)
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+std::string plugin_section(const char* header, PluginKind kind, const std::string& name) {
+  const PluginMetadata* meta = find_plugin(kind, name);
+  std::string out = std::string(header) + "\n";
+  out += "# " + meta->description + "\n";
+  out += "name = \"" + name + "\"\n";
+  std::string config_header = std::string(header).find("[[") == 0
+                                  ? "[processors.config]"
+                                  : std::string(header).substr(0, std::string(header).size() - 1) + ".config]";
+  out += config_header + "\n";
+  out += meta->sample_config;
+  return out;
+}
+
+std::filesystem::path resolve_pid_file(const StopOptions& options) {
+  if (!options.pid_file.empty()) return options.pid_file;
+  try {
+    return load_config(options.data_dir).pid_file;
+  } catch (const ConfigError&) {
+    return options.data_dir / "conduit.pid";
+  }
+}
+
+}  // namespace
+
+int cmd_init(const InitOptions& options) {
+  namespace fs = std::filesystem;
+  if (!find_plugin(PluginKind::importer, options.importer)) {
+    std::fprintf(stderr, "conduit init: unknown importer '%s'\n", options.importer.c_str());
+    return 2;
+  }
+  for (const auto& p : options.processors)
+    if (!find_plugin(PluginKind::processor, p)) {
+      std::fprintf(stderr, "conduit init: unknown processor '%s'\n", p.c_str());
+      return 2;
+    }
+  if (!find_plugin(PluginKind::exporter, options.exporter)) {
+    std::fprintf(stderr, "conduit init: unknown exporter '%s'\n", options.exporter.c_str());
+    return 2;
+  }
+  std::error_code ec;
+  fs::create_directories(options.data_dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "conduit init: cannot create %s: %s\n", options.data_dir.c_str(),
+                 ec.message().c_str());
+    return 2;
+  }
+  auto file = options.data_dir / "conduit.toml";
+  if (fs::exists(file) && !options.force) {
+    std::fprintf(stderr, "conduit init: %s already exists (use --force to overwrite)\n",
+                 file.c_str());
+    return 2;
+  }
+  std::string text = R"(# conduit configuration, written by `conduit init`. See conduit.toml(5).
+
+# error, warn, info, debug, trace
+log-level = "info"
+# empty: the journal when run by systemd, else stderr
+log-file = ""
+# retries of a failing plugin call before the pipeline stops; 0 = forever
+retry-count = 10
+retry-delay = "1s"
+# longest end-of-round drain before a stop escalates to `now`
+stop-timeout = "30s"
+# empty: DIR/conduit.pid
+pid-file = ""
+hide-banner = false
+
+# [api]
+# addr = ":8981"          # GET /health
+# [metrics]
+# mode = "ON"
+# addr = ":9999"          # GET /metrics
+# prefix = "conduit"
+
+)";
+  text += plugin_section("[importer]", PluginKind::importer, options.importer) + "\n";
+  for (const auto& p : options.processors)
+    text += plugin_section("[[processors]]", PluginKind::processor, p) + "\n";
+  text += plugin_section("[exporter]", PluginKind::exporter, options.exporter);
+  try {
+    replace_file_atomically(file, text);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "conduit init: %s\n", e.what());
+    return 1;
+  }
+  std::printf("wrote %s\nrun it with: conduit -d %s\n", file.c_str(), options.data_dir.c_str());
+  return 0;
+}
+
+int cmd_list(const std::string& which) {
+  std::vector<PluginKind> kinds;
+  if (which.empty() || which == "importers") kinds.push_back(PluginKind::importer);
+  if (which.empty() || which == "processors") kinds.push_back(PluginKind::processor);
+  if (which.empty() || which == "exporters") kinds.push_back(PluginKind::exporter);
+  if (kinds.empty()) {
+    std::fprintf(stderr, "conduit list: expected importers, processors or exporters\n");
+    return 2;
+  }
+  for (auto kind : kinds) {
+    std::printf("%ss:\n", std::string(to_string(kind)).c_str());
+    for (const auto& meta : builtin_registry().list(kind)) {
+      std::printf("  %-18s %s\n", meta.name.c_str(), meta.description.c_str());
+      if (!meta.sample_config.empty()) std::printf("%s", indent(meta.sample_config, "      ").c_str());
+    }
+  }
+  return 0;
+}
+
+int cmd_stop(const StopOptions& options) {
+  int signal = options.mode == "now" ? SIGTERM : SIGUSR1;
+  auto pid_file = resolve_pid_file(options);
+  std::optional<PidFileInfo> info;
+  try {
+    info = probe_pid_file(pid_file);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "conduit stop: %s\n", e.what());
+    return 1;
+  }
+  if (!info) {
+    std::fprintf(stderr, "conduit stop: no conduit is running (no PID file %s)\n", pid_file.c_str());
+    return 1;
+  }
+  if (!info->held || info->pid <= 0) {
+    std::fprintf(stderr,
+                 "conduit stop: stale PID file %s (pid %d holds no lock on it); not signalling\n",
+                 pid_file.c_str(), info->pid);
+    return 1;
+  }
+  // pidfd first, so a PID reused after an exit we miss is never signalled.
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, info->pid, 0));
+  UniqueFd pid_handle(pidfd);
+  if (!pid_handle) {
+    std::fprintf(stderr, "conduit stop: pid %d: %s\n", info->pid, std::strerror(errno));
+    return 1;
+  }
+  if (::syscall(SYS_pidfd_send_signal, pid_handle.get(), signal, nullptr, 0) != 0) {
+    std::fprintf(stderr, "conduit stop: cannot signal pid %d: %s\n", info->pid, std::strerror(errno));
+    return 1;
+  }
+  if (options.no_wait) {
+    std::printf("sent %s to conduit (pid %d)\n", signal == SIGTERM ? "SIGTERM" : "SIGUSR1", info->pid);
+    return 0;
+  }
+  pollfd pfd{pid_handle.get(), POLLIN, 0};
+  int timeout_ms = options.timeout_seconds > 0 ? static_cast<int>(options.timeout_seconds * 1000) : -1;
+  int r;
+  do {
+    r = ::poll(&pfd, 1, timeout_ms);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) {
+    std::fprintf(stderr, "conduit stop: pid %d still running after %gs\n", info->pid,
+                 options.timeout_seconds);
+    return 1;
+  }
+  auto cause = read_stop_record(*info);
+  if (!cause) {
+    std::printf("conduit (pid %d) exited without recording a stop reason\n", info->pid);
+    return 1;
+  }
+  std::printf("stopped: %s (%s)\n", std::string(to_string(cause->reason)).c_str(),
+              cause->detail.c_str());
+  return cause->exit_code();
+}
+
+int cmd_status(const StatusOptions& options) {
+  std::optional<Metadata> metadata;
+  try {
+    metadata = Checkpoint(options.data_dir).load();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "conduit status: %s\n", e.what());
+  }
+  std::filesystem::path pid_file = options.data_dir / "conduit.pid";
+  try {
+    pid_file = load_config(options.data_dir).pid_file;
+  } catch (const ConfigError&) {
+  }
+  std::optional<PidFileInfo> info;
+  try {
+    info = probe_pid_file(pid_file);
+  } catch (const std::exception&) {
+  }
+  bool running = info && info->held;
+  std::string state = running ? "running" : "stopped";
+  if (options.json) {
+    nlohmann::ordered_json j;
+    j["state"] = state;
+    j["pid"] = running ? info->pid : 0;
+    j["next-round"] = metadata ? metadata->next_round : 0;
+    j["network"] = metadata ? metadata->network : "";
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("State:     %s\n", state.c_str());
+    if (running) std::printf("PID:       %d\n", info->pid);
+    std::printf("NextRound: %llu\n",
+                static_cast<unsigned long long>(metadata ? metadata->next_round : 0));
+    if (metadata) std::printf("Network:   %s\n", metadata->network.c_str());
+  }
+  return running ? 0 : 3;
+}
+
+}  // namespace conduit::cli

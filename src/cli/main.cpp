@@ -1,0 +1,103 @@
+// conduit's command line (CONTRACT section 3).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli/commands.hpp"
+#include "conduit_config.h"
+#include "service/daemon.hpp"
+
+namespace {
+
+std::filesystem::path default_data_dir() {
+  const char* env = std::getenv("CONDUIT_DATA_DIR");
+  return env ? env : "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"conduit: moves Algorand block data round by round through a pipeline"};
+  app.set_version_flag("--version", "conduit " CONDUIT_VERSION);
+  app.require_subcommand(0, 1);
+
+  std::string data_dir = default_data_dir();
+  std::optional<uint64_t> next_round;
+  std::string bus = "auto";
+  app.add_option("-d,--data-dir", data_dir, "data directory holding conduit.toml ($CONDUIT_DATA_DIR)");
+  app.add_option("-r,--next-round-override", next_round,
+                 "start at this round instead of the checkpoint");
+  app.add_option("--bus", bus, "D-Bus to register on")
+      ->check(CLI::IsMember({"auto", "system", "session", "none"}));
+
+  conduit::cli::InitOptions init;
+  auto* init_cmd = app.add_subcommand("init", "write DIR/conduit.toml");
+  init_cmd->add_option("-d,--data-dir", init.data_dir, "data directory")->required();
+  init_cmd->add_option("--importer", init.importer, "importer plugin");
+  init_cmd->add_option("--processor", init.processors, "processor plugin (repeatable)");
+  init_cmd->add_option("--exporter", init.exporter, "exporter plugin");
+  init_cmd->add_flag("--force", init.force, "overwrite an existing conduit.toml");
+
+  std::string list_which;
+  auto* list_cmd = app.add_subcommand("list", "list plugins and their sample configs");
+  list_cmd->add_option("kind", list_which, "importers, processors or exporters")
+      ->check(CLI::IsMember({"importers", "processors", "exporters"}));
+
+  conduit::cli::StopOptions stop;
+  auto* stop_cmd = app.add_subcommand("stop", "stop a running conduit");
+  stop_cmd->add_option("mode", stop.mode, "now (default) or end-of-round")
+      ->check(CLI::IsMember({"now", "end-of-round"}));
+  stop_cmd->add_option("-d,--data-dir", stop.data_dir, "data directory");
+  stop_cmd->add_option("--pid-file", stop.pid_file, "PID file of the conduit to stop");
+  stop_cmd->add_option("--bus", stop.bus, "D-Bus to use")
+      ->check(CLI::IsMember({"auto", "system", "session", "none"}));
+  stop_cmd->add_flag("--no-wait", stop.no_wait, "return once the request is sent");
+  stop_cmd->add_option("--timeout", stop.timeout_seconds, "give up waiting after SECONDS");
+
+  conduit::cli::StatusOptions status;
+  auto* status_cmd = app.add_subcommand("status", "show State, NextRound, StopReason");
+  status_cmd->add_option("-d,--data-dir", status.data_dir, "data directory");
+  status_cmd->add_option("--bus", status.bus, "D-Bus to use");
+  status_cmd->add_flag("--json", status.json, "machine-readable output");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;  // usage error (CONTRACT section 2)
+  }
+
+  if (*init_cmd) return conduit::cli::cmd_init(init);
+  if (*list_cmd) return conduit::cli::cmd_list(list_which);
+  if (*stop_cmd) {
+    if (stop.data_dir.empty() && stop.pid_file.empty()) stop.data_dir = data_dir;
+    if (stop.data_dir.empty() && stop.pid_file.empty()) {
+      std::fprintf(stderr, "conduit stop: give -d DIR, --pid-file FILE or $CONDUIT_DATA_DIR\n");
+      return 2;
+    }
+    return conduit::cli::cmd_stop(stop);
+  }
+  if (*status_cmd) {
+    if (status.data_dir.empty()) status.data_dir = data_dir;
+    if (status.data_dir.empty()) {
+      std::fprintf(stderr, "conduit status: give -d DIR or $CONDUIT_DATA_DIR\n");
+      return 2;
+    }
+    return conduit::cli::cmd_status(status);
+  }
+
+  if (data_dir.empty()) {
+    std::fprintf(stderr, "conduit: no data directory: give -d DIR or set $CONDUIT_DATA_DIR\n");
+    return 2;
+  }
+  conduit::service::DaemonOptions options;
+  options.data_dir = data_dir;
+  options.next_round_override = next_round;
+  options.bus = bus == "system"    ? conduit::service::BusMode::system
+                : bus == "session" ? conduit::service::BusMode::session
+                : bus == "none"    ? conduit::service::BusMode::none
+                                   : conduit::service::BusMode::automatic;
+  return conduit::service::run_daemon(options);
+}

@@ -1,0 +1,25 @@
+// Raw msgpack access to a BlockData, for plugins that read or edit fields.
+#pragma once
+
+#include <msgpack.hpp>
+#include <string_view>
+
+#include "core/block.hpp"
+
+namespace conduit {
+
+struct BlockData::Tree {
+  msgpack::zone zone;  // owns every object below root
+  msgpack::object root;
+};
+
+namespace mp {
+
+// Looks up a string key in a msgpack map; nullptr when absent or not a map.
+const msgpack::object* find(const msgpack::object& map, std::string_view key);
+msgpack::object* find(msgpack::object& map, std::string_view key);
+// Unsigned integer value of a field, 0 when absent (Go's zero value).
+uint64_t get_uint(const msgpack::object& map, std::string_view key);
+
+}  // namespace mp
+}  // namespace conduit

@@ -1,0 +1,111 @@
+// conduit.toml (CONTRACT section 4) parsed into typed structs. tomlplusplus stays
+// inside config.cpp; plugins read their own section through PluginConfig, which
+// reports unknown keys and wrong types with file, line and column.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/log.hpp"
+
+namespace conduit {
+
+// A configuration or usage error: exit code 2 before any plugin runs.
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(const std::string& message) : std::runtime_error(message) {}
+};
+
+// Parses Go-style durations: "1s", "250ms", "1m30s", "1.5h", "0".
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
+std::string format_duration(std::chrono::nanoseconds d);
+
+// One plugin's `config` table, with the location of every key. Accessors mark
+// keys as used; finish() rejects the rest.
+class PluginConfig {
+ public:
+  struct Node;  // a toml::node plus its owning document
+  PluginConfig();
+  PluginConfig(std::shared_ptr<const void> document, const void* table, std::string file,
+               std::string section);
+
+  const std::string& section() const { return section_; }
+  bool contains(std::string_view key) const;
+
+  std::string get_string(std::string_view key, std::string fallback);
+  std::optional<std::string> get_optional_string(std::string_view key);
+  uint64_t get_uint(std::string_view key, uint64_t fallback);
+  int64_t get_int(std::string_view key, int64_t fallback);
+  bool get_bool(std::string_view key, bool fallback);
+  std::chrono::nanoseconds get_duration(std::string_view key, std::chrono::nanoseconds fallback);
+  std::vector<std::string> get_string_list(std::string_view key);
+  // An array of tables (`[[a.b]]` or `[ {..}, {..} ]`); each element is its own reader.
+  std::vector<PluginConfig> get_table_list(std::string_view key);
+  std::optional<PluginConfig> get_table(std::string_view key);
+  // A scalar as text whatever its TOML type (for values whose meaning depends on
+  // another key, such as a filter expression). Strings are returned unquoted.
+  std::optional<std::string> get_scalar_text(std::string_view key);
+
+  // Rejects keys no accessor asked for.
+  void finish() const;
+  // Throws a ConfigError located at `key` (or at the table when key is empty).
+  [[noreturn]] void fail(std::string_view key, const std::string& message) const;
+  std::string where(std::string_view key = {}) const;
+
+ private:
+  const void* lookup(std::string_view key);
+  std::shared_ptr<const void> document_;  // keeps the parsed toml alive
+  const void* table_ = nullptr;           // const toml::table*
+  std::string file_;
+  std::string section_;
+  std::vector<std::string> used_;
+};
+
+struct PluginSpec {
+  std::string kind;  // "importer", "processor", "exporter"
+  std::string name;
+  PluginConfig config;
+  std::string location;  // "file:line:col" of the plugin's `name`
+};
+
+struct ApiConfig {
+  std::string addr;  // empty: no API server
+};
+
+struct MetricsConfig {
+  std::string mode = "OFF";  // ON or OFF
+  std::string addr = ":9999";
+  std::string prefix = "conduit";
+};
+
+struct Config {
+  std::filesystem::path data_dir;
+  std::filesystem::path file;  // DIR/conduit.toml
+  LogLevel log_level = LogLevel::info;
+  std::string log_file;
+  uint64_t retry_count = 10;  // 0 = retry forever
+  std::chrono::nanoseconds retry_delay = std::chrono::seconds(1);
+  std::chrono::nanoseconds stop_timeout = std::chrono::seconds(30);
+  std::filesystem::path pid_file;  // resolved: empty in the file means DIR/conduit.pid
+  bool hide_banner = false;
+  ApiConfig api;
+  MetricsConfig metrics;
+  PluginSpec importer;
+  std::vector<PluginSpec> processors;
+  PluginSpec exporter;
+};
+
+// Reads and validates DIR/conduit.toml; throws ConfigError naming file, line, column.
+Config load_config(const std::filesystem::path& data_dir);
+// Same, from text (the file name is used in messages only).
+Config parse_config(std::string_view text, const std::filesystem::path& data_dir,
+                    const std::string& file_name);
+
+}  // namespace conduit

@@ -1,0 +1,54 @@
+// The PID file and the data-directory lock (CONTRACT section 7): one conduit
+// per data dir. Both are advisory flock(2) locks held for the life of the
+// process, so a crashed conduit never leaves a lock behind.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <sys/types.h>
+
+#include "core/fs.hpp"
+#include "core/stop.hpp"
+
+namespace conduit {
+
+class AlreadyRunning : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class InstanceLock {
+ public:
+  // Locks `data_dir` and writes our PID to `pid_file`. Throws AlreadyRunning when
+  // another process holds either; other failures throw std::system_error.
+  InstanceLock(const std::filesystem::path& data_dir, const std::filesystem::path& pid_file);
+  ~InstanceLock();
+  InstanceLock(const InstanceLock&) = delete;
+  InstanceLock& operator=(const InstanceLock&) = delete;
+
+  // Records how the process stopped in the PID file (read by a waiting
+  // `conduit stop` through its own descriptor), then removes the file.
+  void release(const StopCause& cause);
+
+ private:
+  UniqueFd dir_fd_;
+  UniqueFd pid_fd_;
+  std::filesystem::path pid_file_;
+};
+
+// What `conduit stop` learns from a PID file.
+struct PidFileInfo {
+  pid_t pid = 0;
+  bool held = false;  // a live process holds the lock; false means stale
+  UniqueFd fd;        // kept open to read the stop record after the process exits
+};
+
+// Opens `pid_file`; nullopt when it does not exist.
+std::optional<PidFileInfo> probe_pid_file(const std::filesystem::path& pid_file);
+
+// After the process behind `info` exited: the stop record it left, if any.
+std::optional<StopCause> read_stop_record(const PidFileInfo& info);
+
+}  // namespace conduit

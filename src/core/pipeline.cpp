@@ -1,0 +1,433 @@
+#include "core/pipeline.hpp"
+
+#include <system_error>
+#include <thread>
+
+namespace conduit {
+namespace {
+
+StopReason reason_for(PluginKind kind) {
+  switch (kind) {
+    case PluginKind::importer: return StopReason::importer_error;
+    case PluginKind::processor: return StopReason::processor_error;
+    case PluginKind::exporter: return StopReason::exporter_error;
+  }
+  return StopReason::internal_error;
+}
+
+// Sleeps for `delay` unless `stop` fires first. Returns false when stopped.
+bool interruptible_sleep(std::chrono::nanoseconds delay, std::stop_token stop) {
+  std::mutex mutex;
+  std::condition_variable_any cv;
+  std::unique_lock lock(mutex);
+  return !cv.wait_for(lock, stop, delay, [] { return false; }) && !stop.stop_requested();
+}
+
+}  // namespace
+
+Pipeline::Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& logger,
+                   PipelineObserver* observer)
+    : plugins_(std::move(plugins)), options_(std::move(options)), logger_(logger),
+      observer_(observer), checkpoint_(options_.data_dir, options_.durable_checkpoint) {}
+
+Pipeline::~Pipeline() {
+  // A pipeline that never ran still owns configured plugins: close them once.
+  close_plugins();
+}
+
+std::string Pipeline::plugin_label(PluginKind kind, const std::string& name) const {
+  return std::string(to_string(kind)) + ":" + name;
+}
+
+void Pipeline::set_state(State state) {
+  std::lock_guard lock(state_mutex_);
+  // States only move forward (starting < running < stopping < stopped), so
+  // notifications racing from several threads cannot move it back.
+  if (static_cast<int>(state) <= static_cast<int>(state_.load())) return;
+  state_ = state;
+  if (observer_) observer_->on_state(state);
+}
+
+StopCause Pipeline::why_stopped() const {
+  std::lock_guard lock(mutex_);
+  return cause_;
+}
+
+std::optional<StopMode> Pipeline::stop_mode() const {
+  std::lock_guard lock(mutex_);
+  return mode_;
+}
+
+void Pipeline::stop(StopMode mode, const std::string& origin) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!mode_) {
+      mode_ = mode;
+      cause_ = {StopReason::stop_requested,
+                origin + " requested stop (" + std::string(to_string(mode)) + ")"};
+      importer_stop_.request_stop();
+      if (mode == StopMode::now)
+        now_.request_stop();
+      else
+        drain_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout;
+    } else if (*mode_ == StopMode::end_of_round) {
+      escalate_locked("second stop request (" + origin + ", " + std::string(to_string(mode)) + ")");
+    }
+    // A stop after `now` is a no-op.
+    changed_.notify_all();
+  }
+  logger_.info("stop requested by " + origin + ": " + std::string(to_string(mode)));
+  set_state(State::stopping);
+}
+
+void Pipeline::escalate_locked(const std::string& why) {
+  mode_ = StopMode::now;
+  drain_deadline_.reset();
+  if (cause_.reason == StopReason::stop_requested) cause_.detail += "; escalated to now by " + why;
+  now_.request_stop();
+  importer_stop_.request_stop();
+}
+
+void Pipeline::fail(StopReason reason, const std::string& detail) {
+  {
+    std::lock_guard lock(mutex_);
+    // A failure after `now` is a consequence of cancelling, not a cause. A failure
+    // during an end-of-round drain is: the promised drain did not complete.
+    bool replace = cause_.reason == StopReason::none ||
+                   (cause_.reason == StopReason::stop_requested && mode_ == StopMode::end_of_round);
+    if (!replace) return;
+    cause_ = {reason, detail};
+    mode_ = StopMode::now;
+    drain_deadline_.reset();
+    now_.request_stop();
+    importer_stop_.request_stop();
+    changed_.notify_all();
+  }
+  logger_.error(detail, {.stop_reason = std::string(to_string(reason))});
+  set_state(State::stopping);
+}
+
+template <class F>
+bool Pipeline::attempt(PluginKind kind, const std::string& plugin, uint64_t round,
+                       std::stop_token stop, F&& call) {
+  LogFields fields{.round = round, .plugin = plugin_label(kind, plugin)};
+  for (uint64_t failures = 1;; ++failures) {
+    std::string error;
+    bool retryable = true;
+    try {
+      call();
+      return true;
+    } catch (const Cancelled&) {
+      if (stop.stop_requested()) return false;
+      error = "cancelled without a stop request";
+    } catch (const PluginError& e) {
+      if (stop.stop_requested()) return false;
+      error = e.what();
+      retryable = e.retryable();
+    } catch (const std::exception& e) {
+      if (stop.stop_requested()) return false;
+      error = e.what();
+    }
+    std::string what = plugin_label(kind, plugin) + " failed at round " + std::to_string(round) +
+                       ": " + error;
+    if (!retryable) {
+      fail(reason_for(kind), what);
+      return false;
+    }
+    if (options_.retry_count != 0 && failures > options_.retry_count) {
+      fail(reason_for(kind), what + " (gave up after " + std::to_string(failures) + " attempts)");
+      return false;
+    }
+    logger_.warn(what + "; retry " + std::to_string(failures) +
+                     (options_.retry_count ? " of " + std::to_string(options_.retry_count) : "") +
+                     " in " + format_duration(options_.retry_delay),
+                 fields);
+    if (observer_) observer_->on_retry(kind, plugin, round);
+    if (!interruptible_sleep(options_.retry_delay, stop)) return false;
+  }
+}
+
+void Pipeline::initialise() {
+  namespace fs = std::filesystem;
+  std::stop_token stop = importer_stop_.get_token();  // any stop cancels init
+
+  std::optional<Metadata> stored;
+  try {
+    stored = checkpoint_.load();
+  } catch (const CheckpointError& e) {
+    fail(StopReason::checkpoint_error, e.what());
+    return;
+  }
+  uint64_t next = stored ? stored->next_round : 0;
+
+  // Round requests (Go Conduit's RoundRequestor): plugins that keep their own
+  // state (a database) say where they must resume. They must agree with each
+  // other and with -r.
+  struct Request {
+    std::string plugin;
+    uint64_t round;
+  };
+  std::optional<Request> request;
+  auto ask = [&](Plugin& plugin, PluginKind kind, const std::string& name) {
+    fs::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
+    uint64_t round = plugin.round_request(dir);
+    if (round == 0) return true;
+    if (request && request->round != round) {
+      fail(StopReason::checkpoint_error,
+           "conflicting round requests: " + request->plugin + " needs round " +
+               std::to_string(request->round) + ", " + plugin_label(kind, name) + " needs round " +
+               std::to_string(round));
+      return false;
+    }
+    request = Request{plugin_label(kind, name), round};
+    return true;
+  };
+  try {
+    if (!ask(*plugins_.importer, PluginKind::importer, plugins_.importer_name)) return;
+    for (size_t i = 0; i < plugins_.processors.size(); ++i)
+      if (!ask(*plugins_.processors[i], PluginKind::processor, plugins_.processor_names[i])) return;
+    if (!ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name)) return;
+  } catch (const std::exception& e) {
+    fail(StopReason::checkpoint_error, std::string("round request failed: ") + e.what());
+    return;
+  }
+  if (options_.next_round_override) {
+    if (request && request->round != *options_.next_round_override) {
+      fail(StopReason::checkpoint_error,
+           "next-round override " + std::to_string(*options_.next_round_override) +
+               " conflicts with " + request->plugin + ", which must resume at round " +
+               std::to_string(request->round));
+      return;
+    }
+    next = *options_.next_round_override;
+  } else if (request) {
+    if (stored && stored->next_round != request->round)
+      logger_.info("resuming at round " + std::to_string(request->round) + " as requested by " +
+                   request->plugin + " (metadata.json said " + std::to_string(next) + ")");
+    next = request->round;
+  }
+  next_round_ = next;
+
+  auto init_dir = [&](PluginKind kind, const std::string& name) {
+    fs::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
+    fs::create_directories(dir);
+    return dir;
+  };
+  auto guarded = [&](PluginKind kind, const std::string& name, auto&& body) {
+    try {
+      body();
+      return !stop.stop_requested();
+    } catch (const std::exception& e) {
+      if (stop.stop_requested()) return false;
+      fail(reason_for(kind), plugin_label(kind, name) + " failed to initialise: " + e.what());
+      return false;
+    }
+  };
+
+  InitContext ctx{.next_round = next, .genesis = nullptr, .logger = &logger_};
+  if (!guarded(PluginKind::importer, plugins_.importer_name, [&] {
+        ctx.data_dir = init_dir(PluginKind::importer, plugins_.importer_name);
+        genesis_ = plugins_.importer->init(ctx, stop);
+      }))
+    return;
+
+  if (stored && !stored->genesis_hash.empty() && stored->genesis_hash != genesis_.hash) {
+    fail(StopReason::checkpoint_error,
+         options_.data_dir.string() + " holds data of network '" + stored->network +
+             "' (genesis hash " + stored->genesis_hash + ") but the importer serves network '" +
+             genesis_.network + "' (genesis hash " + genesis_.hash +
+             "); use another data directory");
+    return;
+  }
+  metadata_ = {genesis_.hash, genesis_.network, next};
+  try {
+    if (!stored || stored->next_round != next || stored->genesis_hash != genesis_.hash ||
+        stored->network != genesis_.network)
+      checkpoint_.store(metadata_);
+  } catch (const CheckpointError& e) {
+    fail(StopReason::checkpoint_error, e.what());
+    return;
+  }
+
+  ctx.genesis = &genesis_;
+  for (size_t i = 0; i < plugins_.processors.size(); ++i) {
+    const auto& name = plugins_.processor_names[i];
+    if (!guarded(PluginKind::processor, name, [&] {
+          ctx.data_dir = init_dir(PluginKind::processor, name);
+          plugins_.processors[i]->init(ctx, stop);
+        }))
+      return;
+  }
+  guarded(PluginKind::exporter, plugins_.exporter_name, [&] {
+    ctx.data_dir = init_dir(PluginKind::exporter, plugins_.exporter_name);
+    plugins_.exporter->init(ctx, stop);
+  });
+}
+
+void Pipeline::stage_finished() {
+  std::lock_guard lock(mutex_);
+  --running_stages_;
+  changed_.notify_all();
+}
+
+void Pipeline::run_importer() {
+  std::stop_token stop = importer_stop_.get_token();
+  std::stop_token now = now_.get_token();
+  auto& out = *queues_.front();
+  uint64_t round = next_round_.load();
+  while (!stop.stop_requested()) {
+    BlockData block;
+    bool ok = attempt(PluginKind::importer, plugins_.importer_name, round, stop,
+                      [&] { block = plugins_.importer->get_block(round, stop); });
+    if (!ok) break;
+    if (block.round() != round) {
+      fail(StopReason::importer_error, plugin_label(PluginKind::importer, plugins_.importer_name) +
+                                           " returned round " + std::to_string(block.round()) +
+                                           " when asked for round " + std::to_string(round));
+      break;
+    }
+    // Delivered: from here only `now` may drop it.
+    if (!out.push(std::move(block), now)) break;
+    ++round;
+  }
+  out.close();
+}
+
+void Pipeline::run_processor(std::size_t index) {
+  std::stop_token now = now_.get_token();
+  auto& in = *queues_[index];
+  auto& out = *queues_[index + 1];
+  const auto& name = plugins_.processor_names[index];
+  while (auto block = in.pop(now)) {
+    uint64_t round = block->round();
+    if (!attempt(PluginKind::processor, name, round, now,
+                 [&] { plugins_.processors[index]->process(*block, now); }))
+      break;
+    if (!out.push(std::move(*block), now)) break;
+  }
+  out.close();
+}
+
+void Pipeline::run_exporter() {
+  std::stop_token now = now_.get_token();
+  auto& in = *queues_.back();
+  uint64_t expected = next_round_.load();
+  while (auto block = in.pop(now)) {
+    if (block->round() != expected) {
+      fail(StopReason::internal_error, "round " + std::to_string(block->round()) +
+                                           " reached the exporter when round " +
+                                           std::to_string(expected) + " was expected");
+      break;
+    }
+    if (!attempt(PluginKind::exporter, plugins_.exporter_name, expected, now,
+                 [&] { plugins_.exporter->receive(*block, now); }))
+      break;
+    // Committed by the exporter: the checkpoint must follow, even under `now`.
+    metadata_.next_round = expected + 1;
+    try {
+      checkpoint_.store(metadata_);
+    } catch (const CheckpointError& e) {
+      fail(StopReason::checkpoint_error, std::string(e.what()) + " after exporting round " +
+                                             std::to_string(expected));
+      break;
+    }
+    next_round_ = expected + 1;
+    if (observer_) observer_->on_exported(expected, block->txn_count());
+    ++expected;
+  }
+}
+
+void Pipeline::close_plugins() {
+  if (closed_) return;
+  closed_ = true;
+  auto close_one = [&](Plugin* plugin, PluginKind kind, const std::string& name) {
+    if (!plugin) return;
+    try {
+      plugin->close();
+    } catch (const std::exception& e) {
+      logger_.error(plugin_label(kind, name) + " failed to close: " + e.what(),
+                    {.plugin = plugin_label(kind, name)});
+    }
+  };
+  close_one(plugins_.importer.get(), PluginKind::importer, plugins_.importer_name);
+  for (size_t i = 0; i < plugins_.processors.size(); ++i)
+    close_one(plugins_.processors[i].get(), PluginKind::processor, plugins_.processor_names[i]);
+  close_one(plugins_.exporter.get(), PluginKind::exporter, plugins_.exporter_name);
+}
+
+StopCause Pipeline::run() {
+  {
+    std::lock_guard lock(mutex_);
+    if (ran_) throw std::logic_error("Pipeline::run() called twice");
+    ran_ = true;
+  }
+  try {
+    initialise();
+  } catch (const std::exception& e) {
+    fail(StopReason::internal_error, std::string("initialisation failed: ") + e.what());
+  }
+
+  bool start = !importer_stop_.stop_requested();
+  if (start) {
+    for (size_t i = 0; i <= plugins_.processors.size(); ++i)
+      queues_.push_back(std::make_unique<BoundedQueue<BlockData>>(options_.queue_capacity));
+    {
+      std::lock_guard lock(mutex_);
+      running_stages_ = static_cast<int>(plugins_.processors.size()) + 2;
+    }
+    set_state(State::running);
+    if (observer_) observer_->on_ready(next_round_.load());
+    logger_.info("pipeline running from round " + std::to_string(next_round_.load()));
+
+    std::vector<std::jthread> threads;
+    // Each stage reports when it has finished so the wait below can escalate.
+    auto spawn = [&](auto body) {
+      threads.emplace_back([this, body] {
+        try {
+          body();
+        } catch (const std::exception& e) {
+          fail(StopReason::internal_error, std::string("pipeline stage crashed: ") + e.what());
+        }
+        stage_finished();
+      });
+    };
+    spawn([this] { run_importer(); });
+    for (size_t i = 0; i < plugins_.processors.size(); ++i) spawn([this, i] { run_processor(i); });
+    spawn([this] { run_exporter(); });
+
+    {
+      std::unique_lock lock(mutex_);
+      while (running_stages_ > 0) {
+        if (drain_deadline_) {
+          auto deadline = *drain_deadline_;
+          if (changed_.wait_until(lock, deadline) == std::cv_status::timeout &&
+              running_stages_ > 0 && drain_deadline_ &&
+              std::chrono::steady_clock::now() >= *drain_deadline_) {
+            escalate_locked("stop-timeout (" + format_duration(options_.stop_timeout) + ")");
+            lock.unlock();
+            logger_.warn("end-of-round drain exceeded stop-timeout " +
+                         format_duration(options_.stop_timeout) + "; stopping now");
+            lock.lock();
+          }
+        } else {
+          changed_.wait(lock);
+        }
+      }
+    }
+    for (auto& thread : threads) thread.join();
+  }
+
+  close_plugins();
+  StopCause cause = why_stopped();
+  if (cause.reason == StopReason::none) {
+    // Every stage ended without a stop request or an error: the importer
+    // reported end of input by being cancelled. Not expected in production.
+    std::lock_guard lock(mutex_);
+    cause_ = {StopReason::internal_error, "pipeline stages ended without a stop request"};
+    cause = cause_;
+  }
+  set_state(State::stopped);
+  return cause;
+}
+
+}  // namespace conduit

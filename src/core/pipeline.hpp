@@ -1,0 +1,122 @@
+// One run of a configured pipeline: importer -> processors -> exporter, each on
+// its own thread, joined by bounded queues. Run() blocks until everything has
+// stopped and returns why; Stop() may be called from any thread, any number of
+// times (CONTRACT section 2).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "core/checkpoint.hpp"
+#include "core/queue.hpp"
+#include "core/log.hpp"
+#include "core/registry.hpp"
+#include "core/stop.hpp"
+
+namespace conduit {
+
+struct PipelineOptions {
+  std::filesystem::path data_dir;
+  uint64_t retry_count = 10;  // 0 = retry forever
+  std::chrono::nanoseconds retry_delay = std::chrono::seconds(1);
+  std::chrono::nanoseconds stop_timeout = std::chrono::seconds(30);
+  std::optional<uint64_t> next_round_override;
+  std::size_t queue_capacity = 2;  // rounds buffered between two stages
+  bool durable_checkpoint = true;  // false only for benchmarks
+};
+
+// Told about progress. Called from pipeline threads, never with a pipeline lock
+// held except for on_state (which must therefore not call back into the pipeline).
+class PipelineObserver {
+ public:
+  virtual ~PipelineObserver() = default;
+  virtual void on_state(State state) { (void)state; }
+  // Every plugin is initialised; rounds start flowing from `next_round`.
+  virtual void on_ready(uint64_t next_round) { (void)next_round; }
+  // Round `round` is committed: the checkpoint now says round + 1.
+  virtual void on_exported(uint64_t round, std::size_t txn_count) { (void)round, (void)txn_count; }
+  // A plugin call failed and will be retried.
+  virtual void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {
+    (void)kind, (void)plugin, (void)round;
+  }
+};
+
+class Pipeline {
+ public:
+  Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& logger,
+           PipelineObserver* observer = nullptr);
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Initialises the plugins, moves rounds until stopped, closes every plugin
+  // exactly once (importer, processors in order, exporter) and returns the cause.
+  StopCause run();
+
+  // Thread-safe and idempotent. A second request while an end-of-round drain is
+  // in progress escalates it to `now`. `origin` says who asked ("SIGTERM", ...).
+  void stop(StopMode mode, const std::string& origin);
+
+  // The cause once the pipeline has stopped (or is stopping); reason `none` before.
+  StopCause why_stopped() const;
+  State state() const { return state_.load(); }
+  // The checkpoint: the first round not yet committed by the exporter.
+  uint64_t next_round() const { return next_round_.load(); }
+  // The mode in force, if a stop was requested.
+  std::optional<StopMode> stop_mode() const;
+
+ private:
+  enum class Stage { importer, processor, exporter };
+
+  void initialise();
+  void run_importer();
+  void run_processor(std::size_t index);
+  void run_exporter();
+  void close_plugins();
+  // Retries `call` per retry-count / retry-delay. False when stopped or failed.
+  template <class F>
+  bool attempt(PluginKind kind, const std::string& plugin, uint64_t round, std::stop_token stop,
+               F&& call);
+  void fail(StopReason reason, const std::string& detail);
+  void escalate_locked(const std::string& why);
+  void set_state(State state);
+  void stage_finished();
+  std::string plugin_label(PluginKind kind, const std::string& name) const;
+
+  PipelinePlugins plugins_;
+  PipelineOptions options_;
+  Logger& logger_;
+  PipelineObserver* observer_;
+  Checkpoint checkpoint_;
+  Metadata metadata_;
+  Genesis genesis_;
+
+  // `now` cancels every plugin call; `importer_stop_` fires for either mode.
+  std::vector<std::unique_ptr<BoundedQueue<BlockData>>> queues_;  // stage i -> stage i+1
+  std::stop_source now_;
+  std::stop_source importer_stop_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::optional<StopMode> mode_;
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
+  StopCause cause_;
+  int running_stages_ = 0;
+  bool ran_ = false;
+  bool closed_ = false;
+
+  std::mutex state_mutex_;  // orders state notifications
+  std::atomic<State> state_{State::starting};
+  std::atomic<uint64_t> next_round_{0};
+};
+
+}  // namespace conduit

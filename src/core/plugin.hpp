@@ -1,0 +1,100 @@
+// Plugin interfaces, modelled on Go Conduit's importer / processor / exporter.
+//
+// Lifecycle of every plugin instance, driven by the pipeline:
+//   configure(config)    parse and validate the plugin's own TOML section; no I/O.
+//                        Runs before anything starts, and again for a reload.
+//   round_request(...)   optional: the round this plugin needs next (0 = none).
+//   init(ctx, stop)      acquire resources; the importer reports the genesis.
+//   get_block / process / receive, round by round, on the plugin's own thread.
+//   close()              exactly once per instance, whether or not init ran.
+//
+// Cancellation: every blocking call takes a std::stop_token. A plugin blocked in
+// I/O must wake up when it fires (std::stop_callback) and throw Cancelled.
+// Errors: throw PluginError (retryable or not); other exceptions are retryable.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+
+#include "core/block.hpp"
+#include "core/config.hpp"
+#include "core/log.hpp"
+
+namespace conduit {
+
+enum class PluginKind { importer, processor, exporter };
+std::string_view to_string(PluginKind kind);
+
+struct PluginMetadata {
+  std::string name;
+  std::string description;
+  std::string sample_config;  // TOML body of the plugin's `config` table
+  bool deprecated = false;
+};
+
+// Thrown by a plugin call that noticed its stop_token.
+class Cancelled : public std::runtime_error {
+ public:
+  Cancelled() : std::runtime_error("cancelled") {}
+};
+
+class PluginError : public std::runtime_error {
+ public:
+  PluginError(const std::string& message, bool retryable)
+      : std::runtime_error(message), retryable_(retryable) {}
+  bool retryable() const { return retryable_; }
+
+ private:
+  bool retryable_;
+};
+
+// What init() gets (Go Conduit: InitProvider + PluginConfig.DataDir).
+struct InitContext {
+  std::filesystem::path data_dir;  // DIR/<type>_<name>/, created before init
+  uint64_t next_round = 0;         // the first round the pipeline will ask for
+  const Genesis* genesis = nullptr;  // null for the importer (it reports it)
+  Logger* logger = nullptr;
+};
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual void configure(PluginConfig& config) = 0;
+  // A round this plugin must resume at, or 0 for no request (Go Conduit's
+  // RoundRequestor). Called after configure, before init.
+  virtual uint64_t round_request(const std::filesystem::path& data_dir) {
+    (void)data_dir;
+    return 0;
+  }
+  virtual void close() = 0;
+};
+
+class Importer : public Plugin {
+ public:
+  // Initialises and returns the genesis of the chain it imports.
+  virtual Genesis init(const InitContext& ctx, std::stop_token stop) = 0;
+  // Returns round `round`. Blocks until it is available or `stop` fires.
+  virtual BlockData get_block(uint64_t round, std::stop_token stop) = 0;
+};
+
+class Processor : public Plugin {
+ public:
+  virtual void init(const InitContext& ctx, std::stop_token stop) = 0;
+  // Transforms `block` in place. On an exception the block must be unchanged,
+  // because the pipeline retries with the same block.
+  virtual void process(BlockData& block, std::stop_token stop) = 0;
+};
+
+class Exporter : public Plugin {
+ public:
+  virtual void init(const InitContext& ctx, std::stop_token stop) = 0;
+  // Commits `block`. When it throws (or is cancelled) nothing of the round may
+  // remain: the round is retried or exported again after a restart.
+  virtual void receive(const BlockData& block, std::stop_token stop) = 0;
+};
+
+}  // namespace conduit

@@ -1,0 +1,94 @@
+#include "core/registry.hpp"
+
+namespace conduit {
+
+std::string_view to_string(PluginKind kind) {
+  switch (kind) {
+    case PluginKind::importer: return "importer";
+    case PluginKind::processor: return "processor";
+    case PluginKind::exporter: return "exporter";
+  }
+  return "plugin";
+}
+
+void Registry::add_importer(PluginMetadata meta, ImporterFactory make) {
+  auto name = meta.name;
+  importers_[name] = {std::move(meta), std::move(make)};
+}
+void Registry::add_processor(PluginMetadata meta, ProcessorFactory make) {
+  auto name = meta.name;
+  processors_[name] = {std::move(meta), std::move(make)};
+}
+void Registry::add_exporter(PluginMetadata meta, ExporterFactory make) {
+  auto name = meta.name;
+  exporters_[name] = {std::move(meta), std::move(make)};
+}
+
+std::unique_ptr<Importer> Registry::make_importer(const std::string& name) const {
+  auto it = importers_.find(name);
+  return it == importers_.end() ? nullptr : it->second.make();
+}
+std::unique_ptr<Processor> Registry::make_processor(const std::string& name) const {
+  auto it = processors_.find(name);
+  return it == processors_.end() ? nullptr : it->second.make();
+}
+std::unique_ptr<Exporter> Registry::make_exporter(const std::string& name) const {
+  auto it = exporters_.find(name);
+  return it == exporters_.end() ? nullptr : it->second.make();
+}
+
+std::vector<PluginMetadata> Registry::list(PluginKind kind) const {
+  std::vector<PluginMetadata> out;
+  auto collect = [&](const auto& map) {
+    for (const auto& [name, entry] : map) out.push_back(entry.meta);
+  };
+  if (kind == PluginKind::importer) collect(importers_);
+  if (kind == PluginKind::processor) collect(processors_);
+  if (kind == PluginKind::exporter) collect(exporters_);
+  return out;
+}
+
+std::vector<std::string> Registry::names(PluginKind kind) const {
+  std::vector<std::string> out;
+  for (const auto& meta : list(kind)) out.push_back(meta.name);
+  return out;
+}
+
+namespace {
+
+std::string known(const Registry& registry, PluginKind kind) {
+  std::string out;
+  for (const auto& name : registry.names(kind)) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
+template <class T>
+std::unique_ptr<T> make_configured(std::unique_ptr<T> plugin, PluginSpec& spec,
+                                   const Registry& registry, PluginKind kind) {
+  if (!plugin)
+    throw ConfigError(spec.location + ": unknown " + std::string(to_string(kind)) + " '" +
+                      spec.name + "' (known: " + known(registry, kind) + ")");
+  plugin->configure(spec.config);
+  spec.config.finish();
+  return plugin;
+}
+
+}  // namespace
+
+PipelinePlugins build_plugins(const Registry& registry, Config& config) {
+  PipelinePlugins plugins;
+  plugins.importer = make_configured(registry.make_importer(config.importer.name), config.importer,
+                                     registry, PluginKind::importer);
+  plugins.importer_name = config.importer.name;
+  for (auto& spec : config.processors) {
+    plugins.processors.push_back(make_configured(registry.make_processor(spec.name), spec, registry,
+                                                 PluginKind::processor));
+    plugins.processor_names.push_back(spec.name);
+  }
+  plugins.exporter = make_configured(registry.make_exporter(config.exporter.name), config.exporter,
+                                     registry, PluginKind::exporter);
+  plugins.exporter_name = config.exporter.name;
+  return plugins;
+}
+
+}  // namespace conduit

@@ -1,0 +1,54 @@
+#include "core/stop.hpp"
+
+#include <array>
+#include <utility>
+
+namespace conduit {
+namespace {
+
+constexpr std::array<std::pair<StopReason, std::string_view>, 7> kReasonTokens{{
+    {StopReason::none, ""},
+    {StopReason::stop_requested, "stop-requested"},
+    {StopReason::importer_error, "importer-error"},
+    {StopReason::processor_error, "processor-error"},
+    {StopReason::exporter_error, "exporter-error"},
+    {StopReason::checkpoint_error, "checkpoint-error"},
+    {StopReason::internal_error, "internal-error"},
+}};
+
+}  // namespace
+
+std::string_view to_string(StopMode mode) {
+  return mode == StopMode::now ? "now" : "end-of-round";
+}
+
+std::optional<StopMode> parse_stop_mode(std::string_view text) {
+  if (text == "now") return StopMode::now;
+  if (text == "end-of-round") return StopMode::end_of_round;
+  return std::nullopt;
+}
+
+std::string_view to_string(StopReason reason) {
+  for (const auto& [value, token] : kReasonTokens)
+    if (value == reason) return token;
+  return "internal-error";
+}
+
+std::optional<StopReason> parse_stop_reason(std::string_view text) {
+  for (const auto& [value, token] : kReasonTokens)
+    if (token == text) return value;
+  return std::nullopt;
+}
+
+std::string_view to_string(State state) {
+  switch (state) {
+    case State::starting: return "starting";
+    case State::running: return "running";
+    case State::stopping: return "stopping";
+    case State::reloading: return "reloading";
+    case State::stopped: return "stopped";
+  }
+  return "stopped";
+}
+
+}  // namespace conduit

@@ -1,0 +1,44 @@
+// Stop modes, stop reasons and the stop cause value (CONTRACT section 2).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace conduit {
+
+enum class StopMode {
+  now,           // abandon uncommitted rounds, cancel the exporter call in progress
+  end_of_round,  // cancel the importer's fetch, drain every delivered round
+};
+
+enum class StopReason {
+  none,  // still running
+  stop_requested,
+  importer_error,
+  processor_error,
+  exporter_error,
+  checkpoint_error,
+  internal_error,
+};
+
+std::string_view to_string(StopMode mode);
+std::optional<StopMode> parse_stop_mode(std::string_view text);
+std::string_view to_string(StopReason reason);
+std::optional<StopReason> parse_stop_reason(std::string_view text);
+
+// Why a pipeline stopped. A value, not a log line: callers branch on `reason`.
+struct StopCause {
+  StopReason reason = StopReason::none;
+  std::string detail;
+
+  bool expected() const { return reason == StopReason::stop_requested; }
+  // Process exit status for this cause (CONTRACT section 2).
+  int exit_code() const { return reason == StopReason::stop_requested ? 0 : 1; }
+};
+
+// Pipeline and service states, as exposed on D-Bus (CONTRACT section 5).
+enum class State { starting, running, stopping, reloading, stopped };
+std::string_view to_string(State state);
+
+}  // namespace conduit

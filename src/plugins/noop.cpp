@@ -1,0 +1,60 @@
+// Go Conduit's noop plugins: an importer of empty blocks, a processor and an
+// exporter that do nothing. Useful for measuring the framework itself.
+#include "plugins/noop.hpp"
+
+#include <msgpack.hpp>
+
+#include "core/block_msgpack.hpp"
+
+namespace conduit::plugins {
+namespace {
+
+class NoopImporter final : public Importer {
+ public:
+  void configure(PluginConfig&) override {}
+  Genesis init(const InitContext&, std::stop_token) override { return {}; }
+  BlockData get_block(uint64_t round, std::stop_token stop) override {
+    if (stop.stop_requested()) throw Cancelled();
+    // {"block": {"rnd": round}}; a zero round is omitted, as Go's codec does.
+    msgpack::sbuffer buffer;
+    msgpack::packer packer(buffer);
+    packer.pack_map(1);
+    packer.pack("block");
+    packer.pack_map(round ? 1 : 0);
+    if (round) {
+      packer.pack("rnd");
+      packer.pack(round);
+    }
+    return BlockData::decode_msgpack({buffer.data(), buffer.size()});
+  }
+  void close() override {}
+};
+
+class NoopProcessor final : public Processor {
+ public:
+  void configure(PluginConfig&) override {}
+  void init(const InitContext&, std::stop_token) override {}
+  void process(BlockData&, std::stop_token) override {}
+  void close() override {}
+};
+
+class NoopExporter final : public Exporter {
+ public:
+  void configure(PluginConfig&) override {}
+  void init(const InitContext&, std::stop_token) override {}
+  void receive(const BlockData&, std::stop_token) override {}
+  void close() override {}
+};
+
+}  // namespace
+
+void register_noop(Registry& registry) {
+  registry.add_importer({"noop", "noop importer: empty blocks, as fast as asked", "", false},
+                        [] { return std::make_unique<NoopImporter>(); });
+  registry.add_processor({"noop", "noop processor: passes blocks through unchanged", "", false},
+                         [] { return std::make_unique<NoopProcessor>(); });
+  registry.add_exporter({"noop", "noop exporter: discards every block", "", false},
+                        [] { return std::make_unique<NoopExporter>(); });
+}
+
+}  // namespace conduit::plugins

@@ -1,0 +1,7 @@
+#pragma once
+#include "core/registry.hpp"
+
+namespace conduit::plugins {
+void register_noop(Registry& registry);
+void register_generator(Registry& registry);
+}  // namespace conduit::plugins
