@@ -178,7 +178,8 @@ std::vector<PluginConfig> PluginConfig::get_table_list(std::string_view key) {
   if (!array) fail(key, "expected an array of tables, found " + std::string(type_name(*node)));
   size_t index = 0;
   for (const auto& element : *array) {
-    std::string name = section_ + "." + std::string(key) + "[" + std::to_string(index++) + "]";
+    std::string name = (section_.empty() ? "" : section_ + ".") + std::string(key) + "[" +
+                       std::to_string(index++) + "]";
     if (!element.is_table())
       throw ConfigError(location(file_, element.source()) + ": " + name + ": expected a table, found " +
                         std::string(type_name(element)));
@@ -191,7 +192,8 @@ std::optional<PluginConfig> PluginConfig::get_table(std::string_view key) {
   auto* node = static_cast<const toml::node*>(lookup(key));
   if (!node) return std::nullopt;
   if (!node->is_table()) fail(key, "expected a table, found " + std::string(type_name(*node)));
-  return PluginConfig(document_, node->as_table(), file_, section_ + "." + std::string(key));
+  return PluginConfig(document_, node->as_table(), file_,
+                      (section_.empty() ? "" : section_ + ".") + std::string(key));
 }
 
 std::optional<std::string> PluginConfig::get_scalar_text(std::string_view key) {

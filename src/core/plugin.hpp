@@ -6,7 +6,9 @@
 //   round_request(...)   optional: the round this plugin needs next (0 = none).
 //   init(ctx, stop)      acquire resources; the importer reports the genesis.
 //   get_block / process / receive, round by round, on the plugin's own thread.
-//   close()              exactly once per instance, whether or not init ran.
+//   close()              exactly once per instance handed to a pipeline, whether
+//                        or not init ran (an instance whose configuration was
+//                        rejected is destroyed without close).
 //
 // Cancellation: every blocking call takes a std::stop_token. A plugin blocked in
 // I/O must wake up when it fires (std::stop_callback) and throw Cancelled.

@@ -156,6 +156,12 @@ StopCause Supervisor::run() {
     std::unique_ptr<Pipeline> finished = std::move(pipeline_);
     bool restart = reloading_ && !stop_mode_ && cause.reason == StopReason::stop_requested;
     if (restart) continue;
+    if (pending_) {
+      // A stop cut the reload short: the validated plugins never ran.
+      Pipeline discard(std::move(*pending_), {.data_dir = options_.data_dir}, logger_);
+      pending_.reset();
+      pending_config_.reset();
+    }
     if (reloading_) {
       reloading_ = false;
       std::lock_guard nlock(notify_mutex_);

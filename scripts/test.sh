@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds conduit with sanitizers and runs every test:
+#   - all suites under ASan+UBSan (build-asan/)
+#   - the pipeline suite (threads, stop paths) under TSan (build-tsan/)
+# Usage: scripts/test.sh [--quick]   (--quick: ASan+UBSan only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+
+jobs=${JOBS:-2}
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+setup() {  # dir, extra meson args...
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" --wrap-mode=nodownload -Dwerror=true -Dbuildtype=debug -Doptimization=1 \
+      -Dtest_plugins=true "$@"
+  fi
+  ninja -C "$dir" -j"$jobs"
+}
+
+setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+meson test -C build-asan --num-processes "$jobs" --print-errorlogs
+
+if [ "$quick" = 0 ]; then
+  setup build-tsan -Db_sanitize=thread -Db_lundef=false
+  # TSan needs the classic address space layout on kernels with high mmap entropy.
+  setarch "$(uname -m)" -R meson test -C build-tsan --suite pipeline --num-processes "$jobs" --print-errorlogs
+fi

@@ -1,0 +1,336 @@
+#include "test_support.hpp"
+
+#include <cstring>
+#include <fstream>
+#include <msgpack.hpp>
+#include <sstream>
+#include <unistd.h>
+
+#include "core/block_msgpack.hpp"
+#include "core/checkpoint.hpp"
+
+namespace conduit::plugins {
+void register_noop(Registry& registry);
+void register_generator(Registry& registry);
+}  // namespace conduit::plugins
+
+namespace conduit::test {
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "conduit-test-XXXXXX").string();
+  if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::filesystem::path fixtures_dir() {
+  std::vector<std::filesystem::path> candidates;
+  if (const char* env = std::getenv("CONDUIT_FIXTURES")) candidates.emplace_back(env);
+  candidates.emplace_back("../shared/fixtures/conduit-blocks");
+  for (const auto& c : candidates)
+    if (std::filesystem::exists(c / "1_block.msgp.gz")) return std::filesystem::canonical(c);
+  return {};
+}
+
+void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::optional<uint64_t> checkpoint_round(const std::filesystem::path& data_dir) {
+  auto m = Checkpoint(data_dir).load();
+  if (!m) return std::nullopt;
+  return m->next_round;
+}
+
+// ---------------------------------------------------------------------------
+
+namespace {
+World* g_world = nullptr;
+}
+
+World::World() { g_world = this; }
+World::~World() { g_world = nullptr; }
+World* World::current() { return g_world; }
+
+void World::record(const Call& call, const std::string& what) {
+  std::lock_guard lock(mutex_);
+  events_.push_back({call, what});
+}
+
+std::vector<Event> World::events() const {
+  std::lock_guard lock(mutex_);
+  return events_;
+}
+
+int World::next_generation() {
+  std::lock_guard lock(mutex_);
+  return ++generation_;
+}
+
+int World::generation() const {
+  std::lock_guard lock(mutex_);
+  return generation_;
+}
+
+void World::block_until_cancelled(std::stop_token stop) {
+  std::mutex mutex;
+  std::condition_variable_any cv;
+  std::unique_lock lock(mutex);
+  cv.wait(lock, stop, [] { return false; });
+  throw Cancelled();
+}
+
+void World::signal(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  signals_.push_back(name);
+  changed_.notify_all();
+}
+
+void World::wait(const std::string& name) {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] {
+    return std::find(signals_.begin(), signals_.end(), name) != signals_.end();
+  });
+}
+
+bool World::wait_for(const std::string& name, std::stop_token stop) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait(lock, stop, [&] {
+    return std::find(signals_.begin(), signals_.end(), name) != signals_.end();
+  });
+}
+
+bool World::signalled(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  return std::find(signals_.begin(), signals_.end(), name) != signals_.end();
+}
+
+namespace {
+
+BlockData round_block(uint64_t round) {
+  msgpack::sbuffer buffer;
+  msgpack::packer packer(buffer);
+  packer.pack_map(1);
+  packer.pack("block");
+  packer.pack_map(round ? 1 : 0);
+  if (round) {
+    packer.pack("rnd");
+    packer.pack(round);
+  }
+  return BlockData::decode_msgpack({buffer.data(), buffer.size()});
+}
+
+// Common plumbing: every call goes through the world's hook.
+class Scripted {
+ protected:
+  explicit Scripted(std::string name) : name_(std::move(name)) {}
+  Call enter(const std::string& step, uint64_t round, std::stop_token stop) {
+    Call call{name_, step, round, generation_};
+    World* world = World::current();
+    world->record(call, "enter");
+    if (world->hook) world->hook(call, stop);
+    return call;
+  }
+  void closed() {
+    Call call{name_, "close", 0, generation_};
+    World::current()->record(call, "closed");
+  }
+  uint64_t requested() {
+    World* world = World::current();
+    if (!world->round_request) return 0;
+    Call call{name_, "round_request", 0, generation_};
+    world->record(call, "enter");
+    return world->round_request(name_);
+  }
+  std::string name_;
+  int generation_ = 0;
+};
+
+class TestImporter final : public Importer, Scripted {
+ public:
+  TestImporter() : Scripted("importer") { generation_ = World::current()->next_generation(); }
+  void configure(PluginConfig& config) override { (void)config.get_string("label", ""); }
+  uint64_t round_request(const std::filesystem::path&) override { return requested(); }
+  Genesis init(const InitContext& ctx, std::stop_token stop) override {
+    enter("init", ctx.next_round, stop);
+    return World::current()->genesis;
+  }
+  BlockData get_block(uint64_t round, std::stop_token stop) override {
+    auto call = enter("get", round, stop);
+    World::current()->record(call, "deliver");
+    return round_block(round);
+  }
+  void close() override { closed(); }
+};
+
+class TestProcessor final : public Processor, Scripted {
+ public:
+  TestProcessor() : Scripted("processor") {}
+  void configure(PluginConfig& config) override {
+    name_ = "processor" + std::to_string(config.get_uint("index", 0));
+    generation_ = World::current()->generation();
+  }
+  uint64_t round_request(const std::filesystem::path&) override { return requested(); }
+  void init(const InitContext& ctx, std::stop_token stop) override {
+    enter("init", ctx.next_round, stop);
+  }
+  void process(BlockData& block, std::stop_token stop) override {
+    enter("process", block.round(), stop);
+  }
+  void close() override { closed(); }
+};
+
+class TestExporter final : public Exporter, Scripted {
+ public:
+  TestExporter() : Scripted("exporter") { generation_ = World::current()->generation(); }
+  void configure(PluginConfig&) override {}
+  uint64_t round_request(const std::filesystem::path&) override { return requested(); }
+  void init(const InitContext& ctx, std::stop_token stop) override {
+    enter("init", ctx.next_round, stop);
+  }
+  void receive(const BlockData& block, std::stop_token stop) override {
+    auto call = enter("receive", block.round(), stop);
+    World::current()->record(call, "commit");
+  }
+  void close() override { closed(); }
+};
+
+}  // namespace
+
+Registry test_registry() {
+  Registry registry;
+  plugins::register_noop(registry);
+  plugins::register_generator(registry);
+  registry.add_importer({"test_importer", "scripted test importer", "", false},
+                        [] { return std::make_unique<TestImporter>(); });
+  registry.add_processor({"test_processor", "scripted test processor", "", false},
+                         [] { return std::make_unique<TestProcessor>(); });
+  registry.add_exporter({"test_exporter", "scripted test exporter", "", false},
+                        [] { return std::make_unique<TestExporter>(); });
+  return registry;
+}
+
+std::string test_config(int processors, const std::string& extra_top) {
+  std::string text = "retry-count = 3\nretry-delay = \"1ms\"\n" + extra_top +
+                     "\n[importer]\nname = \"test_importer\"\n";
+  for (int i = 0; i < processors; ++i)
+    text += "[[processors]]\nname = \"test_processor\"\n[processors.config]\nindex = " +
+            std::to_string(i) + "\n";
+  text += "[exporter]\nname = \"test_exporter\"\n";
+  return text;
+}
+
+}  // namespace conduit::test
+
+#include <csignal>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+extern char** environ;
+
+namespace conduit::test {
+
+Subprocess::Subprocess(std::vector<std::string> argv, std::vector<std::string> extra_env) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  for (auto& e : extra_env) env.push_back(e);
+  std::vector<char*> cargv, cenv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  for (auto& e : env) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  // The child starts with no signals blocked, whatever the test thread has.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  int r = posix_spawn(&pid_, cargv[0], &actions, &attr, cargv.data(), cenv.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(fds[1]);
+  out_fd_ = fds[0];
+  if (r != 0) {
+    ::close(out_fd_);
+    throw std::runtime_error("cannot run " + argv[0] + ": " + std::strerror(r));
+  }
+}
+
+Subprocess::~Subprocess() {
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+    wait();
+  }
+  if (out_fd_ >= 0) ::close(out_fd_);
+}
+
+bool Subprocess::read_more() {
+  char buffer[4096];
+  ssize_t n;
+  do {
+    n = ::read(out_fd_, buffer, sizeof buffer);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return false;
+  output_.append(buffer, static_cast<size_t>(n));
+  return true;
+}
+
+bool Subprocess::wait_for_line(const std::string& needle) {
+  for (;;) {
+    auto pos = output_.find(needle, scanned_);
+    if (pos != std::string::npos) {
+      auto end = output_.find('\n', pos);
+      scanned_ = end == std::string::npos ? output_.size() : end + 1;
+      return true;
+    }
+    if (!read_more()) return false;
+  }
+}
+
+int Subprocess::wait() {
+  if (status_) return *status_;
+  while (read_more()) {
+  }
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return *status_;
+}
+
+void Subprocess::signal(int sig) { ::kill(pid_, sig); }
+
+std::pair<int, std::string> run_command(std::vector<std::string> argv,
+                                        std::vector<std::string> extra_env) {
+  Subprocess p(std::move(argv), std::move(extra_env));
+  int status = p.wait();
+  return {status, p.output()};
+}
+
+std::string conduit_bin() {
+  const char* bin = std::getenv("CONDUIT_BIN");
+  return bin ? bin : "conduit";
+}
+
+}  // namespace conduit::test

@@ -1,0 +1,367 @@
+// Deterministic pipeline behaviour: ordering, errors, retries, round requests,
+// checkpoints, close order. Stops are triggered from inside plugin hooks or by
+// latches, never by sleeping.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "core/checkpoint.hpp"
+#include "core/pipeline.hpp"
+#include "test_support.hpp"
+
+using namespace conduit;
+using namespace conduit::test;
+
+namespace {
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { registry_ = test_registry(); }
+
+  std::unique_ptr<Pipeline> make(int processors, PipelineOptions options = {},
+                                 const std::string& extra = "") {
+    write_text(dir_ / "conduit.toml", test_config(processors, extra));
+    Config config = load_config(dir_.path());
+    auto plugins = build_plugins(registry_, config);
+    options.data_dir = dir_.path();
+    options.retry_count = config.retry_count;
+    if (options.retry_delay == std::chrono::seconds(1)) options.retry_delay = config.retry_delay;
+    return std::make_unique<Pipeline>(std::move(plugins), options, logger_);
+  }
+
+  // Rounds of `plugin`'s events `what`; "enter" events of init are left out.
+  std::vector<uint64_t> rounds(const std::string& plugin, const std::string& what) const {
+    std::vector<uint64_t> out;
+    for (const auto& e : world_.events())
+      if (e.call.plugin == plugin && e.what == what && e.call.step != "init" &&
+          e.call.step != "round_request")
+        out.push_back(e.call.round);
+    return out;
+  }
+
+  std::vector<std::string> closes() const {
+    std::vector<std::string> out;
+    for (const auto& e : world_.events())
+      if (e.what == "closed") out.push_back(e.call.plugin);
+    return out;
+  }
+
+  World world_;
+  TempDir dir_;
+  Registry registry_;
+  Logger logger_{nullptr, LogLevel::error};
+};
+
+std::vector<uint64_t> iota(uint64_t from, uint64_t to) {
+  std::vector<uint64_t> v;
+  for (uint64_t r = from; r < to; ++r) v.push_back(r);
+  return v;
+}
+
+}  // namespace
+
+TEST_F(PipelineTest, EndOfRoundExportsEveryDeliveredRoundInOrder) {
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.plugin == "importer" && c.step == "get" && c.round == 20)
+      p->stop(StopMode::end_of_round, "test");
+  };
+  auto pipeline = make(2);
+  p = pipeline.get();
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  EXPECT_NE(cause.detail.find("test requested stop (end-of-round)"), std::string::npos);
+  // Round 20's get returned after the request: it was delivered, so it is exported.
+  EXPECT_EQ(rounds("importer", "deliver"), iota(0, 21));
+  EXPECT_EQ(rounds("exporter", "commit"), iota(0, 21));
+  EXPECT_EQ(rounds("processor1", "enter"), iota(0, 21));
+  EXPECT_EQ(checkpoint_round(dir_.path()), 21u);
+  EXPECT_EQ(pipeline->next_round(), 21u);
+  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "processor0", "processor1", "exporter"}));
+  EXPECT_EQ(pipeline->state(), State::stopped);
+  EXPECT_EQ(pipeline->why_stopped().reason, StopReason::stop_requested);
+}
+
+TEST_F(PipelineTest, NowCancelsTheExporterAndCheckpointsTheFirstUncommittedRound) {
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token stop) {
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 5) {
+      p->stop(StopMode::now, "test");
+      World::block_until_cancelled(stop);
+    }
+  };
+  auto pipeline = make(1);
+  p = pipeline.get();
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  EXPECT_EQ(rounds("exporter", "commit"), iota(0, 5));
+  EXPECT_EQ(checkpoint_round(dir_.path()), 5u);
+  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "processor0", "exporter"}));
+}
+
+TEST_F(PipelineTest, NowWakesAnImporterBlockedWaitingForABlock) {
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token stop) {
+    if (c.plugin == "importer" && c.step == "get" && c.round == 3) {
+      world_.signal("blocked");
+      World::block_until_cancelled(stop);
+    }
+  };
+  auto pipeline = make(0);
+  p = pipeline.get();
+  std::jthread stopper([&] {
+    world_.wait("blocked");
+    p->stop(StopMode::now, "test");
+  });
+  EXPECT_EQ(pipeline->run().reason, StopReason::stop_requested);
+  EXPECT_LE(rounds("exporter", "commit").size(), 3u);
+  EXPECT_EQ(checkpoint_round(dir_.path()), rounds("exporter", "commit").size());
+}
+
+TEST_F(PipelineTest, SecondStopEscalatesADrainToNow) {
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token stop) {
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 2) {
+      p->stop(StopMode::end_of_round, "first");
+      world_.signal("draining");
+      World::block_until_cancelled(stop);  // only `now` releases it
+    }
+  };
+  auto pipeline = make(0);
+  p = pipeline.get();
+  std::jthread stopper([&] {
+    world_.wait("draining");
+    p->stop(StopMode::end_of_round, "second");
+  });
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  EXPECT_NE(cause.detail.find("escalated to now by second stop request (second"), std::string::npos)
+      << cause.detail;
+  EXPECT_EQ(checkpoint_round(dir_.path()), 2u);
+}
+
+TEST_F(PipelineTest, StopTimeoutEscalatesADrainThatHangs) {
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token stop) {
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 1) {
+      p->stop(StopMode::end_of_round, "test");
+      World::block_until_cancelled(stop);
+    }
+  };
+  PipelineOptions options;
+  options.stop_timeout = std::chrono::milliseconds(20);
+  auto pipeline = make(0, options);
+  p = pipeline.get();
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  EXPECT_NE(cause.detail.find("stop-timeout (20ms)"), std::string::npos) << cause.detail;
+  EXPECT_EQ(checkpoint_round(dir_.path()), 1u);
+}
+
+TEST_F(PipelineTest, RetryableErrorsAreRetriedThenSucceed) {
+  Pipeline* p = nullptr;
+  int failures = 0;
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 3 && failures < 2) {
+      ++failures;
+      throw PluginError("disk hiccup", true);
+    }
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 6)
+      p->stop(StopMode::end_of_round, "test");
+  };
+  auto pipeline = make(0);
+  p = pipeline.get();
+  EXPECT_EQ(pipeline->run().reason, StopReason::stop_requested);
+  EXPECT_EQ(failures, 2);
+  EXPECT_EQ(rounds("exporter", "commit").front(), 0u);
+  auto commits = rounds("exporter", "commit");
+  EXPECT_TRUE(std::is_sorted(commits.begin(), commits.end()));
+  EXPECT_EQ(std::adjacent_find(commits.begin(), commits.end()), commits.end());
+}
+
+TEST_F(PipelineTest, RetriesExhaustedStopWithThePluginsError) {
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.plugin == "processor0" && c.step == "process" && c.round == 4)
+      throw std::runtime_error("bad block");
+  };
+  auto pipeline = make(1);  // retry-count = 3 in test_config
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::processor_error);
+  EXPECT_NE(cause.detail.find("processor:test_processor failed at round 4: bad block (gave up after 4 attempts)"),
+            std::string::npos)
+      << cause.detail;
+  EXPECT_EQ(cause.exit_code(), 1);
+  EXPECT_EQ(rounds("processor0", "enter").size(), 4u + 4u);  // rounds 0-3 once, round 4 four times
+  EXPECT_EQ(checkpoint_round(dir_.path()), 4u);
+  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "processor0", "exporter"}));
+}
+
+TEST_F(PipelineTest, NonRetryableErrorStopsAtOnce) {
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.plugin == "importer" && c.step == "get" && c.round == 2)
+      throw PluginError("corrupt block file 2_block.msgp", false);
+  };
+  auto pipeline = make(0);
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::importer_error);
+  EXPECT_NE(cause.detail.find("corrupt block file 2_block.msgp"), std::string::npos);
+  EXPECT_EQ(rounds("importer", "enter").size(), 3u);
+}
+
+TEST_F(PipelineTest, AStopInterruptsARetryWait) {
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 1) {
+      if (!world_.signalled("failed")) world_.signal("failed");
+      throw PluginError("unavailable", true);
+    }
+  };
+  PipelineOptions options;
+  options.retry_delay = std::chrono::hours(1);
+  auto pipeline = make(0, options);
+  p = pipeline.get();
+  std::jthread stopper([&] {
+    world_.wait("failed");
+    p->stop(StopMode::now, "test");
+  });
+  EXPECT_EQ(pipeline->run().reason, StopReason::stop_requested);
+  EXPECT_EQ(checkpoint_round(dir_.path()), 1u);
+}
+
+TEST_F(PipelineTest, ImporterReturningTheWrongRoundIsAnImporterError) {
+  // The test importer returns the round it is asked for; a processor that
+  // rewrites rounds makes the exporter see an out-of-order round instead.
+  class Rewriter final : public Processor {
+   public:
+    void configure(PluginConfig&) override {}
+    void init(const InitContext&, std::stop_token) override {}
+    void process(BlockData& block, std::stop_token) override {
+      if (block.round() == 3) block = BlockData();  // round 0 again
+    }
+    void close() override {}
+  };
+  registry_.add_processor({"rewriter", "", "", false}, [] { return std::make_unique<Rewriter>(); });
+  write_text(dir_ / "conduit.toml", "[importer]\nname = \"test_importer\"\n[[processors]]\nname = "
+                                    "\"rewriter\"\n[exporter]\nname = \"test_exporter\"\n");
+  Config config = load_config(dir_.path());
+  Pipeline pipeline(build_plugins(registry_, config), {.data_dir = dir_.path()}, logger_);
+  StopCause cause = pipeline.run();
+  EXPECT_EQ(cause.reason, StopReason::internal_error);
+  EXPECT_NE(cause.detail.find("round 0 reached the exporter when round 3 was expected"),
+            std::string::npos);
+  EXPECT_EQ(checkpoint_round(dir_.path()), 3u);
+}
+
+TEST_F(PipelineTest, ResumesAtTheCheckpoint) {
+  Checkpoint(dir_.path()).store({"dGVzdC1nZW5lc2lz", "test-network", 17});
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 19)
+      p->stop(StopMode::end_of_round, "test");
+  };
+  auto pipeline = make(0);
+  p = pipeline.get();
+  pipeline->run();
+  EXPECT_EQ(rounds("importer", "enter").front(), 17u);
+  EXPECT_EQ(rounds("exporter", "commit").front(), 17u);
+}
+
+TEST_F(PipelineTest, OverrideAndRoundRequests) {
+  Checkpoint(dir_.path()).store({"dGVzdC1nZW5lc2lz", "test-network", 17});
+  world_.round_request = [](const std::string& plugin) -> uint64_t {
+    return plugin == "exporter" ? 30 : 0;
+  };
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.step == "get") p->stop(StopMode::end_of_round, "test");
+  };
+  {
+    auto pipeline = make(0);
+    p = pipeline.get();
+    pipeline->run();
+    EXPECT_EQ(rounds("importer", "enter").front(), 30u) << "the exporter's request wins over metadata";
+  }
+  {
+    PipelineOptions options;
+    options.next_round_override = 12;
+    auto pipeline = make(0, options);
+    StopCause cause = pipeline->run();
+    EXPECT_EQ(cause.reason, StopReason::checkpoint_error);
+    EXPECT_NE(cause.detail.find("next-round override 12 conflicts with exporter:test_exporter, which "
+                                "must resume at round 30"),
+              std::string::npos)
+        << cause.detail;
+  }
+  world_.round_request = [](const std::string& plugin) -> uint64_t {
+    return plugin == "exporter" ? 30 : plugin == "importer" ? 31 : 0;
+  };
+  {
+    auto pipeline = make(0);
+    StopCause cause = pipeline->run();
+    EXPECT_EQ(cause.reason, StopReason::checkpoint_error);
+    EXPECT_NE(cause.detail.find("conflicting round requests"), std::string::npos);
+  }
+}
+
+TEST_F(PipelineTest, OverrideWithoutRequestsStartsThere) {
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.step == "get") p->stop(StopMode::end_of_round, "test");
+  };
+  PipelineOptions options;
+  options.next_round_override = 1000;
+  auto pipeline = make(0, options);
+  p = pipeline.get();
+  pipeline->run();
+  EXPECT_EQ(rounds("exporter", "commit"), (std::vector<uint64_t>{1000}));
+  EXPECT_EQ(checkpoint_round(dir_.path()), 1001u);
+}
+
+TEST_F(PipelineTest, DifferentNetworkInTheDataDirIsRefused) {
+  Checkpoint(dir_.path()).store({"b3RoZXI=", "othernet", 5});
+  auto pipeline = make(0);
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::checkpoint_error);
+  EXPECT_NE(cause.detail.find("holds data of network 'othernet'"), std::string::npos);
+  EXPECT_EQ(Checkpoint(dir_.path()).load()->network, "othernet") << "nothing overwritten";
+  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "exporter"}));
+}
+
+TEST_F(PipelineTest, StopBeforeRunClosesEverythingOnce) {
+  auto pipeline = make(2);
+  pipeline->stop(StopMode::now, "test");
+  pipeline->stop(StopMode::now, "again");
+  EXPECT_EQ(pipeline->run().reason, StopReason::stop_requested);
+  EXPECT_TRUE(rounds("importer", "enter").empty());
+  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "processor0", "processor1", "exporter"}));
+}
+
+TEST_F(PipelineTest, InitFailureNamesThePlugin) {
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.plugin == "exporter" && c.step == "init") throw std::runtime_error("cannot connect");
+  };
+  auto pipeline = make(1);
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::exporter_error);
+  EXPECT_NE(cause.detail.find("exporter:test_exporter failed to initialise: cannot connect"),
+            std::string::npos);
+  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "processor0", "exporter"}));
+}
+
+TEST_F(PipelineTest, PipelineNeverRunClosesOnDestruction) {
+  { auto pipeline = make(1); }
+  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "processor0", "exporter"}));
+}
+
+TEST_F(PipelineTest, PluginDataDirectoriesAreCreated) {
+  Pipeline* p = nullptr;
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.step == "get") p->stop(StopMode::end_of_round, "test");
+  };
+  auto pipeline = make(1);
+  p = pipeline.get();
+  pipeline->run();
+  EXPECT_TRUE(std::filesystem::is_directory(dir_ / "importer_test_importer"));
+  EXPECT_TRUE(std::filesystem::is_directory(dir_ / "processor_test_processor"));
+  EXPECT_TRUE(std::filesystem::is_directory(dir_ / "exporter_test_exporter"));
+}
