@@ -548,3 +548,61 @@ TEST_F(FilePluginTest, RestartOnAnotherNetworkIsRefused) {
   EXPECT_EQ(metadata["network"], "othernet");
   EXPECT_FALSE(fs::exists(out_ / "0_block.msgp.gz"));
 }
+
+// --- accessors ---------------------------------------------------------------------
+
+TEST(BlockAccessors, ReadTransactionsGroupsAndInnerTransactions) {
+  CONDUIT_REQUIRE_FIXTURES();
+  size_t grouped = 0, inner = 0, total = 0;
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) {
+    BlockData block = BlockData::decode_msgpack(fixture_msgpack(r));
+    EXPECT_EQ(block.header()["rnd"].as_uint().value_or(0), r);
+    EXPECT_EQ(block.header().path("gen").as_string(), "blockgen-test") << r;
+    for (size_t i = 0; i < block.txn_count(); ++i) {
+      FieldView stxn = block.payset_entry(i);
+      ASSERT_TRUE(stxn.present());
+      auto type = txn_of(stxn)["type"].as_string();
+      ASSERT_TRUE(type.has_value());
+      EXPECT_TRUE(*type == "pay" || *type == "axfer" || *type == "appl" || *type == "acfg")
+          << *type;
+      EXPECT_EQ(txn_of(stxn)["snd"].as_bytes()->size(), 32u);
+      if (auto grp = group_id(stxn)) {
+        EXPECT_EQ(grp->size(), 32u);
+        ++grouped;
+      }
+      FieldView itx = inner_txns(stxn);
+      for (size_t k = 0; k < itx.size(); ++k) {
+        EXPECT_EQ(txn_of(itx.at(k))["type"].as_string(), "pay");
+        ++inner;
+      }
+      ++total;
+    }
+    EXPECT_FALSE(block.payset_entry(block.txn_count()).present());
+  }
+  EXPECT_GT(total, 0u);
+  EXPECT_GT(grouped, 0u);
+  EXPECT_GT(inner, 0u);
+  EXPECT_FALSE(FieldView().path("a.b").present());
+  EXPECT_EQ(FieldView().as_uint(), std::nullopt);
+}
+
+TEST(BlockAccessors, KeepPaysetEntriesDropsTheOthers) {
+  CONDUIT_REQUIRE_FIXTURES();
+  BlockData block = BlockData::decode_msgpack(fixture_msgpack(1));
+  ASSERT_GT(block.txn_count(), 3u);
+  BlockData original = block.clone();
+  std::string sig0(*block.payset_entry(0)["sig"].as_bytes());
+  std::string sig2(*block.payset_entry(2)["sig"].as_bytes());
+  EXPECT_THROW(block.keep_payset_entries({2, 1}), std::out_of_range);
+  EXPECT_THROW(block.keep_payset_entries({0, 100000}), std::out_of_range);
+  EXPECT_EQ(block.encode_msgpack(), original.encode_msgpack());  // unchanged after a refusal
+  block.keep_payset_entries({0, 2});
+  EXPECT_EQ(block.txn_count(), 2u);
+  BlockData reread = BlockData::decode_msgpack(block.encode_msgpack());
+  EXPECT_EQ(reread.payset_entry(0)["sig"].as_bytes(), sig0);
+  EXPECT_EQ(reread.payset_entry(1)["sig"].as_bytes(), sig2);
+  block.keep_payset_entries({});
+  EXPECT_EQ(block.txn_count(), 0u);
+  EXPECT_FALSE(block.root()["payset"].present());
+  EXPECT_TRUE(block.root()["delta"].present());
+}
