@@ -37,8 +37,9 @@ filename-pattern = "%[1]d_block.msgp.gz"
 missing-file-wait = "1s"
 )";
 
-constexpr const char* kWriterSample = R"(# directory for the block files; created if missing. Default: the plugin's data dir
-block-dir = "/var/lib/conduit/out"
+constexpr const char* kWriterSample = R"(# directory for the block files; created if missing.
+# Default: the plugin's data dir, DIR/exporter_file_writer/
+# block-dir = "/var/lib/conduit/out"
 # file names, Go fmt style: .msgp or .json, optionally .gz
 filename-pattern = "%[1]d_block.msgp.gz"
 # remove the vote certificate before writing
