@@ -1,6 +1,7 @@
 #include "conduit_config.h"
 #include "core/registry.hpp"
 #include "plugins/noop.hpp"
+#include "plugins/algod.hpp"
 
 namespace conduit {
 
@@ -9,6 +10,7 @@ const Registry& builtin_registry() {
     Registry r;
     plugins::register_noop(r);
     plugins::register_generator(r);
+    plugins::register_algod(r);
     return r;
   }();
   return registry;
