@@ -159,6 +159,7 @@ class AlgodImporter final : public Importer {
 
     auto status = json_call("GET", "/v2/status", ctx.next_round, stop, kShortTimeout);
     uint64_t last_round = status.value("last-round", uint64_t{0});
+    node_round_ = last_round;
     log_info("algod importer: " + mode_ + " mode, node " + netaddr_ + " at round " +
              std::to_string(last_round) + ", network " + genesis.network);
 
