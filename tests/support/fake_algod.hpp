@@ -138,9 +138,12 @@ class FakeAlgod {
         uint64_t after = std::stoull(req.matches[1]);
         std::unique_lock lock(mutex_);
         // A real node answers after about a minute anyway; this one waits for
-        // the round (or the end of the test), which is what proves a stop
-        // ended the importer's wait.
-        changed_.wait(lock, [&] { return shutting_down_ || last_round_ > after; });
+        // the round (or release_waiting, or the end of the test), which is what
+        // proves a stop ended the importer's wait.
+        uint64_t released = released_;
+        changed_.wait(lock, [&] {
+          return shutting_down_ || last_round_ > after || released_ != released;
+        });
         lock.unlock();
         res.set_content(status_json(), "application/json");
       });
@@ -236,6 +239,16 @@ class FakeAlgod {
     return last_round_;
   }
 
+  // Answers every waiting long-poll and hung request: their handlers hold the
+  // server's worker threads, which a long-lived server must get back.
+  void release_waiting() {
+    {
+      std::lock_guard lock(mutex_);
+      ++released_;
+    }
+    changed_.notify_all();
+  }
+
   // The next `times` requests whose path starts with `path_prefix` get `fault`.
   void inject(const std::string& path_prefix, Fault fault, int times = 1) {
     std::lock_guard lock(mutex_);
@@ -304,7 +317,8 @@ class FakeAlgod {
     }
     if (fault == Fault::hang) {
       std::unique_lock lock(mutex_);
-      changed_.wait(lock, [&] { return shutting_down_; });
+      uint64_t released = released_;
+      changed_.wait(lock, [&] { return shutting_down_ || released_ != released; });
       res.status = 503;
       return;  // never marked answered: the test ended it
     }
@@ -365,6 +379,7 @@ class FakeAlgod {
   mutable std::mutex mutex_;
   std::condition_variable_any changed_;
   bool shutting_down_ = false;
+  uint64_t released_ = 0;
   uint64_t last_round_ = 0;
   std::map<uint64_t, AlgodRound> rounds_;
   std::deque<std::pair<std::string, Fault>> faults_;
