@@ -30,11 +30,10 @@ netaddr = "http://127.0.0.1:8080"
 # algod's API token (sent as X-Algo-API-Token)
 token = ""
 # Fast catchup of a follower node. Validated, but catchup itself is not
-# implemented: when the node is behind the round conduit needs, start-up fails
-# and names the catchpoint to apply with `goal node catchup`.
-[catchup-config]
-catchpoint = ""
-admin-token = ""
+# implemented: with a catchpoint set and the node behind the round conduit
+# needs, start-up fails and names the catchpoint to apply with
+# `goal node catchup`; without one, conduit waits for the node.
+catchup-config = { catchpoint = "", admin-token = "" }
 )";
 
 // algod answers a long-poll after about a minute without a new round.

@@ -413,3 +413,50 @@ TEST(AlgodConversion, RejectsWhatIsNotABlockResponse) {
   EXPECT_EQ(block.round(), 5u);
   EXPECT_EQ(block.txn_count(), 0u);
 }
+
+TEST_F(AlgodImporterTest, SampleConfigurationIsAccepted) {
+  for (const auto& meta : builtin_registry().list(PluginKind::importer)) {
+    if (meta.name != "algod") continue;
+    Config config = parse_config("[importer]\nname = \"algod\"\n[importer.config]\n" +
+                                     meta.sample_config + "\n[exporter]\nname = \"noop\"\n",
+                                 "/tmp", "conduit.toml");
+    EXPECT_NO_THROW(build_plugins(builtin_registry(), config));
+    return;
+  }
+  FAIL() << "algod is not registered";
+}
+
+TEST_F(AlgodImporterTest, FollowerBehindACatchpointFailsAndSaysCatchupIsNotImplemented) {
+  FakeAlgod server(kToken);
+  server.set_last_round(3);
+  auto algod = importer(server.address(), "follower", kToken,
+                        "[importer.config.catchup-config]\ncatchpoint = "
+                        "\"50#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n"
+                        "admin-token = \"admin\"\n");
+  auto e = error_of([&] { algod->init(context(100), {}); });
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("fast catchup is not implemented"), std::string::npos)
+      << e.what();
+  EXPECT_NE(std::string(e.what()).find("goal node catchup 50#"), std::string::npos);
+  EXPECT_TRUE(server.sync_rounds().empty());
+  algod->close();
+}
+
+// The daemon itself: SIGTERM while the importer waits in a long-poll that is
+// never answered exits at once with status 0 and the checkpoint at the round
+// it waited for.
+TEST_F(AlgodImporterTest, DaemonExitsCleanlyOnSigtermDuringLongPoll) {
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod server(kToken);
+  server.load_fixtures(fixtures_dir(), 3, false);
+  write_text(dir_ / "conduit.toml", importer_config(server.address(), "follower") +
+                                        "[exporter]\nname = \"noop\"\n");
+  Subprocess daemon({conduit_bin(), "-d", dir_.path().string(), "--bus", "none"});
+  ASSERT_GE(server.wait_for_request("/v2/status/wait-for-block-after/2"), 0);
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0) << daemon.output();
+  EXPECT_TRUE(server.requests().back().path == "/v2/status/wait-for-block-after/2" &&
+              !server.requests().back().answered);
+  EXPECT_EQ(checkpoint_round(dir_.path()), 3u);
+  EXPECT_EQ(daemon.output().find(kToken), std::string::npos);
+}
