@@ -114,6 +114,8 @@ class AlgodImporter final : public Importer {
       netaddr_ = "http://" + netaddr_;
     }
     token_ = config.get_string("token", "");
+    for (unsigned char c : token_)
+      if (c < 0x20 || c == 0x7f) config.fail("token", "must not contain control characters");
     if (auto catchup = config.get_table("catchup-config")) {
       catchpoint_ = catchup->get_string("catchpoint", "");
       admin_token_ = catchup->get_string("admin-token", "");
@@ -175,6 +177,7 @@ class AlgodImporter final : public Importer {
                             false);
         log_info("algod importer: " + why + "; waiting for the node to catch up");
       }
+      log_sync_round(ctx.next_round, stop);
       set_sync_round(ctx.next_round, stop);
     }
     return genesis;
@@ -268,6 +271,21 @@ class AlgodImporter final : public Importer {
     if (synced_round_ == round) return;
     call("POST", "/v2/ledger/sync/" + std::to_string(round), round, stop, kShortTimeout);
     synced_round_ = round;
+  }
+
+  // Where the node's sync round was before we move it; for the log only (a node
+  // that never had one set may answer with an error).
+  void log_sync_round(uint64_t round, std::stop_token stop) {
+    try {
+      auto sync = json_call("GET", "/v2/ledger/sync", round, stop, kShortTimeout);
+      log_info("algod importer: the node's sync round was " +
+               std::to_string(sync.value("round", uint64_t{0})) + "; moving it to " +
+               std::to_string(round));
+    } catch (const Cancelled&) {
+      throw;
+    } catch (const std::exception& e) {
+      log_info(std::string("algod importer: could not read the node's sync round: ") + e.what());
+    }
   }
 
   // Long-polls until the node has `round`. algod answers after about a minute

@@ -170,6 +170,7 @@ TEST_F(AlgodTest, FollowerRunsRoundsInOrderAndEndOfRoundStopWakesTheLongPoll) {
   EXPECT_EQ(checkpoint_round(dir_.path()), kRounds);
   // The sync round follows the rounds asked for, in order (init sets the first).
   EXPECT_EQ(server_.sync_rounds(), iota(0, kRounds + 1));
+  EXPECT_EQ(count("GET", "/v2/ledger/sync"), 1u);  // read once at start-up, for the log
   EXPECT_EQ(count("GET", "/v2/deltas/0"), 0u);  // genesis has no delta
   EXPECT_EQ(count("GET", "/v2/deltas/"), kRounds - 1);
   // Metadata carries the genesis the node reported.
