@@ -100,10 +100,11 @@ int main(int argc, char** argv) {
     fs::remove_all(dir);
   }
   std::sort(millis.begin(), millis.end());
-  std::printf("%s: median %.3f ms, min %.3f ms, "
-              "max %.3f ms over %d runs\n",
-              baseline ? "baseline (generator importer waiting)"
-                       : "SIGTERM -> exit while blocked in a long-poll",
-              millis[millis.size() / 2], millis.front(), millis.back(), runs);
+  std::printf(
+      "%s: median %.3f ms, min %.3f ms, "
+      "max %.3f ms over %d runs\n",
+      baseline ? "baseline (generator importer waiting)"
+               : "SIGTERM -> exit while blocked in a long-poll",
+      millis[millis.size() / 2], millis.front(), millis.back(), runs);
   return 0;
 }

@@ -22,7 +22,8 @@
 namespace conduit::plugins {
 namespace {
 
-constexpr const char* kSample = R"(# "archival" (any round, no state deltas) or "follower" (a follower node:
+constexpr const char* kSample =
+    R"(# "archival" (any round, no state deltas) or "follower" (a follower node:
 # blocks with state deltas; the importer advances the node's sync round)
 mode = "follower"
 # algod's REST address
@@ -141,9 +142,9 @@ class AlgodImporter final : public Importer {
       genesis.network = doc.at("network").get<std::string>();
       genesis.id = doc.at("id").get<std::string>();
     } catch (const std::exception& e) {
-      throw PluginError("algod importer: " + client_->url("/genesis") +
-                            " is not a genesis document: " + e.what(),
-                        false);
+      throw PluginError(
+          "algod importer: " + client_->url("/genesis") + " is not a genesis document: " + e.what(),
+          false);
     }
     genesis.json = std::move(genesis_body);
     // The genesis hash as algod itself reports it (Go Conduit computes the same
@@ -235,9 +236,8 @@ class AlgodImporter final : public Importer {
     try {
       response = client_->perform({method, path, timeout, stall}, stop);
     } catch (const TransportError& e) {
-      throw PluginError("algod importer: round " + std::to_string(round) + ": " + method + " " +
-                            e.what(),
-                        true);
+      throw PluginError(
+          "algod importer: round " + std::to_string(round) + ": " + method + " " + e.what(), true);
     }
     if (response.status >= 200 && response.status < 300) return std::move(response.body);
     // Server trouble and rate limits pass; a request algod rejects does not.
@@ -347,7 +347,8 @@ BlockData algod_block_to_block_data(std::string_view block_response,
     try {
       std::size_t offset = 0;
       msgpack::object object = msgpack::unpack(zone, bytes.data(), bytes.size(), offset);
-      if (offset != bytes.size()) throw BlockDecodeError(std::string("trailing bytes after the ") + what);
+      if (offset != bytes.size())
+        throw BlockDecodeError(std::string("trailing bytes after the ") + what);
       if (object.type != msgpack::type::MAP)
         throw BlockDecodeError(std::string("the ") + what + " is not a msgpack map");
       return object;
@@ -394,9 +395,9 @@ BlockData algod_block_to_block_data(std::string_view block_response,
 }
 
 void register_algod(Registry& registry) {
-  registry.add_importer({"algod", "blocks (and, in follower mode, state deltas) from an algod node",
-                         kSample, false},
-                        [] { return std::make_unique<AlgodImporter>(); });
+  registry.add_importer(
+      {"algod", "blocks (and, in follower mode, state deltas) from an algod node", kSample, false},
+      [] { return std::make_unique<AlgodImporter>(); });
 }
 
 }  // namespace conduit::plugins

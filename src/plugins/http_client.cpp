@@ -120,15 +120,13 @@ HttpResponse HttpClient::perform(const HttpRequest& request, std::stop_token sto
   for (;;) {
     int running = 0;
     CURLMcode code = curl_multi_perform(multi, &running);
-    if (code != CURLM_OK)
-      throw TransportError(target + ": " + curl_multi_strerror(code));
+    if (code != CURLM_OK) throw TransportError(target + ": " + curl_multi_strerror(code));
     if (running == 0) break;
     if (stop.stop_requested()) throw Cancelled();
     // The timeout only bounds how long a missed wakeup could go unnoticed;
     // curl_multi_wakeup normally ends the wait at once.
     code = curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
-    if (code != CURLM_OK)
-      throw TransportError(target + ": " + curl_multi_strerror(code));
+    if (code != CURLM_OK) throw TransportError(target + ": " + curl_multi_strerror(code));
     if (stop.stop_requested()) throw Cancelled();
   }
 

@@ -18,8 +18,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <stop_token>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -63,7 +63,7 @@ inline std::string base64_of(std::string_view bytes) {
 
 // One round as algod serves it.
 struct AlgodRound {
-  std::string block_response;  // {"block": header + "txns", "cert"?} in msgpack
+  std::string block_response;        // {"block": header + "txns", "cert"?} in msgpack
   std::optional<std::string> delta;  // the state delta in msgpack (none for round 0)
 };
 
@@ -141,9 +141,8 @@ class FakeAlgod {
         // the round (or release_waiting, or the end of the test), which is what
         // proves a stop ended the importer's wait.
         uint64_t released = released_;
-        changed_.wait(lock, [&] {
-          return shutting_down_ || last_round_ > after || released_ != released;
-        });
+        changed_.wait(
+            lock, [&] { return shutting_down_ || last_round_ > after || released_ != released; });
         lock.unlock();
         res.set_content(status_json(), "application/json");
       });
@@ -257,7 +256,7 @@ class FakeAlgod {
 
   struct Request {
     std::string method;
-    std::string path;  // without the query
+    std::string path;       // without the query
     bool answered = false;  // the handler returned (a hung one never does)
     int faulted = 0;        // 1 + Fault when a fault was injected
   };

@@ -54,15 +54,14 @@ Registry algod_registry() {
 
 std::string importer_config(const std::string& address, const std::string& mode,
                             const std::string& token = kToken, const std::string& extra = "") {
-  return "[importer]\nname = \"algod\"\n[importer.config]\nmode = \"" + mode +
-         "\"\nnetaddr = \"" + address + "\"\ntoken = \"" + token + "\"\n" + extra;
+  return "[importer]\nname = \"algod\"\n[importer.config]\nmode = \"" + mode + "\"\nnetaddr = \"" +
+         address + "\"\ntoken = \"" + token + "\"\n" + extra;
 }
 
 // The BlockData the importer must produce for fixture round `round`, built from
 // the fixture directly: keys block, cert, delta, payset (sorted), empty ones left out.
 std::string expected_block(uint64_t round, bool keep_delta, bool with_cert) {
-  std::string bytes =
-      gunzip_file(fixtures_dir() / (std::to_string(round) + "_block.msgp.gz"));
+  std::string bytes = gunzip_file(fixtures_dir() / (std::to_string(round) + "_block.msgp.gz"));
   BlockData block = BlockData::decode_msgpack(bytes);
   const auto& root = block.tree().root;
   const auto* delta = keep_delta ? mp::find(root, "delta") : nullptr;
@@ -171,7 +170,7 @@ TEST_F(AlgodTest, FollowerRunsRoundsInOrderAndEndOfRoundStopWakesTheLongPoll) {
   // The sync round follows the rounds asked for, in order (init sets the first).
   EXPECT_EQ(server_.sync_rounds(), iota(0, kRounds + 1));
   EXPECT_EQ(count("GET", "/v2/ledger/sync"), 1u);  // read once at start-up, for the log
-  EXPECT_EQ(count("GET", "/v2/deltas/0"), 0u);  // genesis has no delta
+  EXPECT_EQ(count("GET", "/v2/deltas/0"), 0u);     // genesis has no delta
   EXPECT_EQ(count("GET", "/v2/deltas/"), kRounds - 1);
   // Metadata carries the genesis the node reported.
   auto metadata = read_text(dir_ / "metadata.json");
@@ -259,9 +258,9 @@ class AlgodImporterTest : public ::testing::Test {
   std::unique_ptr<Importer> importer(const std::string& address, const std::string& mode,
                                      const std::string& token = kToken,
                                      const std::string& extra = "") {
-    Config config = parse_config(
-        importer_config(address, mode, token, extra) + "[exporter]\nname = \"noop\"\n", "/tmp",
-        "conduit.toml");
+    Config config =
+        parse_config(importer_config(address, mode, token, extra) + "[exporter]\nname = \"noop\"\n",
+                     "/tmp", "conduit.toml");
     return std::move(build_plugins(builtin_registry(), config).importer);
   }
 
@@ -404,13 +403,21 @@ TEST_F(AlgodImporterTest, ConfigurationIsValidated) {
 
 TEST(AlgodConversion, RejectsWhatIsNotABlockResponse) {
   EXPECT_THROW(plugins::algod_block_to_block_data("", std::nullopt), BlockDecodeError);
-  EXPECT_THROW(plugins::algod_block_to_block_data("\x81\xa3" "abc" "\x01", std::nullopt),
+  EXPECT_THROW(plugins::algod_block_to_block_data("\x81\xa3"
+                                                  "abc"
+                                                  "\x01",
+                                                  std::nullopt),
                BlockDecodeError);  // {"abc": 1}: no block
-  EXPECT_THROW(plugins::algod_block_to_block_data("\x81\xa5" "block" "\x81\xa3rnd\x05",
+  EXPECT_THROW(plugins::algod_block_to_block_data("\x81\xa5"
+                                                  "block"
+                                                  "\x81\xa3rnd\x05",
                                                   std::string_view("\x05", 1)),
                BlockDecodeError);  // delta not a map
-  auto block = plugins::algod_block_to_block_data("\x81\xa5" "block" "\x81\xa3rnd\x05",
-                                                  std::nullopt);
+  auto block = plugins::algod_block_to_block_data(
+      "\x81\xa5"
+      "block"
+      "\x81\xa3rnd\x05",
+      std::nullopt);
   EXPECT_EQ(block.round(), 5u);
   EXPECT_EQ(block.txn_count(), 0u);
 }
@@ -450,8 +457,8 @@ TEST_F(AlgodImporterTest, DaemonExitsCleanlyOnSigtermDuringLongPoll) {
   CONDUIT_REQUIRE_FIXTURES();
   FakeAlgod server(kToken);
   server.load_fixtures(fixtures_dir(), 3, false);
-  write_text(dir_ / "conduit.toml", importer_config(server.address(), "follower") +
-                                        "[exporter]\nname = \"noop\"\n");
+  write_text(dir_ / "conduit.toml",
+             importer_config(server.address(), "follower") + "[exporter]\nname = \"noop\"\n");
   Subprocess daemon({conduit_bin(), "-d", dir_.path().string(), "--bus", "none"});
   ASSERT_GE(server.wait_for_request("/v2/status/wait-for-block-after/2"), 0);
   daemon.signal(SIGTERM);
