@@ -213,6 +213,11 @@ class JsonWriter {
         char buf[64];
         auto end = std::to_chars(buf, buf + sizeof(buf), o.via.f64).ptr;
         out_.append(buf, end);
+        // Keep it a float when read back (Algorand data has no floats; unknown
+        // fields should still survive the round trip with their type).
+        if (std::string_view(buf, static_cast<size_t>(end - buf)).find_first_of(".e") ==
+            std::string_view::npos)
+          out_ += ".0";
         return;
       }
       case msgpack::type::STR:
@@ -331,7 +336,8 @@ class JsonWriter {
   }
 
   void enter(char open) {
-    if (++depth_ > kMaxDepth) throw BlockEncodeError("nesting too deep");
+    // Looser than the readers' limits, so that whatever they accept can be written.
+    if (++depth_ > 2 * kMaxDepth + 16) throw BlockEncodeError("nesting too deep");
     out_ += open;
   }
   void leave(char close) {

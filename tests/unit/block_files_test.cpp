@@ -606,3 +606,21 @@ TEST(BlockAccessors, KeepPaysetEntriesDropsTheOthers) {
   EXPECT_FALSE(block.root()["payset"].present());
   EXPECT_TRUE(block.root()["delta"].present());
 }
+
+TEST(BlockCodec, UnknownFieldsKeepTheirJsonTypes) {
+  std::string json = R"({"block": {"rnd": 2}, "x": {"f": 1.5, "g": 100.0, "n": -3, "s": "text", )"
+                     R"("b": true, "z": null, "a": [1, "two", []], "e": {}}})";
+  BlockData block = decode_block_json(json);
+  EXPECT_EQ(block.round(), 2u);
+  FieldView x = block.root()["x"];
+  EXPECT_EQ(x["f"].as_double(), 1.5);
+  EXPECT_EQ(x["g"].as_double(), 100.0);
+  EXPECT_EQ(x["n"].as_int(), -3);
+  EXPECT_EQ(x["s"].as_string(), "text");
+  EXPECT_EQ(x["b"].as_bool(), true);
+  EXPECT_EQ(x["z"].type(), FieldView::Type::nil);
+  EXPECT_EQ(x["a"].size(), 3u);
+  EXPECT_EQ(x["e"].type(), FieldView::Type::map);
+  BlockData again = decode_block_json(encode_block_json(block));
+  EXPECT_EQ(again.encode_msgpack(), block.encode_msgpack());
+}
