@@ -2,6 +2,7 @@
 #include "core/registry.hpp"
 #include "plugins/noop.hpp"
 #include "plugins/file_plugins.hpp"
+#include "plugins/filter_processor.hpp"
 
 namespace conduit {
 
@@ -11,6 +12,7 @@ const Registry& builtin_registry() {
     plugins::register_noop(r);
     plugins::register_generator(r);
     plugins::register_file_plugins(r);
+    plugins::register_filter_processor(r);
     return r;
   }();
   return registry;
