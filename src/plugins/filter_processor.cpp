@@ -15,6 +15,11 @@
 #include "plugins/filter_processor.hpp"
 
 #include <charconv>
+// GCC 12 warns about libstdc++'s own <regex> internals (a known false positive
+// of -Wmaybe-uninitialized at -O2, fatal under -Werror); nothing here to fix.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <regex>
 
 #include "core/algorand.hpp"
