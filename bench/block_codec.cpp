@@ -12,8 +12,8 @@
 
 #include "core/block_json.hpp"
 #include "core/config.hpp"
-#include "core/registry.hpp"
 #include "core/fs.hpp"
+#include "core/registry.hpp"
 #include "plugins/block_files.hpp"
 
 using namespace conduit;
@@ -51,7 +51,7 @@ void report(const char* name, double per_pass, size_t bytes, size_t blocks) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  fs::path dir = argc > 1 ? fs::path(argv[1])
+  fs::path dir = argc > 1                          ? fs::path(argv[1])
                  : std::getenv("CONDUIT_FIXTURES") ? fs::path(std::getenv("CONDUIT_FIXTURES"))
                                                    : fs::path("../shared/fixtures/conduit-blocks");
   double seconds = argc > 2 ? std::atof(argv[2]) : 1.0;
@@ -79,28 +79,51 @@ int main(int argc, char** argv) {
               json_bytes, gz_bytes);
   std::printf("MB/s are of the uncompressed msgpack (JSON rows: of the JSON text)\n\n");
 
-  report("zlib gunzip", time_pass(seconds, [&] {
-           for (const auto& g : gz) sink += plugins::gzip_decompress(g, 1 << 30).size();
-         }), msgp_bytes, n);
-  report("zlib gzip (level 6)", time_pass(seconds, [&] {
-           for (const auto& m : msgp) sink += plugins::gzip_compress(m).size();
-         }), msgp_bytes, n);
-  report("msgpack decode", time_pass(seconds, [&] {
-           for (const auto& m : msgp) sink += BlockData::decode_msgpack(m).txn_count();
-         }), msgp_bytes, n);
-  report("msgpack encode", time_pass(seconds, [&] {
-           for (const auto& b : blocks) sink += b.encode_msgpack().size();
-         }), msgp_bytes, n);
-  report("JSON encode", time_pass(seconds, [&] {
-           for (const auto& b : blocks) sink += encode_block_json(b).size();
-         }), json_bytes, n);
-  report("JSON decode", time_pass(seconds, [&] {
-           for (const auto& j : json) sink += decode_block_json(j).txn_count();
-         }), json_bytes, n);
-  report("file read .msgp.gz (total)", time_pass(seconds, [&] {
-           for (const auto& g : gz)
-             sink += BlockData::decode_msgpack(plugins::gzip_decompress(g, 1 << 30)).txn_count();
-         }), msgp_bytes, n);
+  report("zlib gunzip",
+         time_pass(seconds,
+                   [&] {
+                     for (const auto& g : gz) sink += plugins::gzip_decompress(g, 1 << 30).size();
+                   }),
+         msgp_bytes, n);
+  report("zlib gzip (level 6)",
+         time_pass(seconds,
+                   [&] {
+                     for (const auto& m : msgp) sink += plugins::gzip_compress(m).size();
+                   }),
+         msgp_bytes, n);
+  report("msgpack decode",
+         time_pass(seconds,
+                   [&] {
+                     for (const auto& m : msgp) sink += BlockData::decode_msgpack(m).txn_count();
+                   }),
+         msgp_bytes, n);
+  report("msgpack encode",
+         time_pass(seconds,
+                   [&] {
+                     for (const auto& b : blocks) sink += b.encode_msgpack().size();
+                   }),
+         msgp_bytes, n);
+  report("JSON encode",
+         time_pass(seconds,
+                   [&] {
+                     for (const auto& b : blocks) sink += encode_block_json(b).size();
+                   }),
+         json_bytes, n);
+  report("JSON decode",
+         time_pass(seconds,
+                   [&] {
+                     for (const auto& j : json) sink += decode_block_json(j).txn_count();
+                   }),
+         json_bytes, n);
+  report(
+      "file read .msgp.gz (total)",
+      time_pass(seconds,
+                [&] {
+                  for (const auto& g : gz)
+                    sink +=
+                        BlockData::decode_msgpack(plugins::gzip_decompress(g, 1 << 30)).txn_count();
+                }),
+      msgp_bytes, n);
 
   // filter_processor: top-level pay transactions and anything with an inner pay.
   Config config = parse_config(R"([importer]
@@ -115,7 +138,8 @@ any = [ { tag = "txn.type", expression-type = "equal", expression = "pay" },
         { tag = "txn.amt", expression-type = "greater-than", expression = 1000000 } ]
 [exporter]
 name = "noop"
-)", "/nonexistent", "bench.toml");
+)",
+                               "/nonexistent", "bench.toml");
   auto plugins = build_plugins(builtin_registry(), config);
   size_t txns = 0;
   for (const auto& b : blocks) txns += b.txn_count();
@@ -147,7 +171,8 @@ all = [ { tag = "txn.fee", expression-type = "greater-than-equal", expression = 
         { tag = "txn.snd", expression-type = "regex", expression = "^[A-Z2-7]+$" } ]
 [exporter]
 name = "noop"
-)", "/nonexistent", "bench.toml");
+)",
+                                  "/nonexistent", "bench.toml");
   auto all_plugins = build_plugins(builtin_registry(), match_all);
   double match_pass = time_pass(seconds, [&] {
     for (auto& b : blocks) all_plugins.processors[0]->process(b, {});

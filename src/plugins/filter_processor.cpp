@@ -36,37 +36,68 @@ struct TagInfo {
 
 // Go Conduit's Filter_tags (generated_signed_txn_map.go), by value type.
 constexpr TagInfo kTags[] = {
-    {"aca", TagKind::uint},           {"apid", TagKind::uint},
-    {"ca", TagKind::uint},            {"caid", TagKind::uint},
-    {"lsig.msig.thr", TagKind::uint}, {"lsig.msig.v", TagKind::uint},
-    {"msig.thr", TagKind::uint},      {"msig.v", TagKind::uint},
-    {"rc", TagKind::uint},            {"rr", TagKind::uint},
-    {"rs", TagKind::uint},            {"sgnr", TagKind::address},
-    {"txn.aamt", TagKind::uint},      {"txn.aclose", TagKind::address},
-    {"txn.afrz", TagKind::boolean},   {"txn.amt", TagKind::uint},
-    {"txn.apan", TagKind::uint},      {"txn.apar.am", TagKind::bytes32},
-    {"txn.apar.an", TagKind::string}, {"txn.apar.au", TagKind::string},
-    {"txn.apar.c", TagKind::address}, {"txn.apar.dc", TagKind::uint},
-    {"txn.apar.df", TagKind::boolean}, {"txn.apar.f", TagKind::address},
-    {"txn.apar.m", TagKind::address}, {"txn.apar.r", TagKind::address},
-    {"txn.apar.t", TagKind::uint},    {"txn.apar.un", TagKind::string},
-    {"txn.apep", TagKind::uint},      {"txn.apgs.nbs", TagKind::uint},
-    {"txn.apgs.nui", TagKind::uint},  {"txn.apid", TagKind::uint},
-    {"txn.apls.nbs", TagKind::uint},  {"txn.apls.nui", TagKind::uint},
-    {"txn.arcv", TagKind::address},   {"txn.asnd", TagKind::address},
-    {"txn.caid", TagKind::uint},      {"txn.close", TagKind::address},
-    {"txn.fadd", TagKind::address},   {"txn.faid", TagKind::uint},
-    {"txn.fee", TagKind::uint},       {"txn.fv", TagKind::uint},
-    {"txn.gen", TagKind::string},     {"txn.grp", TagKind::bytes32},
-    {"txn.lv", TagKind::uint},        {"txn.nonpart", TagKind::boolean},
-    {"txn.note", TagKind::bytes},     {"txn.rcv", TagKind::address},
-    {"txn.rekey", TagKind::address},  {"txn.snd", TagKind::address},
-    {"txn.sp.P.td", TagKind::uint},   {"txn.sp.S.td", TagKind::uint},
-    {"txn.sp.v", TagKind::uint},      {"txn.sp.w", TagKind::uint},
-    {"txn.spmsg.P", TagKind::uint},   {"txn.spmsg.f", TagKind::uint},
-    {"txn.spmsg.l", TagKind::uint},   {"txn.sptype", TagKind::uint},
-    {"txn.type", TagKind::string},    {"txn.votefst", TagKind::uint},
-    {"txn.votekd", TagKind::uint},    {"txn.votelst", TagKind::uint},
+    {"aca", TagKind::uint},
+    {"apid", TagKind::uint},
+    {"ca", TagKind::uint},
+    {"caid", TagKind::uint},
+    {"lsig.msig.thr", TagKind::uint},
+    {"lsig.msig.v", TagKind::uint},
+    {"msig.thr", TagKind::uint},
+    {"msig.v", TagKind::uint},
+    {"rc", TagKind::uint},
+    {"rr", TagKind::uint},
+    {"rs", TagKind::uint},
+    {"sgnr", TagKind::address},
+    {"txn.aamt", TagKind::uint},
+    {"txn.aclose", TagKind::address},
+    {"txn.afrz", TagKind::boolean},
+    {"txn.amt", TagKind::uint},
+    {"txn.apan", TagKind::uint},
+    {"txn.apar.am", TagKind::bytes32},
+    {"txn.apar.an", TagKind::string},
+    {"txn.apar.au", TagKind::string},
+    {"txn.apar.c", TagKind::address},
+    {"txn.apar.dc", TagKind::uint},
+    {"txn.apar.df", TagKind::boolean},
+    {"txn.apar.f", TagKind::address},
+    {"txn.apar.m", TagKind::address},
+    {"txn.apar.r", TagKind::address},
+    {"txn.apar.t", TagKind::uint},
+    {"txn.apar.un", TagKind::string},
+    {"txn.apep", TagKind::uint},
+    {"txn.apgs.nbs", TagKind::uint},
+    {"txn.apgs.nui", TagKind::uint},
+    {"txn.apid", TagKind::uint},
+    {"txn.apls.nbs", TagKind::uint},
+    {"txn.apls.nui", TagKind::uint},
+    {"txn.arcv", TagKind::address},
+    {"txn.asnd", TagKind::address},
+    {"txn.caid", TagKind::uint},
+    {"txn.close", TagKind::address},
+    {"txn.fadd", TagKind::address},
+    {"txn.faid", TagKind::uint},
+    {"txn.fee", TagKind::uint},
+    {"txn.fv", TagKind::uint},
+    {"txn.gen", TagKind::string},
+    {"txn.grp", TagKind::bytes32},
+    {"txn.lv", TagKind::uint},
+    {"txn.nonpart", TagKind::boolean},
+    {"txn.note", TagKind::bytes},
+    {"txn.rcv", TagKind::address},
+    {"txn.rekey", TagKind::address},
+    {"txn.snd", TagKind::address},
+    {"txn.sp.P.td", TagKind::uint},
+    {"txn.sp.S.td", TagKind::uint},
+    {"txn.sp.v", TagKind::uint},
+    {"txn.sp.w", TagKind::uint},
+    {"txn.spmsg.P", TagKind::uint},
+    {"txn.spmsg.f", TagKind::uint},
+    {"txn.spmsg.l", TagKind::uint},
+    {"txn.sptype", TagKind::uint},
+    {"txn.type", TagKind::string},
+    {"txn.votefst", TagKind::uint},
+    {"txn.votekd", TagKind::uint},
+    {"txn.votelst", TagKind::uint},
     {"txn.xaid", TagKind::uint},
 };
 
@@ -104,15 +135,19 @@ struct Searcher {
         return std::string(field.as_bytes().value_or(""));
       case TagKind::address: {
         auto bytes = field.as_bytes();
-        std::string raw = bytes && bytes->size() == 32 ? std::string(*bytes) : std::string(32, '\0');
+        std::string raw =
+            bytes && bytes->size() == 32 ? std::string(*bytes) : std::string(32, '\0');
         return algorand::encode_address(raw);
       }
       case TagKind::bytes:
         return algorand::base64_encode(field.as_bytes().value_or(""));
       case TagKind::bytes32: {
         auto bytes = field.as_bytes();
-        return algorand::base64_encode(bytes && bytes->size() == 32 ? *bytes
-                                                                    : std::string_view("\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 32));
+        return algorand::base64_encode(
+            bytes && bytes->size() == 32
+                ? *bytes
+                : std::string_view(
+                      "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 32));
       }
       case TagKind::boolean:
         return field.as_bool().value_or(false) ? "true" : "false";
@@ -125,13 +160,20 @@ struct Searcher {
     if (tag->kind == TagKind::uint) {
       uint64_t v = stxn.path(tag->tag).as_uint().value_or(0);
       switch (op) {
-        case Op::equal: return v == number;
-        case Op::not_equal: return v != number;
-        case Op::less: return v < number;
-        case Op::less_equal: return v <= number;
-        case Op::greater: return v > number;
-        case Op::greater_equal: return v >= number;
-        default: return false;
+        case Op::equal:
+          return v == number;
+        case Op::not_equal:
+          return v != number;
+        case Op::less:
+          return v < number;
+        case Op::less_equal:
+          return v <= number;
+        case Op::greater:
+          return v > number;
+        case Op::greater_equal:
+          return v >= number;
+        default:
+          return false;
       }
     }
     std::string v = string_value(stxn);
@@ -161,15 +203,19 @@ struct Filter {
     for (const auto& s : searchers)
       if (s.matches(stxn, search_inner)) ++hits;
     switch (combine) {
-      case Combine::none: return hits == 0;
-      case Combine::any: return hits > 0;
-      case Combine::all: return hits == searchers.size();
+      case Combine::none:
+        return hits == 0;
+      case Combine::any:
+        return hits > 0;
+      case Combine::all:
+        return hits == searchers.size();
     }
     return false;
   }
 };
 
-constexpr const char* kSample = R"(# search inner transactions too (a match keeps the top-level transaction)
+constexpr const char* kSample =
+    R"(# search inner transactions too (a match keeps the top-level transaction)
 search-inner = true
 # true: keep only matching transactions; false: a match keeps its whole group
 omit-group-transactions = true
@@ -188,14 +234,14 @@ class FilterProcessor final : public Processor {
       auto& entry = entries[n];
       std::string name = "filters[" + std::to_string(n) + "]";
       int ops = entry.contains("any") + entry.contains("all") + entry.contains("none");
-      if (ops != 1)
-        entry.fail({}, name + " must hold exactly one of any, all, none");
+      if (ops != 1) entry.fail({}, name + " must hold exactly one of any, all, none");
       Filter filter;
       std::string key = entry.contains("any") ? "any" : entry.contains("all") ? "all" : "none";
       filter.combine = key == "any" ? Combine::any : key == "all" ? Combine::all : Combine::none;
       auto subs = entry.get_table_list(key);
       for (size_t k = 0; k < subs.size(); ++k)
-        filter.searchers.push_back(make_searcher(subs[k], name + "." + key + "[" + std::to_string(k) + "]"));
+        filter.searchers.push_back(
+            make_searcher(subs[k], name + "." + key + "[" + std::to_string(k) + "]"));
       entry.finish();
       filters_.push_back(std::move(filter));
     }
@@ -221,23 +267,27 @@ class FilterProcessor final : public Processor {
     Searcher s;
     std::string tag = sub.get_string("tag", "");
     s.tag = find_tag(tag);
-    if (!s.tag) sub.fail("tag", name + ": unknown tag '" + tag + "' (see Go Conduit's Filter_tags)");
+    if (!s.tag)
+      sub.fail("tag", name + ": unknown tag '" + tag + "' (see Go Conduit's Filter_tags)");
     std::string type = sub.get_string("expression-type", "");
     auto op = parse_op(type);
-    if (!op) sub.fail("expression-type", name + ": expression type '" + type + "' is not supported");
+    if (!op)
+      sub.fail("expression-type", name + ": expression type '" + type + "' is not supported");
     s.op = *op;
     auto expression = sub.get_scalar_text("expression");
     if (!expression) sub.fail({}, name + ": 'expression' is required");
     if (s.tag->kind == TagKind::uint) {
       if (s.op == Op::regex)
-        sub.fail("expression-type", name + ": target type (numeric) does not support regex filters");
+        sub.fail("expression-type",
+                 name + ": target type (numeric) does not support regex filters");
       const std::string& t = *expression;
       auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), s.number);
       if (t.empty() || ec != std::errc() || end != t.data() + t.size())
         sub.fail("expression", name + ": search string \"" + t + "\" is not a valid uint64");
     } else {
       if (s.op != Op::equal && s.op != Op::regex)
-        sub.fail("expression-type", name + ": target type (string) does not support " + type + " filters");
+        sub.fail("expression-type",
+                 name + ": target type (string) does not support " + type + " filters");
       s.text = *expression;
       if (s.op == Op::regex) {
         try {
@@ -260,7 +310,9 @@ class FilterProcessor final : public Processor {
     auto group = [&](size_t k) {
       return group_id(block.payset_entry(in[k])).value_or(std::string_view());
     };
-    auto is_zero = [](std::string_view g) { return g.find_first_not_of('\0') == std::string_view::npos; };
+    auto is_zero = [](std::string_view g) {
+      return g.find_first_not_of('\0') == std::string_view::npos;
+    };
     std::vector<size_t> out;
     size_t first = 0;
     for (size_t i = 0; i < in.size(); ++i) {

@@ -17,8 +17,8 @@ using Counts = std::vector<size_t>;  // rounds 0..9
 
 std::string config_text(const std::string& processor_config) {
   return "[importer]\nname = \"noop\"\n[[processors]]\nname = \"filter_processor\"\n"
-         "[processors.config]\n" + processor_config +
-         "\n[exporter]\nname = \"noop\"\n";
+         "[processors.config]\n" +
+         processor_config + "\n[exporter]\nname = \"noop\"\n";
 }
 
 std::unique_ptr<Processor> make_filter(const std::string& processor_config) {
@@ -46,7 +46,8 @@ std::string filters(const std::string& op, const std::string& expressions) {
 }
 
 std::string expr(const std::string& tag, const std::string& type, const std::string& value) {
-  return "{ tag = \"" + tag + "\", expression-type = \"" + type + "\", expression = " + value + " }";
+  return "{ tag = \"" + tag + "\", expression-type = \"" + type + "\", expression = " + value +
+         " }";
 }
 
 }  // namespace
@@ -60,16 +61,20 @@ TEST(FilterProcessor, PerRoundCountsMatchTheFixtures) {
     Counts expected;
   };
   const std::vector<Case> cases = {
-      {"pay only", "omit-group-transactions = true\n" + filters("any", pay),
+      {"pay only",
+       "omit-group-transactions = true\n" + filters("any", pay),
        {0, 47, 27, 28, 27, 24, 30, 25, 24, 33}},
-      {"pay with whole groups", "omit-group-transactions = false\n" + filters("any", pay),
+      {"pay with whole groups",
+       "omit-group-transactions = false\n" + filters("any", pay),
        {0, 66, 40, 41, 40, 40, 44, 42, 38, 45}},
-      {"pay, inner too", "search-inner = true\nomit-group-transactions = true\n" + filters("any", pay),
+      {"pay, inner too",
+       "search-inner = true\nomit-group-transactions = true\n" + filters("any", pay),
        {0, 47, 40, 41, 40, 39, 44, 42, 38, 45}},
-      {"none pay", "omit-group-transactions = true\n" + filters("none", pay),
+      {"none pay",
+       "omit-group-transactions = true\n" + filters("none", pay),
        {0, 53, 49, 46, 48, 46, 42, 41, 48, 46}},
-      {"regex ^a", "omit-group-transactions = true\n" +
-                       filters("any", expr("txn.type", "regex", "\"^a\"")),
+      {"regex ^a",
+       "omit-group-transactions = true\n" + filters("any", expr("txn.type", "regex", "\"^a\"")),
        {0, 53, 49, 46, 48, 46, 42, 41, 48, 46}},
       {"all pay and amt >= 1e6",
        "omit-group-transactions = true\n" +
@@ -79,10 +84,11 @@ TEST(FilterProcessor, PerRoundCountsMatchTheFixtures) {
        "omit-group-transactions = true\n" + filters("any", pay) +
            filters("any", expr("txn.amt", "greater-than-equal", "\"1000000\"")),
        {0, 20, 14, 13, 13, 16, 14, 18, 14, 12}},
-      {"fee > 1000", "omit-group-transactions = true\n" +
-                         filters("any", expr("txn.fee", "greater-than", "1000")),
+      {"fee > 1000",
+       "omit-group-transactions = true\n" + filters("any", expr("txn.fee", "greater-than", "1000")),
        {0, 0, 13, 13, 13, 15, 14, 17, 14, 12}},
-      {"axfer (never grouped here)", filters("any", expr("txn.type", "equal", "\"axfer\"")),
+      {"axfer (never grouped here)",
+       filters("any", expr("txn.type", "equal", "\"axfer\"")),
        {0, 0, 15, 13, 16, 18, 7, 12, 15, 20}},
       {"no filters", "", {0, 100, 76, 74, 75, 70, 72, 66, 72, 79}},
   };
@@ -102,10 +108,13 @@ TEST(FilterProcessor, ConfigErrorsNameTheFilterAndTheirLocation) {
       {filters("any", expr("txn.fee", "equal", "\"abc\"")), "not a valid uint64"},
       {filters("any", expr("txn.fee", "equal", "-1")), "not a valid uint64"},
       {filters("any", expr("txn.fee", "equal", "1.5")), "not a valid uint64"},
-      {filters("any", expr("txn.snd", "equal", "\"NOTANADDRESS\"")), "not a valid Algorand address"},
+      {filters("any", expr("txn.snd", "equal", "\"NOTANADDRESS\"")),
+       "not a valid Algorand address"},
       {filters("any", expr("txn.note", "regex", "\"(\"")), "invalid regex"},
-      {filters("any", "{ tag = \"txn.type\", expression-type = \"equal\" }"), "'expression' is required"},
-      {filters("any", "{ tag = \"txn.type\", expression-type = \"equal\", expression = \"pay\", x = 1 }"),
+      {filters("any", "{ tag = \"txn.type\", expression-type = \"equal\" }"),
+       "'expression' is required"},
+      {filters("any",
+               "{ tag = \"txn.type\", expression-type = \"equal\", expression = \"pay\", x = 1 }"),
        "x"},
       {"search-inner = \"yes\"\n", "search-inner"},
   };
@@ -129,7 +138,8 @@ TEST(FilterProcessor, AddressAndBytesTagsCompareAsGoFormatsThem) {
   std::string sender = algorand::encode_address(*txn_of(first)["snd"].as_bytes());
   size_t same_sender = 0;
   for (size_t i = 0; i < block.txn_count(); ++i)
-    same_sender += txn_of(block.payset_entry(i))["snd"].as_bytes() == txn_of(first)["snd"].as_bytes();
+    same_sender +=
+        txn_of(block.payset_entry(i))["snd"].as_bytes() == txn_of(first)["snd"].as_bytes();
   auto filter = make_filter("omit-group-transactions = true\n" +
                             filters("any", expr("txn.snd", "equal", "\"" + sender + "\"")));
   BlockData copy = block.clone();
