@@ -3,6 +3,7 @@
 #include "plugins/noop.hpp"
 #include "plugins/file_plugins.hpp"
 #include "plugins/algod.hpp"
+#include "plugins/filter_processor.hpp"
 
 namespace conduit {
 
@@ -13,6 +14,7 @@ const Registry& builtin_registry() {
     plugins::register_generator(r);
     plugins::register_file_plugins(r);
     plugins::register_algod(r);
+    plugins::register_filter_processor(r);
     return r;
   }();
   return registry;
