@@ -2,6 +2,8 @@
 # Bounded libFuzzer run of the block decoders (msgpack and JSON) under ASan+UBSan,
 # seeded with Go Conduit's fixture blocks. Fails on any crash or sanitizer report.
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 30; env FUZZ_SECONDS too)
+#        FUZZ_RUNS=N scripts/fuzz.sh             (a fixed, seeded number of runs: what CI uses,
+#                                                 so a run is reproducible and not time-dependent)
 # Needs clang (Debian's clang + libclang-rt-14-dev, in scripts/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,12 +50,17 @@ echo '{"block": {"rnd": 1}}' >"$work/json/min.json"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+if [ -n "${FUZZ_RUNS:-}" ]; then
+  bound="-seed=1 -runs=$FUZZ_RUNS"
+else
+  bound="-max_total_time=$seconds"
+fi
 for target in msgpack json; do
-  echo "== fuzz_block_$target for ${seconds}s"
+  echo "== fuzz_block_$target ($bound)"
   mkdir -p "$work/artifacts-$target"
   rc=0
   "$build/fuzz/fuzz_block_$target" "$work/$target" \
-    -max_total_time="$seconds" -max_len=$((512 * 1024)) -timeout=20 -rss_limit_mb=2048 \
+    $bound -max_len=$((512 * 1024)) -timeout=20 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts-$target/" >"$work/$target.log" 2>&1 || rc=$?
   tail -n 12 "$work/$target.log"
   if [ "$rc" -ne 0 ] || compgen -G "$work/artifacts-$target/*" >/dev/null; then

@@ -24,6 +24,9 @@ ninja -C build-asan -j"$jobs"
 meson test -C build-asan --no-rebuild --num-processes "$jobs" --print-errorlogs --no-suite e2e
 
 if [ "$quick" = 0 ]; then
+  # A bounded, seeded libFuzzer run of the block decoders (clang, ASan+UBSan).
+  FUZZ_RUNS=${FUZZ_RUNS:-20000} bash scripts/fuzz.sh
+
   # TSan: only what the pipeline suite needs (a threaded stop path is where races hide).
   setup build-tsan -Db_sanitize=thread -Db_lundef=false
   ninja -C build-tsan -j"$jobs" $(meson introspect build-tsan --tests |
