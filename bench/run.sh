@@ -16,14 +16,25 @@ runs=${1:-200}
 work=$(mktemp -d /var/tmp/conduit-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
+fixtures=${CONDUIT_FIXTURES:-../shared/fixtures/conduit-blocks}
+b=build-release/bench
 {
-  build-release/bench/bench_overhead "$work/overhead" 3000 3
-  build-release/bench/bench_stop_latency build-release/src/conduit "$runs" "$work/stop"
-  for extra in build-release/bench/bench_*; do
-    case "$(basename "$extra")" in bench_overhead|bench_stop_latency) continue ;; esac
-    [ -x "$extra" ] && "$extra" "$work" || true
+  $b/bench_overhead "$work/overhead" 3000 3
+  $b/bench_stop_latency build-release/src/conduit "$runs" "$work/stop"
+  [ -x $b/bench_algod_sigterm ] && $b/bench_algod_sigterm build-release/src/conduit 51
+  [ -x $b/bench_algod_sigterm ] && $b/bench_algod_sigterm build-release/src/conduit 51 --baseline
+  $b/bench_block_codec "$fixtures" 1
+  # CPU-bound on tmpfs, then on disk (fsync per file and per checkpoint).
+  $b/bench_file_pipeline /dev/shm 2000 "$fixtures"
+  $b/bench_file_pipeline "$work" 300 "$fixtures"
+  for extra in $b/bench_*; do
+    case "$(basename "$extra")" in
+      bench_overhead|bench_stop_latency|bench_algod_sigterm|bench_block_codec|bench_file_pipeline) ;;
+      *) "$extra" "$work" || true ;;
+    esac
   done
-} | tee "$out/results.json"
+} | tee "$out/results.all"
+grep '^{' "$out/results.all" > "$out/results.json"
 
 python3 - "$out" <<'PY'
 import json, sys
