@@ -55,7 +55,9 @@ class LoopObserver final : public SupervisorObserver {
         reloading_ = true;
         notifier_.send("RELOADING=1\nSTATUS=reloading: draining to the end of the round");
       }
-      if (bus_) bus_->state_changed();
+      // `stopped` is published with StopReason and StopDetail in one signal
+      // (BusService::stopped), so a client never sees it without the reason.
+      if (bus_ && state != State::stopped) bus_->state_changed();
     });
   }
   void on_ready(uint64_t next_round) override {
