@@ -124,11 +124,8 @@ class Watchdog {
     auto grace = std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_period());
     auto wedged = supervisor_.wedged_stage(grace);
     if (!wedged) {
-      if (!unhealthy_since_) {
-        notifier_.send("WATCHDOG=1");
-        return;
-      }
       unhealthy_since_.reset();
+      last_status_.clear();
       notifier_.send("WATCHDOG=1");
       return;
     }
