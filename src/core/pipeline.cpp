@@ -145,7 +145,10 @@ void Pipeline::fail(StopReason reason, const std::string& detail) {
     mark_once(importer_cancelled_at_);
     changed_.notify_all();
   }
-  logger_.error(detail, {.stop_reason = std::string(to_string(reason))});
+  // warn, not error: the final stop entry (service layer) repeats this cause at
+  // priority err with the unexpected-stop MESSAGE_ID, and an operator must find
+  // exactly one err entry per failed run (CONTRACT section 6).
+  logger_.warn(detail, {.stop_reason = std::string(to_string(reason))});
   set_state(State::stopping);
 }
 

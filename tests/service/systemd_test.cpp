@@ -266,9 +266,11 @@ TEST_F(JournalTest, UnexpectedStopIsOneErrEntry) {
   auto conduit = start(generator_config("5ms"));
   EXPECT_EQ(conduit->wait(), 1) << conduit->output();
   int final_entries = 0;
+  int err_entries = 0;
   for (auto& m : socket_->drain()) {
     auto e = parse_journal_entry(m);
     EXPECT_EQ(e["SYSLOG_IDENTIFIER"], "conduit");
+    if (e["PRIORITY"] == "3") ++err_entries;
     if (!e.count("MESSAGE_ID")) continue;
     ++final_entries;
     EXPECT_EQ(e["MESSAGE_ID"], "e2c94f1d7a3b4c6d8e9f0a1b2c3d4e02");
@@ -277,6 +279,7 @@ TEST_F(JournalTest, UnexpectedStopIsOneErrEntry) {
     EXPECT_NE(e["MESSAGE"].find("metadata.json"), std::string::npos) << e["MESSAGE"];
   }
   EXPECT_EQ(final_entries, 1);
+  EXPECT_EQ(err_entries, 1);  // the cause is not also logged at err before it
 }
 
 TEST(JournalCatalog, DocumentsBothMessageIds) {
