@@ -74,7 +74,28 @@ class Pipeline {
   // The mode in force, if a stop was requested.
   std::optional<StopMode> stop_mode() const;
 
+  // Health for a watchdog: the label of a wedged stage, or nullopt. Wedged means
+  // stuck inside one plugin call for longer than `bound`:
+  //  - a processor or exporter: counted from the start of the call, since it
+  //    always has its block in hand and never waits for input inside a call;
+  //  - the importer: counted from the cancellation of the call (a stop), since
+  //    waiting for the next block (algod's next round) is legitimate for ever,
+  //    but a cancelled call must return promptly.
+  std::optional<std::string> wedged_stage(std::chrono::nanoseconds bound) const;
+
  private:
+  // Marks a stage as inside a plugin call (the watchdog heartbeat).
+  class InCall {
+   public:
+    explicit InCall(std::atomic<int64_t>& since);
+    ~InCall();
+
+   private:
+    std::atomic<int64_t>& since_;
+  };
+  std::atomic<int64_t>& in_call(std::size_t stage) { return in_call_since_[stage]; }
+  std::size_t exporter_stage() const { return plugins_.processors.size() + 1; }
+
   enum class Stage { importer, processor, exporter };
 
   void initialise();
@@ -117,6 +138,13 @@ class Pipeline {
   std::mutex state_mutex_;  // orders state notifications
   std::atomic<State> state_{State::starting};
   std::atomic<uint64_t> next_round_{0};
+
+  // Steady-clock nanoseconds (0 = not set): when each stage (importer,
+  // processors..., exporter) entered its current plugin call, and when its calls
+  // were cancelled (importer_stop_ / now_).
+  std::unique_ptr<std::atomic<int64_t>[]> in_call_since_;
+  std::atomic<int64_t> importer_cancelled_at_{0};
+  std::atomic<int64_t> now_cancelled_at_{0};
 };
 
 }  // namespace conduit

@@ -15,6 +15,9 @@ const Registry& builtin_registry() {
     plugins::register_file_plugins(r);
     plugins::register_algod(r);
     plugins::register_filter_processor(r);
+#if CONDUIT_TEST_PLUGINS
+    plugins::register_wedge(r);
+#endif
     return r;
   }();
   return registry;
