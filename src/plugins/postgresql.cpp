@@ -3,6 +3,9 @@
 // per round with the exporter's next round in the same commit, so that rounds
 // land exactly once whatever stops, crashes or restarts happen around them.
 #include <libpq-fe.h>
+#include <poll.h>
+
+#include <cerrno>
 
 #include <memory>
 #include <optional>
@@ -19,10 +22,8 @@ constexpr const char* kSample = R"(# libpq connection string, e.g. "host=/run/po
 connection-string = ""
 # Go Conduit's pool size; conduit writes rounds in order over one connection
 max-conn = 20
-[delete-task]
 # prune every `interval` rounds (0: never, -1: once at start-up), keeping the last `rounds` rounds
-interval = 0
-rounds = 100000
+delete-task = { interval = 0, rounds = 100000 }
 )";
 
 // Schema versions, applied in order at init; each runs in the migration transaction.
@@ -84,40 +85,84 @@ Conn connect_db(const std::string& conninfo) {
   return conn;
 }
 
-Result check(PGconn* conn, PGresult* raw, ExecStatusType expected, const std::string& what) {
-  Result result(raw);
-  if (result && PQresultStatus(result.get()) == expected) return result;
+// A stop token and the connection's cancel handle: statements run with one are
+// cancelled when the token fires.
+struct Interrupt {
+  std::stop_token stop;
+  PGcancel* cancel = nullptr;
+};
+
+std::string error_text(PGconn* conn, const PGresult* result, const std::string& what) {
   std::string message = "postgresql: " + what + ": ";
   if (result) {
-    const char* state = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
-    message += trimmed(PQresultErrorMessage(result.get()));
+    const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    message += trimmed(PQresultErrorMessage(result));
     if (state) message += std::string(" (SQLSTATE ") + state + ")";
   } else {
     message += trimmed(PQerrorMessage(conn));
   }
-  throw DbError(message, PQstatus(conn) != CONNECTION_OK);
+  return message;
 }
 
-Result exec(PGconn* conn, const std::string& sql, ExecStatusType expected = PGRES_COMMAND_OK) {
-  return check(conn, PQexec(conn, sql.c_str()), expected, sql.substr(0, sql.find(' ', 12)));
+// Collects the result of the statement just sent. With an Interrupt it waits on
+// the socket and, once the stop token has fired, sends a cancel request every
+// 50 ms until the server answers: a cancel that reached the backend before it
+// read the statement would otherwise be lost. Returns the first error result,
+// a COPY IN result, or the last result.
+Result await_result(PGconn* conn, const Interrupt* interrupt) {
+  Result kept;
+  for (;;) {
+    if (interrupt) {
+      while (PQisBusy(conn)) {
+        if (interrupt->stop.stop_requested()) {
+          char error[256];
+          PQcancel(interrupt->cancel, error, sizeof error);
+        }
+        pollfd fd{PQsocket(conn), POLLIN, 0};
+        int ready = ::poll(&fd, 1, 50);
+        if (ready < 0 && errno != EINTR) return kept;
+        if (ready > 0 && PQconsumeInput(conn) == 0) return kept;  // connection lost
+      }
+    }
+    Result next(PQgetResult(conn));
+    if (!next) return kept;
+    if (PQresultStatus(next.get()) == PGRES_COPY_IN) return next;
+    bool kept_error = kept && (PQresultStatus(kept.get()) == PGRES_FATAL_ERROR ||
+                               PQresultStatus(kept.get()) == PGRES_BAD_RESPONSE);
+    if (!kept_error) kept = std::move(next);
+  }
 }
+
+Result check(PGconn* conn, Result result, ExecStatusType expected, const std::string& what) {
+  if (result && PQresultStatus(result.get()) == expected) return result;
+  throw DbError(error_text(conn, result.get(), what), PQstatus(conn) != CONNECTION_OK);
+}
+
+std::string statement_name(const std::string& sql) { return sql.substr(0, sql.find(' ', 12)); }
 
 Result exec_params(PGconn* conn, const std::string& sql, const std::vector<std::string>& params,
-                   ExecStatusType expected = PGRES_COMMAND_OK) {
+                   ExecStatusType expected = PGRES_COMMAND_OK,
+                   const Interrupt* interrupt = nullptr) {
   std::vector<const char*> values;
   for (const auto& p : params) values.push_back(p.c_str());
-  return check(conn,
-               PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                            values.data(), nullptr, nullptr, 0),
-               expected, sql.substr(0, sql.find(' ', 12)));
+  if (!PQsendQueryParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                         values.data(), nullptr, nullptr, 0))
+    throw DbError(error_text(conn, nullptr, statement_name(sql)), PQstatus(conn) != CONNECTION_OK);
+  return check(conn, await_result(conn, interrupt), expected, statement_name(sql));
+}
+
+Result exec(PGconn* conn, const std::string& sql, ExecStatusType expected = PGRES_COMMAND_OK,
+            const Interrupt* interrupt = nullptr) {
+  return exec_params(conn, sql, {}, expected, interrupt);
 }
 
 // The exporter's next round as stored in metastate, if any.
-std::optional<uint64_t> stored_next_round(PGconn* conn, bool lock) {
+std::optional<uint64_t> stored_next_round(PGconn* conn, bool lock,
+                                         const Interrupt* interrupt = nullptr) {
   Result r = exec(conn,
                   std::string("SELECT (v->>'next-round')::bigint FROM metastate WHERE k = 'state'") +
                       (lock ? " FOR UPDATE" : ""),
-                  PGRES_TUPLES_OK);
+                  PGRES_TUPLES_OK, interrupt);
   if (PQntuples(r.get()) == 0 || PQgetisnull(r.get(), 0, 0)) return std::nullopt;
   return std::stoull(PQgetvalue(r.get(), 0, 0));
 }
@@ -234,6 +279,12 @@ class PostgresqlExporter final : public Exporter {
       char error[256];
       PQcancel(handle, error, sizeof error);
     });
+    Interrupt interrupt{stop, cancel.get()};
+    interrupt_ = &interrupt;
+    struct Reset {
+      const Interrupt*& target;
+      ~Reset() { target = nullptr; }
+    } reset{interrupt_};
     try {
       write_round(block, stop);
     } catch (const Cancel&) {
@@ -291,8 +342,10 @@ class PostgresqlExporter final : public Exporter {
   void prune(uint64_t next_round) {
     if (next_round <= delete_rounds_) return;
     std::vector<std::string> keep_from{std::to_string(next_round - delete_rounds_)};
-    exec_params(conn_.get(), "DELETE FROM txn WHERE round < $1::bigint", keep_from);
-    exec_params(conn_.get(), "DELETE FROM block_header WHERE round < $1::bigint", keep_from);
+    exec_params(conn_.get(), "DELETE FROM txn WHERE round < $1::bigint", keep_from,
+                PGRES_COMMAND_OK, interrupt_);
+    exec_params(conn_.get(), "DELETE FROM block_header WHERE round < $1::bigint", keep_from,
+                PGRES_COMMAND_OK, interrupt_);
   }
 
   void prune_once(uint64_t next_round) {
@@ -332,12 +385,12 @@ class PostgresqlExporter final : public Exporter {
       throw PluginError("postgresql: round " + std::to_string(round) + " has no block header",
                         false);
 
-    exec(c, "BEGIN");
+    exec(c, "BEGIN", PGRES_COMMAND_OK, interrupt_);
     checkpoint();
-    if (auto next = stored_next_round(c, true)) {
+    if (auto next = stored_next_round(c, true, interrupt_)) {
       db_next_ = next;
       if (*next > round) {
-        exec(c, "ROLLBACK");
+        exec(c, "ROLLBACK", PGRES_COMMAND_OK, interrupt_);
         debug("skipping round " + std::to_string(round) + ": already committed", round);
         return;
       }
@@ -352,7 +405,8 @@ class PostgresqlExporter final : public Exporter {
                 "INSERT INTO block_header (round, realtime, rewardslevel, header) VALUES "
                 "($1::bigint, to_timestamp($2::bigint) AT TIME ZONE 'UTC', $3::bigint, $4::jsonb)",
                 {std::to_string(round), std::to_string(uint_field(*header, "ts")),
-                 std::to_string(uint_field(*header, "earn")), pg::to_json(*header)});
+                 std::to_string(uint_field(*header, "earn")), pg::to_json(*header)},
+                PGRES_COMMAND_OK, interrupt_);
 
     const msgpack::object* payset = mp::find(root, "payset");
     size_t rows = 0;
@@ -362,7 +416,7 @@ class PostgresqlExporter final : public Exporter {
                 std::to_string(payset->via.array.size) + " transactions)",
             round);
       exec(c, "COPY txn (round, intra, typeenum, asset, txid, txn, extra) FROM STDIN",
-           PGRES_COPY_IN);
+           PGRES_COPY_IN, interrupt_);
       rows = copy_payset(*payset, *header, round, stop);
     }
     if (delete_interval_ > 0 && round % static_cast<uint64_t>(delete_interval_) == 0) {
@@ -373,9 +427,9 @@ class PostgresqlExporter final : public Exporter {
     exec_params(c,
                 "INSERT INTO metastate (k, v) VALUES ('state', jsonb_build_object('next-round', "
                 "$1::bigint)) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-                {std::to_string(round + 1)});
+                {std::to_string(round + 1)}, PGRES_COMMAND_OK, interrupt_);
     checkpoint();
-    Result done = exec(c, "COMMIT");
+    Result done = exec(c, "COMMIT", PGRES_COMMAND_OK, interrupt_);
     // COMMIT of a failed transaction "succeeds" as ROLLBACK.
     if (std::string_view(PQcmdStatus(done.get())) != "COMMIT")
       throw DbError("postgresql: round " + std::to_string(round) + " was rolled back", false);
@@ -404,10 +458,7 @@ class PostgresqlExporter final : public Exporter {
       buffer.clear();
     };
     auto abort_copy = [&](const char* why) {
-      PQputCopyEnd(c, why);
-      Result r(PQgetResult(c));
-      while (Result more{PQgetResult(c)}) {
-      }
+      if (PQputCopyEnd(c, why) == 1) await_result(c, interrupt_);
     };
     auto add_row = [&](const msgpack::object& stxn, const std::string& txid,
                        const std::string& extra) {
@@ -473,9 +524,7 @@ class PostgresqlExporter final : public Exporter {
     if (PQputCopyEnd(c, nullptr) != 1)
       throw DbError("postgresql: COPY failed: " + trimmed(PQerrorMessage(c)),
                     PQstatus(c) != CONNECTION_OK);
-    Result r = check(c, PQgetResult(c), PGRES_COMMAND_OK, "COPY txn");
-    while (Result more{PQgetResult(c)}) {
-    }
+    check(c, await_result(c, interrupt_), PGRES_COMMAND_OK, "COPY txn");
     return intra;
   }
 
@@ -485,6 +534,7 @@ class PostgresqlExporter final : public Exporter {
   uint64_t delete_rounds_ = 100000;
   Logger* logger_ = nullptr;
   Conn conn_;
+  const Interrupt* interrupt_ = nullptr;  // set while receive() runs
   std::optional<uint64_t> db_next_;  // metastate's next round as last seen
 };
 
