@@ -26,14 +26,17 @@ std::string g_conninfo;
 
 void reset_tables() {
   PGconn* c = PQconnectdb(g_conninfo.c_str());
-  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      c, [](void*, const char*) {}, nullptr);
   PQclear(PQexec(c, "DROP TABLE IF EXISTS txn, block_header, metastate"));
   PQfinish(c);
 }
 
 std::unique_ptr<Exporter> make_exporter() {
-  std::string text = "[importer]\nname = \"noop\"\n[exporter]\nname = \"postgresql\"\n"
-                     "[exporter.config]\nconnection-string = \"" + g_conninfo + "\"\n";
+  std::string text =
+      "[importer]\nname = \"noop\"\n[exporter]\nname = \"postgresql\"\n"
+      "[exporter.config]\nconnection-string = \"" +
+      g_conninfo + "\"\n";
   Config config = parse_config(text, "/tmp", "conduit.toml");
   return std::move(build_plugins(builtin_registry(), config).exporter);
 }
@@ -146,8 +149,8 @@ int main(int argc, char** argv) {
     }
     size_t txns = 0;
     for (auto& b : fixtures) txns += b.txn_count();
-    throughput("fixtures (" + std::to_string(fixtures.size()) + " rounds, " +
-                   std::to_string(txns) + " txns)",
+    throughput("fixtures (" + std::to_string(fixtures.size()) + " rounds, " + std::to_string(txns) +
+                   " txns)",
                fixtures, 5);
   }
   throughput("generated, 200 rounds x 100 txns", generated(0, 200, 100), 3);

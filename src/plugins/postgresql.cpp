@@ -18,7 +18,8 @@
 namespace conduit::plugins {
 namespace {
 
-constexpr const char* kSample = R"(# libpq connection string, e.g. "host=/run/postgresql dbname=conduit" or a postgres:// URI
+constexpr const char* kSample =
+    R"(# libpq connection string, e.g. "host=/run/postgresql dbname=conduit" or a postgres:// URI
 connection-string = ""
 # Go Conduit's pool size; conduit writes rounds in order over one connection
 max-conn = 20
@@ -81,7 +82,8 @@ Conn connect_db(const std::string& conninfo) {
   if (!conn) throw PluginError("postgresql: out of memory connecting", true);
   if (PQstatus(conn.get()) != CONNECTION_OK)
     throw PluginError("postgresql: cannot connect: " + trimmed(PQerrorMessage(conn.get())), true);
-  PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
   return conn;
 }
 
@@ -138,15 +140,17 @@ Result check(PGconn* conn, Result result, ExecStatusType expected, const std::st
   throw DbError(error_text(conn, result.get(), what), PQstatus(conn) != CONNECTION_OK);
 }
 
-std::string statement_name(const std::string& sql) { return sql.substr(0, sql.find(' ', 12)); }
+std::string statement_name(const std::string& sql) {
+  return sql.substr(0, sql.find(' ', 12));
+}
 
 Result exec_params(PGconn* conn, const std::string& sql, const std::vector<std::string>& params,
                    ExecStatusType expected = PGRES_COMMAND_OK,
                    const Interrupt* interrupt = nullptr) {
   std::vector<const char*> values;
   for (const auto& p : params) values.push_back(p.c_str());
-  if (!PQsendQueryParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                         values.data(), nullptr, nullptr, 0))
+  if (!PQsendQueryParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
+                         nullptr, nullptr, 0))
     throw DbError(error_text(conn, nullptr, statement_name(sql)), PQstatus(conn) != CONNECTION_OK);
   return check(conn, await_result(conn, interrupt), expected, statement_name(sql));
 }
@@ -158,11 +162,12 @@ Result exec(PGconn* conn, const std::string& sql, ExecStatusType expected = PGRE
 
 // The exporter's next round as stored in metastate, if any.
 std::optional<uint64_t> stored_next_round(PGconn* conn, bool lock,
-                                         const Interrupt* interrupt = nullptr) {
-  Result r = exec(conn,
-                  std::string("SELECT (v->>'next-round')::bigint FROM metastate WHERE k = 'state'") +
-                      (lock ? " FOR UPDATE" : ""),
-                  PGRES_TUPLES_OK, interrupt);
+                                          const Interrupt* interrupt = nullptr) {
+  Result r =
+      exec(conn,
+           std::string("SELECT (v->>'next-round')::bigint FROM metastate WHERE k = 'state'") +
+               (lock ? " FOR UPDATE" : ""),
+           PGRES_TUPLES_OK, interrupt);
   if (PQntuples(r.get()) == 0 || PQgetisnull(r.get(), 0, 0)) return std::nullopt;
   return std::stoull(PQgetvalue(r.get(), 0, 0));
 }
@@ -171,11 +176,20 @@ std::optional<uint64_t> stored_next_round(PGconn* conn, bool lock,
 void append_copy_text(std::string_view text, std::string& out) {
   for (char c : text) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        out += c;
     }
   }
 }
@@ -195,11 +209,16 @@ uint64_t uint_field(const msgpack::object& map, std::string_view key) {
 // for creations the id comes from the apply data.
 uint64_t asset_of(const msgpack::object& stxn, const msgpack::object& txn, int type) {
   switch (type) {
-    case 3: return uint_field(txn, "caid") ? uint_field(txn, "caid") : uint_field(stxn, "caid");
-    case 4: return uint_field(txn, "xaid");
-    case 5: return uint_field(txn, "faid");
-    case 6: return uint_field(txn, "apid") ? uint_field(txn, "apid") : uint_field(stxn, "apid");
-    default: return 0;
+    case 3:
+      return uint_field(txn, "caid") ? uint_field(txn, "caid") : uint_field(stxn, "caid");
+    case 4:
+      return uint_field(txn, "xaid");
+    case 5:
+      return uint_field(txn, "faid");
+    case 6:
+      return uint_field(txn, "apid") ? uint_field(txn, "apid") : uint_field(stxn, "apid");
+    default:
+      return 0;
   }
 }
 
@@ -234,8 +253,8 @@ class PostgresqlExporter final : public Exporter {
     // Before init: a short connection of its own. No schema yet means no request.
     Conn conn = connect_db(conninfo_);
     try {
-      Result exists = exec(conn.get(), "SELECT to_regclass('metastate') IS NOT NULL",
-                           PGRES_TUPLES_OK);
+      Result exists =
+          exec(conn.get(), "SELECT to_regclass('metastate') IS NOT NULL", PGRES_TUPLES_OK);
       if (std::string_view(PQgetvalue(exists.get(), 0, 0)) != "t") return 0;
       return stored_next_round(conn.get(), false).value_or(0);
     } catch (const DbError& e) {
@@ -335,8 +354,8 @@ class PostgresqlExporter final : public Exporter {
                 {std::to_string(kMigrations.size())});
     exec(c, "COMMIT");
     if (version < kMigrations.size() && logger_)
-      logger_->info("postgresql: schema migrated from version " + std::to_string(version) +
-                    " to " + std::to_string(kMigrations.size()));
+      logger_->info("postgresql: schema migrated from version " + std::to_string(version) + " to " +
+                    std::to_string(kMigrations.size()));
   }
 
   void prune(uint64_t next_round) {
@@ -396,8 +415,8 @@ class PostgresqlExporter final : public Exporter {
       }
       if (*next < round)
         throw PluginError("postgresql: round " + std::to_string(round) +
-                              " arrived but the database's next round is " +
-                              std::to_string(*next) + " (a gap)",
+                              " arrived but the database's next round is " + std::to_string(*next) +
+                              " (a gap)",
                           false);
     }
     checkpoint();
@@ -491,8 +510,8 @@ class PostgresqlExporter final : public Exporter {
       for (uint32_t k = 0; k < itx->via.array.size; ++k) {
         const auto& inner = itx->via.array.ptr[k];
         add_row(inner, root_txid,
-                "{\"root-intra\":" + std::to_string(root_intra) + ",\"root-txid\":\"" +
-                    root_txid + "\"}");
+                "{\"root-intra\":" + std::to_string(root_intra) + ",\"root-txid\":\"" + root_txid +
+                    "\"}");
         self(self, inner, root_intra, root_txid);
       }
     };
@@ -535,7 +554,7 @@ class PostgresqlExporter final : public Exporter {
   Logger* logger_ = nullptr;
   Conn conn_;
   const Interrupt* interrupt_ = nullptr;  // set while receive() runs
-  std::optional<uint64_t> db_next_;  // metastate's next round as last seen
+  std::optional<uint64_t> db_next_;       // metastate's next round as last seen
 };
 
 }  // namespace

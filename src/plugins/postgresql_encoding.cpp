@@ -121,12 +121,24 @@ void append_json_string(std::string_view text, std::string& out) {
     auto c = static_cast<unsigned char>(text[i]);
     if (c < 0x80) {
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case 0: out += "\xEF\xBF\xBD"; break;  // jsonb rejects \u0000
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case 0:
+          out += "\xEF\xBF\xBD";
+          break;  // jsonb rejects \u0000
         default:
           if (c < 0x20) {
             char buf[8];
@@ -167,10 +179,18 @@ void append_json_string(std::string_view text, std::string& out) {
 
 void append_json(const msgpack::object& value, std::string& out) {
   switch (value.type) {
-    case msgpack::type::NIL: out += "null"; break;
-    case msgpack::type::BOOLEAN: out += value.via.boolean ? "true" : "false"; break;
-    case msgpack::type::POSITIVE_INTEGER: out += std::to_string(value.via.u64); break;
-    case msgpack::type::NEGATIVE_INTEGER: out += std::to_string(value.via.i64); break;
+    case msgpack::type::NIL:
+      out += "null";
+      break;
+    case msgpack::type::BOOLEAN:
+      out += value.via.boolean ? "true" : "false";
+      break;
+    case msgpack::type::POSITIVE_INTEGER:
+      out += std::to_string(value.via.u64);
+      break;
+    case msgpack::type::NEGATIVE_INTEGER:
+      out += std::to_string(value.via.i64);
+      break;
     case msgpack::type::FLOAT32:
     case msgpack::type::FLOAT64: {
       char buf[32];

@@ -173,9 +173,9 @@ class PgCluster {
     if (::geteuid() == 0) {
       // PostgreSQL refuses to run as root: use a system user of the tests' own.
       if (run_command({"/usr/bin/id", "-u", kUser}).first != 0) {
-        auto [status, out] = run_command({"/usr/sbin/useradd", "--system", "--no-create-home",
-                                          "--home-dir", "/nonexistent", "--shell",
-                                          "/usr/sbin/nologin", kUser});
+        auto [status, out] =
+            run_command({"/usr/sbin/useradd", "--system", "--no-create-home", "--home-dir",
+                         "/nonexistent", "--shell", "/usr/sbin/nologin", kUser});
         if (status != 0 && run_command({"/usr/bin/id", "-u", kUser}).first != 0)
           throw std::runtime_error("useradd " + std::string(kUser) + " failed: " + out);
       }
@@ -232,7 +232,8 @@ class Db {
   explicit Db(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
     if (PQstatus(conn_) != CONNECTION_OK)
       throw std::runtime_error(std::string("connect: ") + PQerrorMessage(conn_));
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
   }
   ~Db() { PQfinish(conn_); }
   std::vector<std::vector<std::string>> rows(const std::string& sql) {
@@ -287,9 +288,10 @@ class Postgresql : public ::testing::Test {
   std::string conninfo() const { return cluster_->conninfo(db_name_); }
 
   std::unique_ptr<Exporter> make_exporter(const std::string& extra = "") {
-    std::string text = "[importer]\nname = \"noop\"\n[exporter]\nname = \"postgresql\"\n"
-                       "[exporter.config]\nconnection-string = \"" +
-                       conninfo() + "\"\n" + extra;
+    std::string text =
+        "[importer]\nname = \"noop\"\n[exporter]\nname = \"postgresql\"\n"
+        "[exporter.config]\nconnection-string = \"" +
+        conninfo() + "\"\n" + extra;
     Config config = parse_config(text, dir_.path(), "conduit.toml");
     return std::move(build_plugins(builtin_registry(), config).exporter);
   }
@@ -374,7 +376,8 @@ TEST_F(Postgresql, LoadsTheFixtureBlocksWithTheirTxids) {
   EXPECT_EQ(db.scalar("SELECT count(*) FROM block_header WHERE (header->>'rnd')::bigint IS "
                       "DISTINCT FROM round AND round > 0"),
             "0");
-  // Inner transactions (if any) point at their root.
+  // The fixtures hold inner transactions: rows of their own, pointing at their root.
+  EXPECT_NE(db.scalar("SELECT count(*) FROM txn WHERE extra <> '{}'"), "0");
   EXPECT_EQ(db.scalar("SELECT count(*) FROM txn i WHERE extra <> '{}' AND NOT EXISTS (SELECT 1 "
                       "FROM txn r WHERE r.round = i.round AND r.intra = (i.extra->>'root-intra')"
                       "::int AND r.txid = i.txid)"),
@@ -510,8 +513,8 @@ TEST_F(Postgresql, ConnectionLossMidRoundIsRetryableAndTheRoundIsRetriedWhole) {
   });
   copying.wait();
   Db admin(cluster_->conninfo("postgres"));
-  admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" +
-             db_name_ + "' AND pid <> " + lock.db.scalar("SELECT pg_backend_pid()"));
+  admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db_name_ +
+             "' AND pid <> " + lock.db.scalar("SELECT pg_backend_pid()"));
   std::string outcome = result.get();
   EXPECT_EQ(outcome.rfind("retryable: ", 0), 0u) << outcome;
   lock.release();
@@ -555,11 +558,13 @@ TableSummary summarise(Db& db, uint64_t limit) {
   TableSummary s;
   s.headers = db.scalar(
       "SELECT count(*) || ' ' || md5(string_agg(round || '|' || realtime || '|' || rewardslevel "
-      "|| '|' || header::text, ',' ORDER BY round)) FROM block_header" + where);
+      "|| '|' || header::text, ',' ORDER BY round)) FROM block_header" +
+      where);
   s.txns = db.scalar(
       "SELECT count(*) || ' ' || md5(string_agg(round || '|' || intra || '|' || typeenum || '|' "
       "|| asset || '|' || coalesce(txid, '') || '|' || txn::text || '|' || extra::text, ',' "
-      "ORDER BY round, intra)) FROM txn" + where);
+      "ORDER BY round, intra)) FROM txn" +
+      where);
   return s;
 }
 
@@ -609,8 +614,8 @@ TEST_F(Postgresql, CrashMatrixLeavesTheTablesOfAnUninterruptedRun) {
   std::unique_ptr<Subprocess> conduit;
   std::vector<Action> actions;
   for (int i = 0; i < 4; ++i)
-    for (Action a : {Action::stop_now, Action::end_of_round, Action::sigkill,
-                     Action::server_restart})
+    for (Action a :
+         {Action::stop_now, Action::end_of_round, Action::sigkill, Action::server_restart})
       actions.push_back(a);
   std::shuffle(actions.begin(), actions.end(), rng);
   std::string log;
@@ -677,6 +682,25 @@ TEST_F(Postgresql, CrashMatrixLeavesTheTablesOfAnUninterruptedRun) {
   auto checkpoint = checkpoint_round(data_dir.path());
   ASSERT_TRUE(checkpoint.has_value());
   EXPECT_LE(*checkpoint, db_next());
+}
+
+TEST_F(Postgresql, ANextRoundOverrideBehindTheDatabaseIsAClearError) {
+  TempDir data_dir;
+  write_text(data_dir / "conduit.toml", conduit_toml(conninfo()));
+  {
+    Subprocess conduit({conduit_bin(), "-d", data_dir.path().string(), "--bus", "none"});
+    ASSERT_TRUE(conduit.wait_for_line(committed_line(3))) << conduit.output();
+    conduit.signal(SIGTERM);
+    ASSERT_EQ(conduit.wait(), 0) << conduit.output();
+  }
+  auto [status, out] =
+      run_command({conduit_bin(), "-d", data_dir.path().string(), "--bus", "none", "-r", "1"});
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("next-round override 1 conflicts with exporter:postgresql"), std::string::npos)
+      << out;
+  Db db(conninfo());
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM block_header WHERE round <= 3"), "4");
+  expect_no_gaps(db);
 }
 
 }  // namespace
