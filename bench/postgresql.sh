@@ -25,3 +25,22 @@ trap cleanup EXIT
   -o "-k $dir -p 5432 -c listen_addresses=''" start >/dev/null
 "$build/bench/postgresql_bench" "host=$dir port=5432 user=postgres dbname=postgres" \
   "${CONDUIT_FIXTURES:-../shared/fixtures/conduit-blocks}"
+
+# End to end: the conduit daemon, generator -> postgresql, for a few seconds each.
+for txns in 100 1000; do
+  data=$(mktemp -d /tmp/conduit-pgbench-data-XXXXXX)
+  "${as_user[@]}" "$bindir/psql" -qX -h "$dir" -U postgres -c "DROP DATABASE IF EXISTS e2e" -c "CREATE DATABASE e2e" >/dev/null 2>&1
+  cat >"$data/conduit.toml" <<TOML
+[importer]
+name = "generator"
+[importer.config]
+txns-per-round = $txns
+[exporter]
+name = "postgresql"
+[exporter.config]
+connection-string = "host=$dir port=5432 user=postgres dbname=e2e"
+TOML
+  echo "conduit generator($txns txns/round) -> postgresql, 8 s:"
+  timeout -s TERM 8 "$build/src/conduit" -d "$data" --bus none 2>&1 | grep -E "rounds/s" | tail -3 | sed 's/^/  /' || true
+  rm -rf "$data"
+done
