@@ -156,6 +156,7 @@ int main(int argc, char** argv) {
   throughput("generated, 200 rounds x 100 txns", generated(0, 200, 100), 3);
   throughput("generated, 50 rounds x 1000 txns", generated(0, 50, 1000), 3);
   throughput("generated, 5 rounds x 10000 txns", generated(0, 5, 10000), 3);
+  stop_latency(10000);
   stop_latency(100000);
   return 0;
 }

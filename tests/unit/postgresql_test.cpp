@@ -684,7 +684,7 @@ TEST_F(Postgresql, CrashMatrixLeavesTheTablesOfAnUninterruptedRun) {
   EXPECT_LE(*checkpoint, db_next());
 }
 
-TEST_F(Postgresql, ANextRoundOverrideBehindTheDatabaseIsAClearError) {
+TEST_F(Postgresql, DaemonResumesFromTheDatabaseAndRejectsAnOverrideBehindIt) {
   TempDir data_dir;
   write_text(data_dir / "conduit.toml", conduit_toml(conninfo()));
   {
@@ -700,6 +700,31 @@ TEST_F(Postgresql, ANextRoundOverrideBehindTheDatabaseIsAClearError) {
       << out;
   Db db(conninfo());
   EXPECT_EQ(db.scalar("SELECT count(*) FROM block_header WHERE round <= 3"), "4");
+  expect_no_gaps(db);
+
+  // A metadata.json that lags the database (as after a SIGKILL between the
+  // commit and the checkpoint): the run resumes where the database says.
+  uint64_t next =
+      std::stoull(db.scalar("SELECT v->>'next-round' FROM metastate WHERE k = 'state'"));
+  std::string metadata = read_text(data_dir / "metadata.json");
+  std::string key = "\"next-round\":";
+  size_t at = metadata.find(key);
+  ASSERT_NE(at, std::string::npos) << metadata;
+  at += key.size();
+  while (metadata[at] == ' ') ++at;
+  size_t end = metadata.find_first_not_of("0123456789", at);
+  metadata.replace(at, end - at, "1");
+  write_text(data_dir / "metadata.json", metadata);
+  ASSERT_EQ(checkpoint_round(data_dir.path()), 1u);
+  Subprocess conduit({conduit_bin(), "-d", data_dir.path().string(), "--bus", "none"});
+  ASSERT_TRUE(conduit.wait_for_line(committed_line(next + 2))) << conduit.output();
+  conduit.signal(SIGTERM);
+  ASSERT_EQ(conduit.wait(), 0) << conduit.output();
+  EXPECT_NE(conduit.output().find("resuming at round " + std::to_string(next) +
+                                  " as requested by exporter:postgresql"),
+            std::string::npos)
+      << conduit.output();
+  EXPECT_EQ(conduit.output().find("committed round 1 ("), std::string::npos);
   expect_no_gaps(db);
 }
 
