@@ -4,6 +4,8 @@
 // land exactly once whatever stops, crashes or restarts happen around them.
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -92,6 +94,7 @@ Conn connect_db(const std::string& conninfo) {
 struct Interrupt {
   std::stop_token stop;
   PGcancel* cancel = nullptr;
+  int wake_fd = -1;  // an eventfd the stop callback makes readable
 };
 
 std::string error_text(PGconn* conn, const PGresult* result, const std::string& what) {
@@ -106,25 +109,43 @@ std::string error_text(PGconn* conn, const PGresult* result, const std::string& 
   return message;
 }
 
-// Collects the result of the statement just sent. With an Interrupt it waits on
-// the socket and, once the stop token has fired, sends a cancel request every
-// 50 ms until the server answers: a cancel that reached the backend before it
-// read the statement would otherwise be lost. Returns the first error result,
-// a COPY IN result, or the last result.
+// Waits until the socket is ready for `events` (reading what arrives) or the
+// stop token fires. Once it has fired, the cancel request is sent from here (the
+// exporter's thread, so the thread requesting the stop never waits on the
+// server) and again every 50 ms until the server answers: a cancel that reaches
+// the backend before it has read the statement would otherwise be lost.
+// Returns false when the connection is lost.
+bool wait_socket(PGconn* conn, const Interrupt& interrupt, short events) {
+  bool stopping = interrupt.stop.stop_requested();
+  if (stopping) {
+    char error[256];
+    PQcancel(interrupt.cancel, error, sizeof error);
+  }
+  pollfd fds[2] = {{PQsocket(conn), events, 0}, {interrupt.wake_fd, POLLIN, 0}};
+  int ready = ::poll(fds, stopping ? 1 : 2, stopping ? 50 : -1);
+  if (ready < 0) return errno == EINTR;
+  if (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) return PQconsumeInput(conn) != 0;
+  return true;
+}
+
+// Sends what libpq has buffered (the connection is non-blocking in receive()).
+bool flush_output(PGconn* conn, const Interrupt& interrupt) {
+  for (;;) {
+    int pending = PQflush(conn);
+    if (pending == 0) return true;
+    if (pending < 0 || !wait_socket(conn, interrupt, POLLIN | POLLOUT)) return false;
+  }
+}
+
+// Collects the result of the statement just sent, interruptibly with an
+// Interrupt. Returns the first error result, a COPY IN result, or the last result.
 Result await_result(PGconn* conn, const Interrupt* interrupt) {
   Result kept;
+  if (interrupt && !flush_output(conn, *interrupt)) return kept;
   for (;;) {
     if (interrupt) {
-      while (PQisBusy(conn)) {
-        if (interrupt->stop.stop_requested()) {
-          char error[256];
-          PQcancel(interrupt->cancel, error, sizeof error);
-        }
-        pollfd fd{PQsocket(conn), POLLIN, 0};
-        int ready = ::poll(&fd, 1, 50);
-        if (ready < 0 && errno != EINTR) return kept;
-        if (ready > 0 && PQconsumeInput(conn) == 0) return kept;  // connection lost
-      }
+      while (PQisBusy(conn))
+        if (!wait_socket(conn, *interrupt, POLLIN)) return kept;  // connection lost
     }
     Result next(PQgetResult(conn));
     if (!next) return kept;
@@ -265,6 +286,8 @@ class PostgresqlExporter final : public Exporter {
   void init(const InitContext& ctx, std::stop_token stop) override {
     logger_ = ctx.logger;
     if (stop.stop_requested()) throw Cancelled();
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) throw PluginError("postgresql: eventfd failed", false);
     conn_ = connect_db(conninfo_);
     try {
       migrate();
@@ -289,21 +312,33 @@ class PostgresqlExporter final : public Exporter {
     if (stop.stop_requested()) throw Cancelled();
     if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK) conn_ = connect_db(conninfo_);
 
-    // `now` cancels the statement in flight; the loops below check the token
-    // between statements and COPY chunks, so the latency is one chunk's worth.
+    // `now` cancels the statement in flight: the stop callback only wakes the
+    // wait in await_result/flush (it runs on the thread requesting the stop,
+    // which must not wait on the server), and that sends the cancel request.
+    // The COPY loop checks the token between chunks, so the latency is one
+    // chunk's worth whatever the round's size.
     std::unique_ptr<PGcancel, decltype(&PQfreeCancel)> cancel(PQgetCancel(conn_.get()),
                                                               &PQfreeCancel);
     if (!cancel) throw PluginError("postgresql: cannot create a cancel handle", true);
-    std::stop_callback on_stop(stop, [handle = cancel.get()] {
-      char error[256];
-      PQcancel(handle, error, sizeof error);
+    uint64_t drained;
+    while (::read(wake_fd_, &drained, sizeof drained) > 0) {
+    }
+    std::stop_callback on_stop(stop, [fd = wake_fd_] {
+      uint64_t one = 1;
+      [[maybe_unused]] auto written = ::write(fd, &one, sizeof one);
     });
-    Interrupt interrupt{stop, cancel.get()};
+    Interrupt interrupt{stop, cancel.get(), wake_fd_};
     interrupt_ = &interrupt;
+    // Non-blocking, so that a COPY the server has stopped reading cannot hold
+    // this thread in a send that no cancel can interrupt.
+    PQsetnonblocking(conn_.get(), 1);
     struct Reset {
-      const Interrupt*& target;
-      ~Reset() { target = nullptr; }
-    } reset{interrupt_};
+      PostgresqlExporter& self;
+      ~Reset() {
+        self.interrupt_ = nullptr;
+        if (self.conn_) PQsetnonblocking(self.conn_.get(), 0);
+      }
+    } reset{*this};
     try {
       write_round(block, stop);
     } catch (const Cancel&) {
@@ -325,6 +360,10 @@ class PostgresqlExporter final : public Exporter {
   }
 
   void close() override { conn_.reset(); }
+
+  ~PostgresqlExporter() override {
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+  }
 
  private:
   void debug(const std::string& message, uint64_t round) {
@@ -469,15 +508,26 @@ class PostgresqlExporter final : public Exporter {
     const std::string round_text = std::to_string(round);
     uint32_t intra = 0;
 
+    const Interrupt& interrupt = *interrupt_;
+    // PQputCopyData/End return 0 while the non-blocking connection's buffer is full.
+    auto copy_end = [&](const char* error) {
+      int queued;
+      while ((queued = PQputCopyEnd(c, error)) == 0)
+        if (!wait_socket(c, interrupt, POLLIN | POLLOUT)) return false;
+      return queued == 1 && flush_output(c, interrupt);
+    };
     auto flush = [&] {
       if (buffer.empty()) return;
-      if (PQputCopyData(c, buffer.data(), static_cast<int>(buffer.size())) != 1)
+      int queued;
+      while ((queued = PQputCopyData(c, buffer.data(), static_cast<int>(buffer.size()))) == 0)
+        if (!wait_socket(c, interrupt, POLLIN | POLLOUT)) break;
+      if (queued != 1 || !flush_output(c, interrupt))
         throw DbError("postgresql: COPY failed: " + trimmed(PQerrorMessage(c)),
                       PQstatus(c) != CONNECTION_OK);
       buffer.clear();
     };
     auto abort_copy = [&](const char* why) {
-      if (PQputCopyEnd(c, why) == 1) await_result(c, interrupt_);
+      if (copy_end(why)) await_result(c, interrupt_);
     };
     auto add_row = [&](const msgpack::object& stxn, const std::string& txid,
                        const std::string& extra) {
@@ -540,7 +590,7 @@ class PostgresqlExporter final : public Exporter {
       abort_copy("aborted by conduit");
       throw PluginError(std::string("postgresql: round ") + round_text + ": " + e.what(), false);
     }
-    if (PQputCopyEnd(c, nullptr) != 1)
+    if (!copy_end(nullptr))
       throw DbError("postgresql: COPY failed: " + trimmed(PQerrorMessage(c)),
                     PQstatus(c) != CONNECTION_OK);
     check(c, await_result(c, interrupt_), PGRES_COMMAND_OK, "COPY txn");
@@ -554,7 +604,8 @@ class PostgresqlExporter final : public Exporter {
   Logger* logger_ = nullptr;
   Conn conn_;
   const Interrupt* interrupt_ = nullptr;  // set while receive() runs
-  std::optional<uint64_t> db_next_;       // metastate's next round as last seen
+  int wake_fd_ = -1;
+  std::optional<uint64_t> db_next_;  // metastate's next round as last seen
 };
 
 }  // namespace
