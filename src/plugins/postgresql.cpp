@@ -9,6 +9,7 @@
 
 #include <cerrno>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -95,6 +96,9 @@ struct Interrupt {
   std::stop_token stop;
   PGcancel* cancel = nullptr;
   int wake_fd = -1;  // an eventfd the stop callback makes readable
+  // When the last cancel request went out: each one is a new connection (a fork
+  // of the postmaster), so they are spaced out.
+  mutable std::optional<std::chrono::steady_clock::time_point> last_cancel;
 };
 
 std::string error_text(PGconn* conn, const PGresult* result, const std::string& what) {
@@ -118,8 +122,12 @@ std::string error_text(PGconn* conn, const PGresult* result, const std::string& 
 bool wait_socket(PGconn* conn, const Interrupt& interrupt, short events) {
   bool stopping = interrupt.stop.stop_requested();
   if (stopping) {
-    char error[256];
-    PQcancel(interrupt.cancel, error, sizeof error);
+    auto now = std::chrono::steady_clock::now();
+    if (!interrupt.last_cancel || now - *interrupt.last_cancel >= std::chrono::milliseconds(50)) {
+      char error[256];
+      PQcancel(interrupt.cancel, error, sizeof error);
+      interrupt.last_cancel = now;
+    }
   }
   pollfd fds[2] = {{PQsocket(conn), events, 0}, {interrupt.wake_fd, POLLIN, 0}};
   int ready = ::poll(fds, stopping ? 1 : 2, stopping ? 50 : -1);
