@@ -8,9 +8,8 @@ packages=(
   build-essential g++ clang meson ninja-build pkg-config git
   # libraries (CONTRACT section 8: Debian packages only)
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libmsgpack-cxx-dev
-  zlib1g-dev libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
+  zlib1g-dev libssl-dev libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
   libpq-dev libcurl4-openssl-dev libcpp-httplib-dev
-  libssl-dev
   # tests
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   dbus dbus-daemon systemd systemd-container postgresql util-linux procps

@@ -11,7 +11,7 @@ struct InitOptions {
   std::filesystem::path data_dir;
   std::string importer = "generator";
   std::vector<std::string> processors{"noop"};
-  std::string exporter = "noop";
+  std::string exporter = "file_writer";  // blocks go to DIR/exporter_file_writer/
   bool force = false;
 };
 int cmd_init(const InitOptions& options);

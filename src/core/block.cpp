@@ -81,6 +81,135 @@ BlockData BlockData::clone() const {
   return copy;
 }
 
+namespace {
+const msgpack::object* node(const void* p) { return static_cast<const msgpack::object*>(p); }
+}  // namespace
+
+FieldView::Type FieldView::type() const {
+  if (!node_) return Type::absent;
+  switch (node(node_)->type) {
+    case msgpack::type::NIL: return Type::nil;
+    case msgpack::type::BOOLEAN: return Type::boolean;
+    case msgpack::type::POSITIVE_INTEGER: return Type::uint;
+    case msgpack::type::NEGATIVE_INTEGER: return Type::negative_int;
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return Type::floating;
+    case msgpack::type::STR: return Type::string;
+    case msgpack::type::BIN: return Type::bytes;
+    case msgpack::type::ARRAY: return Type::array;
+    case msgpack::type::MAP: return Type::map;
+    default: return Type::other;
+  }
+}
+
+FieldView FieldView::operator[](std::string_view key) const {
+  return FieldView(node_ ? mp::find(*node(node_), key) : nullptr);
+}
+
+FieldView FieldView::path(std::string_view dotted) const {
+  FieldView view = *this;
+  while (view.present()) {
+    auto dot = dotted.find('.');
+    view = view[dotted.substr(0, dot)];
+    if (dot == std::string_view::npos) break;
+    dotted.remove_prefix(dot + 1);
+  }
+  return view;
+}
+
+size_t FieldView::size() const {
+  if (!node_) return 0;
+  const auto* o = node(node_);
+  if (o->type == msgpack::type::ARRAY) return o->via.array.size;
+  if (o->type == msgpack::type::MAP) return o->via.map.size;
+  return 0;
+}
+
+FieldView FieldView::at(size_t index) const {
+  if (!node_ || node(node_)->type != msgpack::type::ARRAY || index >= size()) return {};
+  return FieldView(&node(node_)->via.array.ptr[index]);
+}
+
+std::string_view FieldView::key_at(size_t index) const {
+  if (!node_ || node(node_)->type != msgpack::type::MAP || index >= size()) return {};
+  const auto& key = node(node_)->via.map.ptr[index].key;
+  if (key.type != msgpack::type::STR) return {};
+  return {key.via.str.ptr, key.via.str.size};
+}
+
+FieldView FieldView::value_at(size_t index) const {
+  if (!node_ || node(node_)->type != msgpack::type::MAP || index >= size()) return {};
+  return FieldView(&node(node_)->via.map.ptr[index].val);
+}
+
+std::optional<uint64_t> FieldView::as_uint() const {
+  if (!node_ || node(node_)->type != msgpack::type::POSITIVE_INTEGER) return std::nullopt;
+  return node(node_)->via.u64;
+}
+
+std::optional<int64_t> FieldView::as_int() const {
+  if (!node_) return std::nullopt;
+  const auto* o = node(node_);
+  if (o->type == msgpack::type::NEGATIVE_INTEGER) return o->via.i64;
+  if (o->type == msgpack::type::POSITIVE_INTEGER && o->via.u64 <= uint64_t(INT64_MAX))
+    return static_cast<int64_t>(o->via.u64);
+  return std::nullopt;
+}
+
+std::optional<bool> FieldView::as_bool() const {
+  if (!node_ || node(node_)->type != msgpack::type::BOOLEAN) return std::nullopt;
+  return node(node_)->via.boolean;
+}
+
+std::optional<double> FieldView::as_double() const {
+  if (!node_) return std::nullopt;
+  const auto* o = node(node_);
+  if (o->type == msgpack::type::FLOAT32 || o->type == msgpack::type::FLOAT64) return o->via.f64;
+  return std::nullopt;
+}
+
+std::optional<std::string_view> FieldView::as_string() const {
+  if (!node_ || node(node_)->type != msgpack::type::STR) return std::nullopt;
+  return std::string_view(node(node_)->via.str.ptr, node(node_)->via.str.size);
+}
+
+std::optional<std::string_view> FieldView::as_bytes() const {
+  if (!node_) return std::nullopt;
+  const auto* o = node(node_);
+  if (o->type == msgpack::type::BIN) return std::string_view(o->via.bin.ptr, o->via.bin.size);
+  if (o->type == msgpack::type::STR) return std::string_view(o->via.str.ptr, o->via.str.size);
+  return std::nullopt;
+}
+
+FieldView BlockData::root() const { return FieldView(&tree_->root); }
+
+void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
+  auto* payset = mp::find(tree_->root, "payset");
+  if (!payset || payset->type != msgpack::type::ARRAY) {
+    if (!indices.empty()) throw std::out_of_range("the block has no payset");
+    return;
+  }
+  auto& array = payset->via.array;
+  for (size_t i = 0; i < indices.size(); ++i)
+    if (indices[i] >= array.size || (i > 0 && indices[i] <= indices[i - 1]))
+      throw std::out_of_range("payset indices must be ascending and in range");
+  size_t kept = 0;
+  // In place: indices ascend, so entry indices[i] >= i is never overwritten early.
+  for (size_t index : indices) array.ptr[kept++] = array.ptr[index];
+  array.size = static_cast<uint32_t>(kept);
+  // Go omits an empty payset (omitempty), so an emptied one goes too.
+  if (kept == 0) {
+    auto& map = tree_->root.via.map;
+    for (uint32_t i = 0; i < map.size; ++i)
+      if (&map.ptr[i].val == payset) {
+        for (uint32_t j = i + 1; j < map.size; ++j) map.ptr[j - 1] = map.ptr[j];
+        --map.size;
+        break;
+      }
+  }
+  refresh();
+}
+
 void BlockData::refresh() {
   const auto& root = tree_->root;
   round_ = 0;

@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <optional>
+#include <vector>
 
 namespace conduit {
 
@@ -24,6 +26,41 @@ struct Genesis {
   std::string id;       // genesis "id", e.g. "v1.0"
   std::string hash;     // base64 of the genesis hash, as metadata.json stores it
   std::string json;     // the genesis document as the importer read it, if any
+};
+
+// A read-only view of one value inside a block, so that plugins can read
+// fields without msgpack. Valid while the block lives and is not modified.
+// Looking up what is not there gives an absent view, never an error: Go's
+// structs read absent fields as zero values, and so can callers.
+class FieldView {
+ public:
+  enum class Type { absent, nil, boolean, uint, negative_int, floating, string, bytes, array, map, other };
+
+  FieldView() = default;
+  Type type() const;
+  bool present() const { return node_ != nullptr; }
+
+  // Map member by string key.
+  FieldView operator[](std::string_view key) const;
+  // Dotted path of map members: "txn.apar.c".
+  FieldView path(std::string_view dotted) const;
+  // Elements of an array, or entries of a map; 0 for anything else.
+  size_t size() const;
+  FieldView at(size_t index) const;        // array element
+  std::string_view key_at(size_t index) const;  // map key (string keys; "" otherwise)
+  FieldView value_at(size_t index) const;  // map value
+
+  std::optional<uint64_t> as_uint() const;
+  std::optional<int64_t> as_int() const;  // negative ints, and uints that fit
+  std::optional<bool> as_bool() const;
+  std::optional<double> as_double() const;
+  std::optional<std::string_view> as_string() const;  // msgpack str
+  std::optional<std::string_view> as_bytes() const;   // msgpack bin (or str)
+
+ private:
+  friend class BlockData;
+  explicit FieldView(const void* node) : node_(node) {}
+  const void* node_ = nullptr;  // const msgpack::object*
 };
 
 class BlockData {
@@ -46,6 +83,15 @@ class BlockData {
   uint64_t round() const { return round_; }
   size_t txn_count() const { return txn_count_; }
 
+  // The whole BlockData, its header (`block`) and its payset entries
+  // (SignedTxnInBlock: `txn`, `sig`, `hgi`, ApplyData such as `dt`).
+  FieldView root() const;
+  FieldView header() const { return root()["block"]; }
+  FieldView payset_entry(size_t index) const { return root()["payset"].at(index); }
+  // Keeps only the payset entries at `indices` (ascending, in range), dropping
+  // the rest; the block is otherwise unchanged. Views into the payset are invalidated.
+  void keep_payset_entries(const std::vector<size_t>& indices);
+
   Tree& tree() { return *tree_; }
   const Tree& tree() const { return *tree_; }
   // Re-reads the cached round and transaction count after the tree was modified.
@@ -56,5 +102,11 @@ class BlockData {
   uint64_t round_ = 0;
   size_t txn_count_ = 0;
 };
+
+// Transaction helpers over a payset entry or an inner transaction (both are
+// SignedTxnWithAD): the transaction, its group id, its inner transactions.
+inline FieldView txn_of(FieldView stxn) { return stxn["txn"]; }
+inline std::optional<std::string_view> group_id(FieldView stxn) { return stxn.path("txn.grp").as_bytes(); }
+inline FieldView inner_txns(FieldView stxn) { return stxn.path("dt.itx"); }
 
 }  // namespace conduit

@@ -1,6 +1,7 @@
 #include "conduit_config.h"
 #include "core/registry.hpp"
 #include "plugins/noop.hpp"
+#include "plugins/file_plugins.hpp"
 #include "plugins/postgresql.hpp"
 
 namespace conduit {
@@ -10,6 +11,7 @@ const Registry& builtin_registry() {
     Registry r;
     plugins::register_noop(r);
     plugins::register_generator(r);
+    plugins::register_file_plugins(r);
     plugins::register_postgresql(r);
     return r;
   }();

@@ -1,44 +1,17 @@
 // Encoding helpers of the postgresql exporter: transaction ids and msgpack->JSON.
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 #include <vector>
 
+#include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
 #include "plugins/postgresql.hpp"
 
 namespace conduit::plugins::pg {
 
 std::string base64_encode(std::string_view bytes) {
-  static constexpr char kTable[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  auto byte = [&](size_t k) { return static_cast<uint32_t>(static_cast<uint8_t>(bytes[k])); };
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t v = byte(i) << 16 | byte(i + 1) << 8 | byte(i + 2);
-    out += kTable[v >> 18 & 63];
-    out += kTable[v >> 12 & 63];
-    out += kTable[v >> 6 & 63];
-    out += kTable[v & 63];
-  }
-  size_t rest = bytes.size() - i;
-  if (rest == 1) {
-    uint32_t v = byte(i) << 16;
-    out += kTable[v >> 18 & 63];
-    out += kTable[v >> 12 & 63];
-    out += "==";
-  } else if (rest == 2) {
-    uint32_t v = byte(i) << 16 | byte(i + 1) << 8;
-    out += kTable[v >> 18 & 63];
-    out += kTable[v >> 12 & 63];
-    out += kTable[v >> 6 & 63];
-    out += '=';
-  }
-  return out;
+  return algorand::base64_encode(bytes);
 }
 
 std::string base32_encode_nopad(std::string_view bytes) {
@@ -59,12 +32,8 @@ std::string base32_encode_nopad(std::string_view bytes) {
 }
 
 std::string sha512_256(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha512_256(), nullptr) != 1 ||
-      size != 32)
-    throw std::runtime_error("SHA-512/256 failed");
-  return std::string(reinterpret_cast<const char*>(digest), size);
+  algorand::Digest digest = algorand::sha512_256(bytes);
+  return std::string(reinterpret_cast<const char*>(digest.data()), digest.size());
 }
 
 namespace {

@@ -353,6 +353,7 @@ TEST(StopProperty, StopAnywhere) {
       break;
     }
   }
-  if (cases >= 100)
+  if (cases >= 100) {
     for (int a = 0; a < kActions; ++a) EXPECT_GT(by_action[a], 0) << "action " << a << " never drawn";
+  }
 }

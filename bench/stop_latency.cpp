@@ -1,0 +1,152 @@
+// Stop latency (issue 2's report, issue 10 figure 3) and peak RSS (figure 4):
+// runs the conduit binary many times and measures the time from the signal to
+// the process's exit, while rounds are flowing and while the importer is
+// blocked waiting for a block. Prints one JSON object per line.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Child {
+  pid_t pid;
+  int out;
+};
+
+Child spawn(const std::string& bin, const std::string& dir) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) std::exit(1);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  std::vector<std::string> args{bin, "-d", dir, "--bus", "none"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), environ) != 0) std::exit(1);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  return {pid, fds[0]};
+}
+
+// Reads the child's output until `needle` appears.
+bool wait_for(int fd, const std::string& needle, std::string& seen) {
+  char buffer[4096];
+  for (;;) {
+    if (seen.find(needle) != std::string::npos) return true;
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n <= 0) return false;
+    seen.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+struct Sample {
+  double ms;
+  long max_rss_kb;
+};
+
+Sample stop_once(const std::string& bin, const std::string& dir, int sig, const std::string& ready,
+                 double run_seconds = 0) {
+  Child child = spawn(bin, dir);
+  std::string seen;
+  if (!wait_for(child.out, ready, seen)) {
+    std::fprintf(stderr, "conduit did not start:\n%s\n", seen.c_str());
+    std::exit(1);
+  }
+  if (run_seconds > 0) {
+    // RSS probe: let rounds flow for a while before stopping.
+    auto until = Clock::now() + std::chrono::duration<double>(run_seconds);
+    char buffer[4096];
+    while (Clock::now() < until) {
+      fd_set set;
+      FD_ZERO(&set);
+      FD_SET(child.out, &set);
+      timeval tv{0, 100000};
+      if (select(child.out + 1, &set, nullptr, nullptr, &tv) > 0 &&
+          read(child.out, buffer, sizeof buffer) <= 0)
+        break;
+    }
+  }
+  auto start = Clock::now();
+  kill(child.pid, sig);
+  int status;
+  rusage usage{};
+  wait4(child.pid, &status, 0, &usage);
+  double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  close(child.out);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "conduit exited with status %d\n", status);
+    std::exit(1);
+  }
+  return {ms, usage.ru_maxrss};
+}
+
+void write_config(const std::string& dir, const std::string& importer_config) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/conduit.toml") << "hide-banner = true\nlog-level = \"info\"\n"
+                                          "[importer]\nname = \"generator\"\n[importer.config]\n"
+                                       << importer_config
+                                       << "\n[[processors]]\nname = \"noop\"\n[exporter]\nname = \"noop\"\n";
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string bin = argc > 1 ? argv[1] : "build/src/conduit";
+  int runs = argc > 2 ? std::stoi(argv[2]) : 200;
+  std::string dir = argc > 3 ? argv[3] : "/var/tmp/conduit-bench-stop";
+  struct Case {
+    const char* name;
+    const char* importer_config;
+    int sig;
+  } cases[] = {
+      {"flowing-sigterm", "txns-per-round = 100", SIGTERM},
+      {"flowing-sigusr1", "txns-per-round = 100", SIGUSR1},
+      {"importer-blocked-sigterm", "txns-per-round = 100\nround-interval = \"1h\"", SIGTERM},
+      {"importer-blocked-sigusr1", "txns-per-round = 100\nround-interval = \"1h\"", SIGUSR1},
+  };
+  for (const auto& c : cases) {
+    std::filesystem::remove_all(dir);
+    write_config(dir, c.importer_config);
+    std::vector<double> ms;
+    for (int i = 0; i < runs; ++i) ms.push_back(stop_once(bin, dir, c.sig, "pipeline running").ms);
+    std::printf("{\"bench\": \"stop-latency\", \"name\": \"%s\", \"runs\": %d, \"median_ms\": %.2f, "
+                "\"p99_ms\": %.2f, \"max_ms\": %.2f}\n",
+                c.name, runs, percentile(ms, 0.5), percentile(ms, 0.99), percentile(ms, 1.0));
+    std::fflush(stdout);
+  }
+  // Peak RSS must not grow with the number of rounds: 1 s against 8 s of flow.
+  std::filesystem::remove_all(dir);
+  write_config(dir, "txns-per-round = 100");
+  for (double seconds : {1.0, 8.0}) {
+    Sample s = stop_once(bin, dir, SIGTERM, "pipeline running", seconds);
+    std::printf("{\"bench\": \"rss\", \"name\": \"generator-noop-noop-%gs\", \"max_rss_kb\": %ld}\n",
+                seconds, s.max_rss_kb);
+    std::fflush(stdout);
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}

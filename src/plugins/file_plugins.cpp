@@ -1,0 +1,294 @@
+// file_reader and file_writer, compatible with Go Conduit's plugins of the same
+// names: same keys, same file names and encodings, genesis.json in the block dir.
+#include "plugins/file_plugins.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/algorand.hpp"
+#include "core/fs.hpp"
+#include "plugins/block_files.hpp"
+
+namespace conduit::plugins {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kDefaultPattern = "%[1]d_block.msgp.gz";
+constexpr const char* kGenesisFile = "genesis.json";
+constexpr const char* kTempPrefix = ".conduit-tmp-";
+
+constexpr const char* kReaderSample = R"(# directory holding the block files and genesis.json (required)
+block-dir = "/var/lib/conduit/blocks"
+# file names, Go fmt style: .msgp or .json, optionally .gz
+filename-pattern = "%[1]d_block.msgp.gz"
+# conduit only: how long one fetch waits for a missing file to appear before
+# reporting a retryable error (the pipeline then retries per retry-count)
+missing-file-wait = "1s"
+)";
+
+constexpr const char* kWriterSample = R"(# directory for the block files; created if missing.
+# Default: the plugin's data dir, DIR/exporter_file_writer/
+# block-dir = "/var/lib/conduit/out"
+# file names, Go fmt style: .msgp or .json, optionally .gz
+filename-pattern = "%[1]d_block.msgp.gz"
+# remove the vote certificate before writing
+drop-certificate = false
+)";
+
+FilenamePattern configure_pattern(PluginConfig& config) {
+  std::string text = config.get_string("filename-pattern", kDefaultPattern);
+  if (text.empty()) text = kDefaultPattern;  // Go: empty means the default
+  try {
+    return FilenamePattern::parse(text);
+  } catch (const std::invalid_argument& e) {
+    config.fail("filename-pattern", e.what());
+  }
+}
+
+// The whole file, or nullopt when it does not exist.
+std::optional<std::string> read_if_exists(const fs::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ENOENT) return std::nullopt;
+    throw PluginError("cannot open " + path.string() + ": " + std::strerror(errno), false);
+  }
+  std::string data;
+  struct stat st {};
+  if (::fstat(fd.get(), &st) == 0 && st.st_size > 0) data.reserve(static_cast<size_t>(st.st_size));
+  char buffer[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw PluginError("cannot read " + path.string() + ": " + std::strerror(errno), false);
+    }
+    if (n == 0) break;
+    if (data.size() + static_cast<size_t>(n) > kMaxBlockFileBytes)
+      throw PluginError(path.string() + " is larger than " + std::to_string(kMaxBlockFileBytes) +
+                            " bytes",
+                        false);
+    data.append(buffer, static_cast<size_t>(n));
+  }
+  return data;
+}
+
+// Wakes a poll() when the stop token fires.
+class StopWaker {
+ public:
+  explicit StopWaker(std::stop_token stop)
+      : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), callback_(stop, [this] { wake(); }) {}
+  int fd() const { return fd_.get(); }
+
+ private:
+  void wake() {
+    uint64_t one = 1;
+    if (fd_) [[maybe_unused]] auto n = ::write(fd_.get(), &one, sizeof(one));
+  }
+  UniqueFd fd_;
+  std::stop_callback<std::function<void()>> callback_;
+};
+
+class FileReader final : public Importer {
+ public:
+  void configure(PluginConfig& config) override {
+    auto dir = config.get_string("block-dir", "");
+    if (dir.empty()) config.fail("block-dir", "block-dir is required: the directory of the block files");
+    block_dir_ = dir;
+    pattern_ = configure_pattern(config);
+    wait_ = config.get_duration("missing-file-wait", std::chrono::seconds(1));
+  }
+
+  Genesis init(const InitContext& ctx, std::stop_token) override {
+    logger_ = ctx.logger;
+    auto path = block_dir_ / kGenesisFile;
+    auto text = read_if_exists(path);
+    if (!text) throw PluginError("file_reader: " + path.string() + " does not exist", false);
+    try {
+      return algorand::parse_genesis(*text);
+    } catch (const std::exception& e) {
+      throw PluginError("file_reader: " + path.string() + ": " + e.what(), false);
+    }
+  }
+
+  BlockData get_block(uint64_t round, std::stop_token stop) override {
+    if (stop.stop_requested()) throw Cancelled();
+    std::string name = pattern_.format(round);
+    fs::path path = block_dir_ / name;
+    auto bytes = read_if_exists(path);
+    if (!bytes) bytes = wait_for(path, name, stop);
+    if (!bytes)
+      throw PluginError("file_reader: " + path.string() + " does not exist (yet)", true);
+    BlockData block;
+    try {
+      block = decode_block_file(*bytes, pattern_);
+    } catch (const std::exception& e) {
+      throw PluginError("file_reader: cannot decode " + path.string() + ": " + e.what(), false);
+    }
+    if (block.round() != round)
+      throw PluginError("file_reader: " + path.string() + " holds round " +
+                            std::to_string(block.round()) + ", expected round " +
+                            std::to_string(round),
+                        false);
+    return block;
+  }
+
+  void close() override {}
+
+ private:
+  // Waits up to wait_ for `name` to be completed in the block dir (closed after
+  // writing, or renamed into place). inotify does the waiting; the stop token
+  // wakes it. Without inotify, falls back to checking every 50 ms.
+  std::optional<std::string> wait_for(const fs::path& path, const std::string& name,
+                                      std::stop_token stop) {
+    if (wait_.count() <= 0) return std::nullopt;
+    auto deadline = std::chrono::steady_clock::now() + wait_;
+    StopWaker waker(stop);
+    UniqueFd watch(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (watch && ::inotify_add_watch(watch.get(), block_dir_.c_str(),
+                                     IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
+      watch.reset();
+    // The file may have appeared before the watch existed.
+    if (auto bytes = read_if_exists(path)) return bytes;
+    for (;;) {
+      if (stop.stop_requested()) throw Cancelled();
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd fds[2] = {{waker.fd(), POLLIN, 0}, {watch ? watch.get() : -1, POLLIN, 0}};
+      int timeout = watch ? static_cast<int>(left.count())
+                          : static_cast<int>(std::min<int64_t>(left.count(), 50));
+      int n = ::poll(fds, 2, timeout);
+      if (n < 0 && errno != EINTR)
+        throw PluginError(std::string("file_reader: poll: ") + std::strerror(errno), true);
+      if (stop.stop_requested()) throw Cancelled();
+      bool seen = !watch;  // without inotify, look at every tick
+      if (watch && (fds[1].revents & POLLIN)) seen = drained_event_for(watch.get(), name);
+      if (seen)
+        if (auto bytes = read_if_exists(path)) return bytes;
+    }
+  }
+
+  static bool drained_event_for(int fd, const std::string& name) {
+    alignas(inotify_event) char buffer[4096];
+    bool found = false;
+    for (;;) {
+      ssize_t n = ::read(fd, buffer, sizeof(buffer));
+      if (n <= 0) break;
+      for (ssize_t off = 0; off < n;) {
+        auto* event = reinterpret_cast<inotify_event*>(buffer + off);
+        if (event->len > 0 && name == event->name) found = true;
+        if (event->mask & IN_Q_OVERFLOW) found = true;
+        off += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      }
+    }
+    return found;
+  }
+
+  fs::path block_dir_;
+  FilenamePattern pattern_ = FilenamePattern::parse(kDefaultPattern);
+  std::chrono::nanoseconds wait_{std::chrono::seconds(1)};
+  Logger* logger_ = nullptr;
+};
+
+class FileWriter final : public Exporter {
+ public:
+  void configure(PluginConfig& config) override {
+    block_dir_ = config.get_string("block-dir", "");
+    pattern_ = configure_pattern(config);
+    options_.drop_certificate = config.get_bool("drop-certificate", false);
+  }
+
+  void init(const InitContext& ctx, std::stop_token) override {
+    if (block_dir_.empty()) block_dir_ = ctx.data_dir;
+    fs::create_directories(block_dir_);
+    // Temp files of a run that crashed mid-write: never complete, never needed.
+    for (const auto& entry : fs::directory_iterator(block_dir_))
+      if (entry.path().filename().string().rfind(kTempPrefix, 0) == 0) fs::remove(entry.path());
+    next_round_ = ctx.next_round;
+    if (ctx.genesis) {
+      std::string text = ctx.genesis->json;
+      if (text.empty()) {
+        // An importer without a genesis document (generator): record what it said.
+        nlohmann::ordered_json doc;
+        doc["id"] = ctx.genesis->id;
+        doc["network"] = ctx.genesis->network;
+        text = doc.dump(2);
+      }
+      auto path = block_dir_ / kGenesisFile;
+      if (auto existing = read_if_exists(path); !existing || *existing != text)
+        replace_file_atomically(path, text);
+    }
+  }
+
+  void receive(const BlockData& block, std::stop_token stop) override {
+    if (stop.stop_requested()) throw Cancelled();
+    if (block.round() != next_round_)
+      throw PluginError("file_writer: received round " + std::to_string(block.round()) +
+                            ", expected round " + std::to_string(next_round_),
+                        false);
+    std::string bytes = encode_block_file(block, pattern_, options_);
+    write_atomically(block_dir_ / pattern_.format(block.round()), bytes, stop);
+    ++next_round_;
+  }
+
+  void close() override {}
+
+ private:
+  // Temp file in the same directory, fsync, rename, fsync the directory. The
+  // stop token is honoured until the rename (the commit point); a cancelled or
+  // failed write removes its temp file.
+  void write_atomically(const fs::path& path, std::string_view data, std::stop_token stop) {
+    std::string temp = (block_dir_ / (kTempPrefix + path.filename().string() + ".XXXXXX")).string();
+    UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
+    if (!fd) throw PluginError("file_writer: cannot create " + temp + ": " + std::strerror(errno), true);
+    try {
+      if (::fchmod(fd.get(), 0644) != 0) throw_errno("fchmod " + temp);
+      constexpr size_t kChunk = 1 << 20;
+      for (size_t off = 0; off < data.size(); off += kChunk) {
+        if (stop.stop_requested()) throw Cancelled();
+        write_all(fd.get(), data.substr(off, kChunk), "write " + temp);
+      }
+      if (stop.stop_requested()) throw Cancelled();
+      if (::fsync(fd.get()) != 0) throw_errno("fsync " + temp);
+      fd.reset();
+      if (stop.stop_requested()) throw Cancelled();
+      if (::rename(temp.c_str(), path.c_str()) != 0)
+        throw_errno("rename " + temp + " to " + path.string());
+    } catch (...) {
+      ::unlink(temp.c_str());
+      throw;
+    }
+    UniqueFd dir(::open(block_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) ::fsync(dir.get());
+  }
+
+  fs::path block_dir_;
+  FilenamePattern pattern_ = FilenamePattern::parse(kDefaultPattern);
+  BlockEncodeOptions options_;
+  uint64_t next_round_ = 0;
+};
+
+}  // namespace
+
+void register_file_plugins(Registry& registry) {
+  registry.add_importer({"file_reader",
+                         "Importer for fetching blocks from files in a directory created by the "
+                         "'file_writer' plugin.",
+                         kReaderSample, false},
+                        [] { return std::make_unique<FileReader>(); });
+  registry.add_exporter({"file_writer", "Exporter for writing data to a file.", kWriterSample, false},
+                        [] { return std::make_unique<FileWriter>(); });
+}
+
+}  // namespace conduit::plugins

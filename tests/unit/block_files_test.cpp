@@ -1,0 +1,608 @@
+// Block data on Go Conduit's fixtures: msgpack and JSON codecs, addresses, the
+// genesis hash, and the file_reader / file_writer plugins alone and in a pipeline.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <msgpack.hpp>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/algorand.hpp"
+#include "core/block_json.hpp"
+#include "core/block_msgpack.hpp"
+#include "core/checkpoint.hpp"
+#include "core/fs.hpp"
+#include "core/pipeline.hpp"
+#include "plugins/block_files.hpp"
+#include "test_support.hpp"
+
+using namespace conduit;
+using namespace conduit::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kFixtureRounds = 10;
+
+std::string fixture_msgpack(uint64_t round) {
+  auto gz = read_file(fixtures_dir() / (std::to_string(round) + "_block.msgp.gz"));
+  return plugins::gzip_decompress(gz, plugins::kMaxBlockFileBytes);
+}
+
+std::string bytes_of(const msgpack::object& o) { return std::string(o.via.bin.ptr, o.via.bin.size); }
+
+BlockData block_from(const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& fill) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  fill(packer);
+  return BlockData::decode_msgpack({buffer.data(), buffer.size()});
+}
+
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+// --- codecs -----------------------------------------------------------------
+
+TEST(BlockCodec, DecodesEveryFixtureAndReencodesByteIdentical) {
+  CONDUIT_REQUIRE_FIXTURES();
+  size_t txns = 0;
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) {
+    std::string bytes = fixture_msgpack(r);
+    BlockData block = BlockData::decode_msgpack(bytes);
+    EXPECT_EQ(block.round(), r);
+    txns += block.txn_count();
+    EXPECT_EQ(block.encode_msgpack(), bytes) << "round " << r;
+    EXPECT_EQ(block.clone().encode_msgpack(), bytes) << "round " << r;
+  }
+  EXPECT_GT(txns, 0u);
+}
+
+TEST(BlockCodec, JsonRoundTripGivesTheSameMsgpack) {
+  CONDUIT_REQUIRE_FIXTURES();
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) {
+    std::string bytes = fixture_msgpack(r);
+    BlockData block = BlockData::decode_msgpack(bytes);
+    std::string json = encode_block_json(block);
+    BlockData back = decode_block_json(json);
+    EXPECT_EQ(back.round(), r);
+    EXPECT_EQ(back.txn_count(), block.txn_count());
+    EXPECT_EQ(back.encode_msgpack(), bytes) << "round " << r;
+    // And JSON -> msgpack -> JSON is stable.
+    EXPECT_EQ(encode_block_json(back), json) << "round " << r;
+  }
+}
+
+TEST(BlockCodec, JsonUsesAddressesBase64AndGoLayout) {
+  CONDUIT_REQUIRE_FIXTURES();
+  auto genesis = nlohmann::json::parse(read_file(fixtures_dir() / "genesis.json"));
+  BlockData block = BlockData::decode_msgpack(fixture_msgpack(1));
+  std::string json = encode_block_json(block);
+  // Go's layout: 2-space indent, "key": value.
+  EXPECT_EQ(json.rfind("{\n  \"block\": {\n    \"fees\": \"", 0), 0u) << json.substr(0, 80);
+  // nlohmann rejects the lone surrogates that stand for non-UTF-8 bytes
+  // (binary box names in the delta); turn them into ordinary escapes to inspect.
+  std::string inspectable = json;
+  for (size_t at = 0; (at = inspectable.find("\\udc", at)) != std::string::npos; at += 6)
+    inspectable.replace(at, 4, "\\u00");
+  auto parsed = nlohmann::json::parse(inspectable, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded());
+  // Header addresses are the genesis's fee sink and rewards pool, as addresses.
+  EXPECT_EQ(parsed["block"]["fees"], genesis["fees"]);
+  EXPECT_EQ(parsed["block"]["rwd"], genesis["rwd"]);
+  // Digests stay base64.
+  const auto* header = mp::find(block.tree().root, "block");
+  ASSERT_NE(header, nullptr);
+  EXPECT_EQ(parsed["block"]["gh"], algorand::base64_encode(bytes_of(*mp::find(*header, "gh"))));
+  // Every sender is a checksummed address.
+  ASSERT_GT(parsed["payset"].size(), 0u);
+  for (const auto& stxn : parsed["payset"]) {
+    std::string snd = stxn["txn"]["snd"];
+    EXPECT_TRUE(algorand::decode_address(snd).has_value()) << snd;
+    EXPECT_TRUE(algorand::base64_decode(std::string(stxn["sig"])).has_value());
+  }
+}
+
+TEST(BlockCodec, JsonReadsBase64AddressesAsNewerGoConduitWritesThem) {
+  std::string raw(32, '\x07');
+  std::string json = R"({"payset": [{"txn": {"snd": ")" + algorand::base64_encode(raw) +
+                     R"(", "type": "pay"}}]})";
+  BlockData block = decode_block_json(json);
+  const auto* payset = mp::find(block.tree().root, "payset");
+  ASSERT_NE(payset, nullptr);
+  const auto* snd = mp::find(*mp::find(payset->via.array.ptr[0], "txn"), "snd");
+  ASSERT_EQ(snd->type, msgpack::type::BIN);
+  EXPECT_EQ(bytes_of(*snd), raw);
+  EXPECT_NE(encode_block_json(block).find(algorand::encode_address(raw)), std::string::npos);
+}
+
+TEST(BlockCodec, StringsThatAreNotUtf8SurviveJson) {
+  std::string binary("bx:\x00\x01\x80\xff\xc3(", 9);
+  std::string text = "quote\" back\\ nl\n tab\t ctl\x01 <&> \xe2\x80\xa8 caf\xc3\xa9";
+  BlockData block = block_from([&](auto& p) {
+    p.pack_map(2);
+    p.pack("block");
+    p.pack_map(1);
+    p.pack("rnd");
+    p.pack(5);
+    p.pack("delta");
+    p.pack_map(1);
+    p.pack("KvMods");
+    p.pack_map(1);
+    p.pack(binary);
+    p.pack_map(2);
+    p.pack("Data");
+    p.pack_bin(3);
+    p.pack_bin_body("abc", 3);
+    p.pack("Note");
+    p.pack(text);
+  });
+  std::string json = encode_block_json(block);
+  EXPECT_NE(json.find(R"("bx:\u0000\u0001\udc80\udcff\udcc3(")"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"(quote\" back\\ nl\n tab\t ctl\u0001 <&> \u2028 café)"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("Data": "YWJj")"), std::string::npos) << json;
+  EXPECT_EQ(decode_block_json(json).encode_msgpack(), block.encode_msgpack());
+}
+
+TEST(BlockCodec, IntegerAndByteMapKeysRoundTrip) {
+  BlockData block = block_from([](auto& p) {
+    p.pack_map(1);
+    p.pack("delta");
+    p.pack_map(2);
+    p.pack("Creatables");
+    p.pack_map(1);
+    p.pack(uint64_t{1234});
+    p.pack_map(1);
+    p.pack("Ctype");
+    p.pack(1);
+    p.pack("Txids");
+    p.pack_map(1);
+    p.pack_bin(32);
+    p.pack_bin_body(std::string(32, 'x').data(), 32);
+    p.pack_map(1);
+    p.pack("Intra");
+    p.pack(3);
+  });
+  std::string json = encode_block_json(block);
+  EXPECT_NE(json.find(R"("1234": {)"), std::string::npos) << json;
+  EXPECT_EQ(decode_block_json(json).encode_msgpack(), block.encode_msgpack());
+}
+
+TEST(BlockCodec, DropCertificateRemovesOnlyTheCertificate) {
+  BlockData block = block_from([](auto& p) {
+    p.pack_map(2);
+    p.pack("block");
+    p.pack_map(1);
+    p.pack("rnd");
+    p.pack(3);
+    p.pack("cert");
+    p.pack_map(1);
+    p.pack("rnd");
+    p.pack(3);
+  });
+  std::string msgp = encode_block_msgpack(block, {.drop_certificate = true});
+  BlockData dropped = BlockData::decode_msgpack(msgp);
+  EXPECT_EQ(dropped.round(), 3u);
+  EXPECT_EQ(mp::find(dropped.tree().root, "cert"), nullptr);
+  EXPECT_EQ(encode_block_json(block, {.drop_certificate = true}).find("cert"), std::string::npos);
+  EXPECT_NE(encode_block_json(block).find("cert"), std::string::npos);
+  EXPECT_EQ(encode_block_msgpack(block), block.encode_msgpack());
+}
+
+TEST(BlockCodec, MalformedJsonIsADecodeErrorNeverACrash) {
+  const std::vector<std::string> bad = {
+      "",
+      "{",
+      "[]",
+      R"({"block": {"rnd": 1}} x)",
+      R"({"block": {"gh": "not base64!"}})",
+      R"({"payset": [{"txn": {"snd": "AAAA"}}]})",
+      R"({"block": {"rnd": 18446744073709551616}})",
+      R"({"block": {"rnd": 01}})",
+      R"({"delta": {"Creatables": {"x": {}}}})",
+      R"({"a": "\u12"})",
+      "{\"a\": \"tab\there\"}",
+      std::string(1000, '[') + std::string(1000, ']'),
+  };
+  for (const auto& json : bad)
+    EXPECT_THROW(decode_block_json(json), BlockDecodeError) << json.substr(0, 60);
+}
+
+TEST(BlockCodec, MalformedMsgpackIsADecodeError) {
+  CONDUIT_REQUIRE_FIXTURES();
+  std::string bytes = fixture_msgpack(1);
+  EXPECT_THROW(BlockData::decode_msgpack(bytes.substr(0, bytes.size() / 2)), BlockDecodeError);
+  EXPECT_THROW(BlockData::decode_msgpack(bytes + "x"), BlockDecodeError);
+  EXPECT_THROW(BlockData::decode_msgpack("\x93\x01\x02\x03"), BlockDecodeError);
+}
+
+// --- addresses, base64, genesis ---------------------------------------------
+
+TEST(Algorand, AddressesAreChecksummedBase32) {
+  std::string zero(32, '\0');
+  EXPECT_EQ(algorand::encode_address(zero),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAY5HFKQ");
+  EXPECT_EQ(algorand::decode_address("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAY5HFKQ"),
+            zero);
+  // Wrong checksum, wrong length, bad alphabet.
+  EXPECT_FALSE(algorand::decode_address("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAY5HFKA"));
+  EXPECT_FALSE(algorand::decode_address("AAAA"));
+  EXPECT_FALSE(algorand::decode_address("aAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAY5HFKQ"));
+  std::string key;
+  for (int i = 0; i < 32; ++i) key += static_cast<char>(i * 7 + 1);
+  EXPECT_EQ(algorand::decode_address(algorand::encode_address(key)), key);
+}
+
+TEST(Algorand, Base64IsGoStdEncoding) {
+  EXPECT_EQ(algorand::base64_encode(""), "");
+  EXPECT_EQ(algorand::base64_encode("f"), "Zg==");
+  EXPECT_EQ(algorand::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(algorand::base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(algorand::base64_decode("Zm9vYg=="), "foob");
+  EXPECT_FALSE(algorand::base64_decode("Zh=="));  // non-zero trailing bits
+  EXPECT_FALSE(algorand::base64_decode("Zg="));
+  EXPECT_FALSE(algorand::base64_decode("Zm9v!A=="));
+}
+
+// The fixture blocks carry a synthetic genesis hash, so this checks the
+// properties of the computation: canonical (independent of key order and
+// whitespace), sensitive to every field, base64 of 32 bytes.
+TEST(Algorand, GenesisHashIsCanonical) {
+  CONDUIT_REQUIRE_FIXTURES();
+  std::string text = read_file(fixtures_dir() / "genesis.json");
+  Genesis genesis = algorand::parse_genesis(text);
+  EXPECT_EQ(genesis.network, "generated-network");
+  EXPECT_EQ(genesis.id, "v1");
+  EXPECT_EQ(genesis.json, text);
+  auto digest = algorand::base64_decode(genesis.hash);
+  ASSERT_TRUE(digest.has_value());
+  EXPECT_EQ(digest->size(), 32u);
+
+  auto doc = nlohmann::json::parse(text);
+  EXPECT_EQ(algorand::parse_genesis(doc.dump()).hash, genesis.hash);  // compact, sorted
+  nlohmann::ordered_json reordered;
+  for (const char* key : {"rwd", "proto", "network", "id", "fees", "alloc"})
+    reordered[key] = doc[key];
+  EXPECT_EQ(algorand::parse_genesis(reordered.dump(1)).hash, genesis.hash);
+
+  auto changed = doc;
+  changed["network"] = "othernet";
+  EXPECT_NE(algorand::parse_genesis(changed.dump()).hash, genesis.hash);
+  changed = doc;
+  changed["alloc"][0]["comment"] = "x";
+  EXPECT_NE(algorand::parse_genesis(changed.dump()).hash, genesis.hash);
+  changed = doc;
+  changed["alloc"][1]["state"]["algo"] = 1;
+  EXPECT_NE(algorand::parse_genesis(changed.dump()).hash, genesis.hash);
+
+  EXPECT_THROW(algorand::parse_genesis("{"), algorand::GenesisError);
+  EXPECT_THROW(algorand::parse_genesis(R"({"alloc": 3})"), algorand::GenesisError);
+  EXPECT_THROW(algorand::parse_genesis(R"({"alloc": [{"state": {"vote": "xx"}}]})"),
+               algorand::GenesisError);
+}
+
+// --- file names and gzip -------------------------------------------------------
+
+TEST(BlockFiles, FilenamePatternsFollowGoFmt) {
+  using plugins::FilenamePattern;
+  auto p = FilenamePattern::parse("%[1]d_block.msgp.gz");
+  EXPECT_EQ(p.format(7), "7_block.msgp.gz");
+  EXPECT_TRUE(p.gzip());
+  EXPECT_EQ(p.encoding(), plugins::BlockFormat::msgpack);
+  EXPECT_EQ(FilenamePattern::parse("%d.json").format(12), "12.json");
+  EXPECT_EQ(FilenamePattern::parse("%[1]06d_%%.json").format(12), "000012_%.json");
+  EXPECT_EQ(FilenamePattern::parse("%[1]d.json").encoding(), plugins::BlockFormat::json);
+  for (const char* bad : {"%s.json", "block.txt", "%[1]d.yaml", "block.msgp", "a/%d.msgp", "%[1]"})
+    EXPECT_THROW(FilenamePattern::parse(bad), std::invalid_argument) << bad;
+}
+
+TEST(BlockFiles, GzipRoundTripsAndRejectsTruncation) {
+  std::string data(100000, 'a');
+  for (size_t i = 0; i < data.size(); i += 7) data[i] = static_cast<char>(i);
+  std::string gz = plugins::gzip_compress(data);
+  EXPECT_EQ(plugins::gzip_decompress(gz, 1 << 20), data);
+  EXPECT_EQ(plugins::gzip_decompress(gz + gz, 1 << 20), data + data);  // two members
+  EXPECT_THROW(plugins::gzip_decompress(gz.substr(0, gz.size() / 2), 1 << 20), BlockDecodeError);
+  EXPECT_THROW(plugins::gzip_decompress("not gzip", 1 << 20), BlockDecodeError);
+  EXPECT_THROW(plugins::gzip_decompress(gz, 1000), BlockDecodeError);  // over the limit
+}
+
+// --- the plugins -----------------------------------------------------------------
+
+namespace {
+
+class FilePluginTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CONDUIT_REQUIRE_FIXTURES();
+    fs::create_directories(blocks_);
+    fs::create_directories(data_);
+    fs::copy_file(fixtures_dir() / "genesis.json", blocks_ / "genesis.json");
+  }
+
+  void copy_fixture(uint64_t round, const std::string& as = "") {
+    fs::copy_file(fixtures_dir() / (std::to_string(round) + "_block.msgp.gz"),
+                  blocks_ / (as.empty() ? std::to_string(round) + "_block.msgp.gz" : as));
+  }
+
+  Config config(const std::string& importer, const std::string& exporter) {
+    write_text(data_ / "conduit.toml",
+               "retry-count = 2\nretry-delay = \"0s\"\n[importer]\nname = \"file_reader\"\n"
+               "[importer.config]\nblock-dir = \"" + blocks_.string() + "\"\n" + importer +
+               "\n[[processors]]\nname = \"noop\"\n[exporter]\nname = \"file_writer\"\n"
+               "[exporter.config]\nblock-dir = \"" + out_.string() + "\"\n" + exporter + "\n");
+    return load_config(data_);
+  }
+
+  std::unique_ptr<Importer> reader(const std::string& extra = "missing-file-wait = \"0s\"") {
+    Config c = config(extra, "");
+    auto plugins = build_plugins(builtin_registry(), c);
+    InitContext ctx{.data_dir = data_ / "importer_file_reader", .logger = &logger_};
+    genesis_ = plugins.importer->init(ctx, {});
+    return std::move(plugins.importer);
+  }
+
+  std::unique_ptr<Exporter> writer(const std::string& extra, uint64_t next_round) {
+    Config c = config("", extra);
+    auto plugins = build_plugins(builtin_registry(), c);
+    InitContext ctx{.data_dir = data_ / "exporter_file_writer",
+                    .next_round = next_round,
+                    .genesis = &genesis_,
+                    .logger = &logger_};
+    plugins.exporter->init(ctx, {});
+    return std::move(plugins.exporter);
+  }
+
+  PluginError plugin_error(Importer& importer, uint64_t round) {
+    try {
+      importer.get_block(round, {});
+    } catch (const PluginError& e) {
+      return e;
+    }
+    ADD_FAILURE() << "round " << round << " did not fail";
+    return PluginError("", false);
+  }
+
+  std::vector<std::string> names(const fs::path& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  TempDir tmp_;
+  fs::path data_ = tmp_ / "data";
+  fs::path blocks_ = tmp_ / "blocks";
+  fs::path out_ = tmp_ / "out";
+  Genesis genesis_;
+  Logger logger_{nullptr, LogLevel::error};
+};
+
+}  // namespace
+
+TEST_F(FilePluginTest, ReaderReportsTheGenesisAndReadsBlocks) {
+  copy_fixture(0);
+  copy_fixture(1);
+  auto importer = reader();
+  EXPECT_EQ(genesis_.network, "generated-network");
+  EXPECT_EQ(genesis_.json, read_file(blocks_ / "genesis.json"));
+  EXPECT_EQ(importer->get_block(1, {}).encode_msgpack(), fixture_msgpack(1));
+  EXPECT_EQ(importer->get_block(0, {}).round(), 0u);
+}
+
+TEST_F(FilePluginTest, MissingFileIsRetryableAndBadFilesAreNamedErrors) {
+  copy_fixture(3);
+  copy_fixture(3, "4_block.msgp.gz");  // wrong round
+  write_text(blocks_ / "5_block.msgp.gz", "this is not gzip");
+  auto gz = read_file(fixtures_dir() / "6_block.msgp.gz");
+  write_text(blocks_ / "6_block.msgp.gz", gz.substr(0, gz.size() / 2));  // truncated
+  write_text(blocks_ / "7_block.msgp.gz", plugins::gzip_compress("\xde\x00\x01"));  // bad msgpack
+  auto importer = reader();
+
+  EXPECT_EQ(importer->get_block(3, {}).round(), 3u);
+  PluginError missing = plugin_error(*importer, 2);
+  EXPECT_TRUE(missing.retryable());
+  EXPECT_NE(std::string(missing.what()).find("2_block.msgp.gz"), std::string::npos);
+  for (uint64_t r : {4, 5, 6, 7}) {
+    PluginError e = plugin_error(*importer, r);
+    EXPECT_FALSE(e.retryable()) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(r) + "_block.msgp.gz"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_NE(std::string(plugin_error(*importer, 4).what()).find("holds round 3"), std::string::npos);
+}
+
+TEST_F(FilePluginTest, ReaderWithoutGenesisFailsInit) {
+  fs::remove(blocks_ / "genesis.json");
+  EXPECT_THROW(reader(), PluginError);
+}
+
+TEST_F(FilePluginTest, ReaderFollowsAFileThatAppearsWhileWaiting) {
+  auto importer = reader("missing-file-wait = \"600s\"");
+  // Written elsewhere and renamed in, as file_writer (or any careful writer) does.
+  std::thread producer([&] {
+    fs::copy_file(fixtures_dir() / "2_block.msgp.gz", tmp_ / "staging");
+    fs::rename(tmp_ / "staging", blocks_ / "2_block.msgp.gz");
+  });
+  BlockData block = importer->get_block(2, {});
+  producer.join();
+  EXPECT_EQ(block.encode_msgpack(), fixture_msgpack(2));
+}
+
+TEST_F(FilePluginTest, StopWakesAReaderWaitingForAFile) {
+  auto importer = reader("missing-file-wait = \"600s\"");
+  std::stop_source stop;
+  std::thread stopper([&] { stop.request_stop(); });
+  EXPECT_THROW(importer->get_block(2, stop.get_token()), Cancelled);
+  stopper.join();
+}
+
+TEST_F(FilePluginTest, WriterWritesGenesisAndWholeFilesOnly) {
+  copy_fixture(0);
+  auto importer = reader();
+  fs::create_directories(out_);
+  write_text(out_ / ".conduit-tmp-0_block.msgp.gz.abc123", "left by a crash");
+  auto exporter = writer("", 0);
+  EXPECT_EQ(read_file(out_ / "genesis.json"), read_file(blocks_ / "genesis.json"));
+  EXPECT_EQ(names(out_), (std::vector<std::string>{"genesis.json"}));  // stale temp removed
+
+  BlockData block = importer->get_block(0, {});
+  // A cancelled write leaves nothing behind, and the round can be written again.
+  std::stop_source stopped;
+  stopped.request_stop();
+  EXPECT_THROW(exporter->receive(block, stopped.get_token()), Cancelled);
+  EXPECT_EQ(names(out_), (std::vector<std::string>{"genesis.json"}));
+
+  exporter->receive(block, {});
+  EXPECT_EQ(names(out_), (std::vector<std::string>{"0_block.msgp.gz", "genesis.json"}));
+  EXPECT_EQ(plugins::gzip_decompress(read_file(out_ / "0_block.msgp.gz"), 1 << 20),
+            fixture_msgpack(0));
+  // Rounds arrive in order; anything else is refused.
+  try {
+    exporter->receive(block, {});
+    ADD_FAILURE() << "a repeated round was accepted";
+  } catch (const PluginError& e) {
+    EXPECT_FALSE(e.retryable());
+  }
+}
+
+TEST_F(FilePluginTest, BadConfigurationIsRejectedWithItsLocation) {
+  std::string error = error_of([&] { reader("filename-pattern = \"%[1]d_block.yaml\""); });
+  EXPECT_NE(error.find("conduit.toml:"), std::string::npos) << error;
+  EXPECT_NE(error.find("unrecognized export format"), std::string::npos) << error;
+  write_text(data_ / "conduit.toml",
+             "[importer]\nname = \"file_reader\"\n[exporter]\nname = \"noop\"\n");
+  Config c = load_config(data_);
+  error = error_of([&] { build_plugins(builtin_registry(), c); });
+  EXPECT_NE(error.find("block-dir"), std::string::npos) << error;
+}
+
+namespace {
+// Stops the pipeline (end-of-round) once `last` is exported.
+class StopAfter : public PipelineObserver {
+ public:
+  explicit StopAfter(uint64_t last) : last_(last) {}
+  Pipeline* pipeline = nullptr;
+  void on_exported(uint64_t round, std::size_t) override {
+    if (round == last_) pipeline->stop(StopMode::end_of_round, "test");
+  }
+
+ private:
+  uint64_t last_;
+};
+}  // namespace
+
+TEST_F(FilePluginTest, PipelineReproducesTheInputFilesThroughJsonAndBack) {
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) copy_fixture(r);
+  auto run = [&](const std::string& importer_extra, const std::string& exporter_extra) {
+    Config c = config(importer_extra, exporter_extra);
+    StopAfter observer(kFixtureRounds - 1);
+    PipelineOptions options{.data_dir = data_, .retry_count = 0, .retry_delay = {}};
+    Pipeline pipeline(build_plugins(builtin_registry(), c), options, logger_, &observer);
+    observer.pipeline = &pipeline;
+    StopCause cause = pipeline.run();
+    EXPECT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+    EXPECT_EQ(checkpoint_round(data_), kFixtureRounds);
+  };
+
+  // msgp.gz -> json
+  run("missing-file-wait = \"600s\"", "filename-pattern = \"%[1]d_block.json\"");
+  auto metadata = nlohmann::json::parse(read_file(data_ / "metadata.json"));
+  EXPECT_EQ(metadata["network"], "generated-network");
+  EXPECT_EQ(metadata["genesis-hash"],
+            algorand::parse_genesis(read_file(fixtures_dir() / "genesis.json")).hash);
+  EXPECT_EQ(read_file(out_ / "genesis.json"), read_file(blocks_ / "genesis.json"));
+
+  // json -> msgp: the original bytes again.
+  fs::remove_all(blocks_);
+  fs::rename(out_, blocks_);
+  fs::remove_all(data_);
+  fs::create_directories(data_);
+  run("filename-pattern = \"%[1]d_block.json\"\nmissing-file-wait = \"600s\"",
+      "filename-pattern = \"%[1]d_block.msgp\"");
+  for (uint64_t r = 0; r < kFixtureRounds; ++r)
+    EXPECT_EQ(read_file(out_ / (std::to_string(r) + "_block.msgp")), fixture_msgpack(r))
+        << "round " << r;
+  for (const auto& name : names(out_)) EXPECT_EQ(name.find(".conduit-tmp-"), std::string::npos);
+}
+
+TEST_F(FilePluginTest, RestartOnAnotherNetworkIsRefused) {
+  copy_fixture(0);
+  Checkpoint(data_).store({"c29tZS1vdGhlci1oYXNo", "othernet", 0});
+  Config c = config("", "");
+  PipelineOptions options{.data_dir = data_, .retry_count = 1, .retry_delay = {}};
+  Pipeline pipeline(build_plugins(builtin_registry(), c), options, logger_);
+  StopCause cause = pipeline.run();
+  EXPECT_EQ(cause.reason, StopReason::checkpoint_error);
+  EXPECT_NE(cause.detail.find("othernet"), std::string::npos) << cause.detail;
+  auto metadata = nlohmann::json::parse(read_file(data_ / "metadata.json"));
+  EXPECT_EQ(metadata["network"], "othernet");
+  EXPECT_FALSE(fs::exists(out_ / "0_block.msgp.gz"));
+}
+
+// --- accessors ---------------------------------------------------------------------
+
+TEST(BlockAccessors, ReadTransactionsGroupsAndInnerTransactions) {
+  CONDUIT_REQUIRE_FIXTURES();
+  size_t grouped = 0, inner = 0, total = 0;
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) {
+    BlockData block = BlockData::decode_msgpack(fixture_msgpack(r));
+    EXPECT_EQ(block.header()["rnd"].as_uint().value_or(0), r);
+    EXPECT_EQ(block.header().path("gen").as_string(), "blockgen-test") << r;
+    for (size_t i = 0; i < block.txn_count(); ++i) {
+      FieldView stxn = block.payset_entry(i);
+      ASSERT_TRUE(stxn.present());
+      auto type = txn_of(stxn)["type"].as_string();
+      ASSERT_TRUE(type.has_value());
+      EXPECT_TRUE(*type == "pay" || *type == "axfer" || *type == "appl" || *type == "acfg")
+          << *type;
+      EXPECT_EQ(txn_of(stxn)["snd"].as_bytes()->size(), 32u);
+      if (auto grp = group_id(stxn)) {
+        EXPECT_EQ(grp->size(), 32u);
+        ++grouped;
+      }
+      FieldView itx = inner_txns(stxn);
+      for (size_t k = 0; k < itx.size(); ++k) {
+        EXPECT_EQ(txn_of(itx.at(k))["type"].as_string(), "pay");
+        ++inner;
+      }
+      ++total;
+    }
+    EXPECT_FALSE(block.payset_entry(block.txn_count()).present());
+  }
+  EXPECT_GT(total, 0u);
+  EXPECT_GT(grouped, 0u);
+  EXPECT_GT(inner, 0u);
+  EXPECT_FALSE(FieldView().path("a.b").present());
+  EXPECT_EQ(FieldView().as_uint(), std::nullopt);
+}
+
+TEST(BlockAccessors, KeepPaysetEntriesDropsTheOthers) {
+  CONDUIT_REQUIRE_FIXTURES();
+  BlockData block = BlockData::decode_msgpack(fixture_msgpack(1));
+  ASSERT_GT(block.txn_count(), 3u);
+  BlockData original = block.clone();
+  std::string sig0(*block.payset_entry(0)["sig"].as_bytes());
+  std::string sig2(*block.payset_entry(2)["sig"].as_bytes());
+  EXPECT_THROW(block.keep_payset_entries({2, 1}), std::out_of_range);
+  EXPECT_THROW(block.keep_payset_entries({0, 100000}), std::out_of_range);
+  EXPECT_EQ(block.encode_msgpack(), original.encode_msgpack());  // unchanged after a refusal
+  block.keep_payset_entries({0, 2});
+  EXPECT_EQ(block.txn_count(), 2u);
+  BlockData reread = BlockData::decode_msgpack(block.encode_msgpack());
+  EXPECT_EQ(reread.payset_entry(0)["sig"].as_bytes(), sig0);
+  EXPECT_EQ(reread.payset_entry(1)["sig"].as_bytes(), sig2);
+  block.keep_payset_entries({});
+  EXPECT_EQ(block.txn_count(), 0u);
+  EXPECT_FALSE(block.root()["payset"].present());
+  EXPECT_TRUE(block.root()["delta"].present());
+}
