@@ -2,6 +2,7 @@
 #include "core/registry.hpp"
 #include "plugins/noop.hpp"
 #include "plugins/file_plugins.hpp"
+#include "plugins/algod.hpp"
 #include "plugins/postgresql.hpp"
 
 namespace conduit {
@@ -12,6 +13,7 @@ const Registry& builtin_registry() {
     plugins::register_noop(r);
     plugins::register_generator(r);
     plugins::register_file_plugins(r);
+    plugins::register_algod(r);
     plugins::register_postgresql(r);
     return r;
   }();

@@ -1,0 +1,23 @@
+// The `algod` importer: follows an algod node (Go Conduit's algod importer).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "core/block.hpp"
+#include "core/registry.hpp"
+
+namespace conduit::plugins {
+
+void register_algod(Registry& registry);
+
+// Re-shapes algod's GET /v2/blocks/{round}?format=msgpack response
+// ({"block": header + "txns", "cert": ...}) and, in follower mode, the
+// GET /v2/deltas/{round}?format=msgpack body into Go Conduit's BlockData
+// ({"block", "cert", "delta", "payset"}, sorted keys, empty fields omitted).
+// Throws BlockDecodeError when either body is not what algod sends.
+BlockData algod_block_to_block_data(std::string_view block_response,
+                                    std::optional<std::string_view> delta);
+
+}  // namespace conduit::plugins

@@ -1,0 +1,390 @@
+// A stand-in for an algod node (which cannot run here): a real HTTP server on
+// 127.0.0.1 speaking algod's REST shape (the endpoints the `algod` importer
+// uses), serving the conduit-blocks fixtures, with faults on demand: HTTP
+// errors, responses cut short, requests that never get an answer. Every
+// request is recorded, and tests wait on requests (not on time).
+// Header-only (cpp-httplib) so that bench/ can use it too.
+#pragma once
+
+#include <httplib.h>
+#include <msgpack.hpp>
+
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/block_msgpack.hpp"
+
+namespace conduit::test {
+
+// gunzip through gzip(1): the tests need no zlib binding of their own.
+inline std::string gunzip_file(const std::filesystem::path& path) {
+  std::string command = "gzip -dc '" + path.string() + "'";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot run " + command);
+  std::string out;
+  char buffer[65536];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+  if (pclose(pipe) != 0) throw std::runtime_error(command + " failed");
+  return out;
+}
+
+inline std::string base64_of(std::string_view bytes) {
+  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
+    for (int s = 18; s >= 0; s -= 6) out += table[(v >> s) & 63];
+  }
+  size_t rest = bytes.size() - i;
+  if (rest) {
+    uint32_t v = uint8_t(bytes[i]) << 16;
+    if (rest == 2) v |= uint8_t(bytes[i + 1]) << 8;
+    out += table[(v >> 18) & 63];
+    out += table[(v >> 12) & 63];
+    out += rest == 2 ? table[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// One round as algod serves it.
+struct AlgodRound {
+  std::string block_response;        // {"block": header + "txns", "cert"?} in msgpack
+  std::optional<std::string> delta;  // the state delta in msgpack (none for round 0)
+};
+
+// Re-shapes a Go Conduit BlockData (msgpack) into algod's block response and delta.
+inline AlgodRound algod_round_from_block_data(std::string_view block_data, bool with_cert) {
+  BlockData block = BlockData::decode_msgpack(block_data);
+  const auto& root = block.tree().root;
+  const auto* header = mp::find(root, "block");
+  const auto* payset = mp::find(root, "payset");
+  const auto* delta = mp::find(root, "delta");
+  bool has_txns = payset && payset->type == msgpack::type::ARRAY && payset->via.array.size > 0;
+  msgpack::sbuffer out;
+  msgpack::packer packer(out);
+  packer.pack_map(with_cert ? 2 : 1);
+  packer.pack("block");
+  packer.pack_map(header->via.map.size + (has_txns ? 1 : 0));
+  bool txns_done = !has_txns;
+  for (uint32_t i = 0; i < header->via.map.size; ++i) {
+    const auto& kv = header->via.map.ptr[i];
+    std::string key = kv.key.as<std::string>();
+    if (!txns_done && key > "txns") {  // canonical (sorted) position
+      packer.pack("txns");
+      packer.pack(*payset);
+      txns_done = true;
+    }
+    packer.pack(kv.key);
+    packer.pack(kv.val);
+  }
+  if (!txns_done) {
+    packer.pack("txns");
+    packer.pack(*payset);
+  }
+  if (with_cert) {
+    packer.pack("cert");
+    packer.pack_map(2);
+    packer.pack("rnd");
+    packer.pack(block.round());
+    packer.pack("step");
+    packer.pack(2);
+  }
+  AlgodRound round{std::string(out.data(), out.size()), std::nullopt};
+  if (delta) {
+    msgpack::sbuffer d;
+    msgpack::pack(d, *delta);
+    round.delta = std::string(d.data(), d.size());
+  }
+  return round;
+}
+
+class FakeAlgod {
+ public:
+  enum class Fault { http_500, http_404, cut, hang, not_a_block, wrong_round };
+
+  explicit FakeAlgod(std::string token = "") : token_(std::move(token)) {
+    server_.set_keep_alive_timeout(1);
+    server_.Get(R"(/genesis)", [this](const auto& req, auto& res) {
+      handle(req, res, [&] { res.set_content(genesis_json, "application/json"); });
+    });
+    server_.Get(R"(/v2/transactions/params)", [this](const auto& req, auto& res) {
+      handle(req, res, [&] {
+        res.set_content("{\"genesis-hash\":\"" + genesis_hash + "\",\"genesis-id\":\"test-v1\"," +
+                            "\"last-round\":" + std::to_string(last_round()) +
+                            ",\"fee\":0,\"min-fee\":1000,\"consensus-version\":\"future\"}",
+                        "application/json");
+      });
+    });
+    server_.Get(R"(/v2/status)", [this](const auto& req, auto& res) {
+      handle(req, res, [&] { res.set_content(status_json(), "application/json"); });
+    });
+    server_.Get(R"(/v2/status/wait-for-block-after/(\d+))", [this](const auto& req, auto& res) {
+      handle(req, res, [&] {
+        uint64_t after = std::stoull(req.matches[1]);
+        std::unique_lock lock(mutex_);
+        // A real node answers after about a minute anyway; this one waits for
+        // the round (or release_waiting, or the end of the test), which is what
+        // proves a stop ended the importer's wait.
+        uint64_t released = released_;
+        changed_.wait(
+            lock, [&] { return shutting_down_ || last_round_ > after || released_ != released; });
+        lock.unlock();
+        res.set_content(status_json(), "application/json");
+      });
+    });
+    server_.Get(R"(/v2/blocks/(\d+))", [this](const auto& req, auto& res) {
+      handle(req, res, [&] {
+        uint64_t round = std::stoull(req.matches[1]);
+        if (req.get_param_value("format") != "msgpack") {
+          res.status = 400;
+          res.set_content("{\"message\":\"format=msgpack expected\"}", "application/json");
+          return;
+        }
+        auto found = find_round(round);
+        if (!found) return not_found(res, "block not found");
+        serve_msgpack(res, found->block_response);
+      });
+    });
+    server_.Get(R"(/v2/deltas/(\d+))", [this](const auto& req, auto& res) {
+      handle(req, res, [&] {
+        auto found = find_round(std::stoull(req.matches[1]));
+        if (!found || !found->delta) return not_found(res, "delta not found");
+        serve_msgpack(res, *found->delta);
+      });
+    });
+    server_.Post(R"(/v2/ledger/sync/(\d+))", [this](const auto& req, auto& res) {
+      handle(req, res, [&] {
+        std::lock_guard lock(mutex_);
+        sync_round_ = std::stoull(req.matches[1]);
+        sync_rounds_.push_back(*sync_round_);
+      });
+    });
+    server_.Get(R"(/v2/ledger/sync)", [this](const auto& req, auto& res) {
+      handle(req, res, [&] {
+        std::lock_guard lock(mutex_);
+        if (!sync_round_) return not_found(res, "sync round not set");
+        res.set_content("{\"round\":" + std::to_string(*sync_round_) + "}", "application/json");
+      });
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    if (port_ <= 0) throw std::runtime_error("fake algod: cannot bind 127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+
+  ~FakeAlgod() {
+    {
+      std::lock_guard lock(mutex_);
+      shutting_down_ = true;
+    }
+    changed_.notify_all();
+    server_.stop();
+    thread_.join();
+  }
+
+  std::string address() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+  // Served as /genesis, and the genesis hash /v2/transactions/params reports.
+  std::string genesis_json = R"({"id":"v1","network":"test-network","proto":"future","alloc":[]})";
+  std::string genesis_hash = "dGVzdC1nZW5lc2lz";
+
+  void add_round(uint64_t round, AlgodRound data) {
+    std::lock_guard lock(mutex_);
+    rounds_[round] = std::move(data);
+  }
+  // Loads N_block.msgp.gz for N in [0, count) from `dir`; the genesis hash
+  // becomes round 0's `gh`, as on a real chain. The node is then at count - 1.
+  void load_fixtures(const std::filesystem::path& dir, uint64_t count, bool with_cert) {
+    for (uint64_t r = 0; r < count; ++r) {
+      std::string bytes = gunzip_file(dir / (std::to_string(r) + "_block.msgp.gz"));
+      if (r == 0) {
+        BlockData block = BlockData::decode_msgpack(bytes);
+        const auto* gh = mp::find(*mp::find(block.tree().root, "block"), "gh");
+        genesis_hash = base64_of({gh->via.bin.ptr, gh->via.bin.size});
+      }
+      add_round(r, algod_round_from_block_data(bytes, with_cert));
+    }
+    if (std::filesystem::exists(dir / "genesis.json")) {
+      std::ifstream in(dir / "genesis.json");
+      genesis_json.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    set_last_round(count - 1);
+  }
+
+  void set_last_round(uint64_t round) {
+    {
+      std::lock_guard lock(mutex_);
+      last_round_ = round;
+    }
+    changed_.notify_all();
+  }
+  uint64_t last_round() const {
+    std::lock_guard lock(mutex_);
+    return last_round_;
+  }
+
+  // Answers every waiting long-poll and hung request: their handlers hold the
+  // server's worker threads, which a long-lived server must get back.
+  void release_waiting() {
+    {
+      std::lock_guard lock(mutex_);
+      ++released_;
+    }
+    changed_.notify_all();
+  }
+
+  // The next `times` requests whose path starts with `path_prefix` get `fault`.
+  void inject(const std::string& path_prefix, Fault fault, int times = 1) {
+    std::lock_guard lock(mutex_);
+    for (int i = 0; i < times; ++i) faults_.push_back({path_prefix, fault});
+  }
+
+  struct Request {
+    std::string method;
+    std::string path;       // without the query
+    bool answered = false;  // the handler returned (a hung one never does)
+    int faulted = 0;        // 1 + Fault when a fault was injected
+  };
+  std::vector<Request> requests() const {
+    std::lock_guard lock(mutex_);
+    return requests_;
+  }
+  std::vector<uint64_t> sync_rounds() const {
+    std::lock_guard lock(mutex_);
+    return sync_rounds_;
+  }
+  // Blocks until a request whose path starts with `prefix` has arrived; returns
+  // its index, or -1 when `stop` fires or the server shuts down.
+  int wait_for_request(const std::string& prefix, std::stop_token stop = {}, size_t from = 0) {
+    std::unique_lock lock(mutex_);
+    int found = -1;
+    changed_.wait(lock, stop, [&] {
+      for (size_t i = from; i < requests_.size(); ++i)
+        if (requests_[i].path.rfind(prefix, 0) == 0) {
+          found = static_cast<int>(i);
+          return true;
+        }
+      return shutting_down_;
+    });
+    return found;
+  }
+
+ private:
+  template <class Body>
+  void handle(const httplib::Request& req, httplib::Response& res, Body&& body) {
+    size_t index;
+    std::optional<Fault> fault;
+    {
+      std::lock_guard lock(mutex_);
+      index = requests_.size();
+      requests_.push_back({req.method, req.path});
+      for (auto it = faults_.begin(); it != faults_.end(); ++it)
+        if (req.path.rfind(it->first, 0) == 0) {
+          fault = it->second;
+          requests_.back().faulted = 1 + static_cast<int>(*fault);
+          faults_.erase(it);
+          break;
+        }
+    }
+    changed_.notify_all();
+    auto answered = [&] {
+      {
+        std::lock_guard lock(mutex_);
+        requests_[index].answered = true;
+      }
+      changed_.notify_all();
+    };
+    if (!token_.empty() && req.get_header_value("X-Algo-API-Token") != token_) {
+      res.status = 401;
+      res.set_content("{\"message\":\"Invalid API Token\"}", "application/json");
+      return answered();
+    }
+    if (fault == Fault::hang) {
+      std::unique_lock lock(mutex_);
+      uint64_t released = released_;
+      changed_.wait(lock, [&] { return shutting_down_ || released_ != released; });
+      res.status = 503;
+      return;  // never marked answered: the test ended it
+    }
+    if (fault == Fault::http_500) {
+      res.status = 500;
+      res.set_content("{\"message\":\"injected failure\"}", "application/json");
+      return answered();
+    }
+    if (fault == Fault::http_404) {
+      not_found(res, "injected 404");
+      return answered();
+    }
+    if (fault == Fault::not_a_block) {
+      res.set_content("<html>not algod</html>", "text/html");
+      return answered();
+    }
+    body();
+    if (fault == Fault::wrong_round && !req.matches.empty()) {
+      auto other = find_round(std::stoull(req.matches[1]) + 1);
+      if (other) serve_msgpack(res, other->block_response);
+    }
+    if (fault == Fault::cut) {
+      // Declares the whole body, sends half, then drops the connection.
+      auto full = std::make_shared<std::string>(res.body);
+      res.body.clear();
+      res.set_content_provider(full->size(), "application/msgpack",
+                               [full](size_t offset, size_t, httplib::DataSink& sink) {
+                                 if (offset == 0) sink.write(full->data(), full->size() / 2);
+                                 return offset == 0;
+                               });
+    }
+    answered();
+  }
+
+  std::optional<AlgodRound> find_round(uint64_t round) {
+    std::lock_guard lock(mutex_);
+    auto it = rounds_.find(round);
+    if (it == rounds_.end()) return std::nullopt;
+    return it->second;
+  }
+  static void not_found(httplib::Response& res, const std::string& message) {
+    res.status = 404;
+    res.set_content("{\"message\":\"" + message + "\"}", "application/json");
+  }
+  static void serve_msgpack(httplib::Response& res, const std::string& bytes) {
+    res.set_content(bytes, "application/msgpack");
+  }
+  std::string status_json() {
+    return "{\"last-round\":" + std::to_string(last_round()) +
+           ",\"catchup-time\":0,\"time-since-last-round\":0}";
+  }
+
+  std::string token_;
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable_any changed_;
+  bool shutting_down_ = false;
+  uint64_t released_ = 0;
+  uint64_t last_round_ = 0;
+  std::map<uint64_t, AlgodRound> rounds_;
+  std::deque<std::pair<std::string, Fault>> faults_;
+  std::vector<Request> requests_;
+  std::vector<uint64_t> sync_rounds_;
+  std::optional<uint64_t> sync_round_;
+};
+
+}  // namespace conduit::test

@@ -1,0 +1,470 @@
+// The `algod` importer against a fake algod (a real HTTP server on 127.0.0.1
+// speaking algod's API shape, serving the conduit-blocks fixtures). Stops are
+// triggered when the server has seen the request the importer must be blocked
+// in; the server never answers that request, so a run that ends proves the
+// stop woke the importer (no timeout could have).
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <thread>
+
+#include "core/block_msgpack.hpp"
+#include "core/pipeline.hpp"
+#include "fake_algod.hpp"
+#include "plugins/algod.hpp"
+#include "test_support.hpp"
+
+using namespace conduit;
+using namespace conduit::test;
+
+namespace {
+
+constexpr const char* kToken = "s3cret-algod-token";
+constexpr uint64_t kRounds = 10;
+
+// What the capture exporter received, in order.
+struct Captured {
+  std::mutex mutex;
+  std::vector<std::string> blocks;
+  std::vector<uint64_t> rounds;
+};
+Captured* g_captured = nullptr;
+
+class CaptureExporter final : public Exporter {
+ public:
+  void configure(PluginConfig&) override {}
+  void init(const InitContext&, std::stop_token) override {}
+  void receive(const BlockData& block, std::stop_token) override {
+    std::lock_guard lock(g_captured->mutex);
+    g_captured->blocks.push_back(block.encode_msgpack());
+    g_captured->rounds.push_back(block.round());
+  }
+  void close() override {}
+};
+
+Registry algod_registry() {
+  Registry registry = builtin_registry();
+  registry.add_exporter({"capture", "test: keeps every block", "", false},
+                        [] { return std::make_unique<CaptureExporter>(); });
+  return registry;
+}
+
+std::string importer_config(const std::string& address, const std::string& mode,
+                            const std::string& token = kToken, const std::string& extra = "") {
+  return "[importer]\nname = \"algod\"\n[importer.config]\nmode = \"" + mode + "\"\nnetaddr = \"" +
+         address + "\"\ntoken = \"" + token + "\"\n" + extra;
+}
+
+// The BlockData the importer must produce for fixture round `round`, built from
+// the fixture directly: keys block, cert, delta, payset (sorted), empty ones left out.
+std::string expected_block(uint64_t round, bool keep_delta, bool with_cert) {
+  std::string bytes = gunzip_file(fixtures_dir() / (std::to_string(round) + "_block.msgp.gz"));
+  BlockData block = BlockData::decode_msgpack(bytes);
+  const auto& root = block.tree().root;
+  const auto* delta = keep_delta ? mp::find(root, "delta") : nullptr;
+  const auto* payset = mp::find(root, "payset");
+  msgpack::sbuffer out;
+  msgpack::packer packer(out);
+  packer.pack_map(1 + with_cert + (delta != nullptr) + (payset != nullptr));
+  packer.pack("block");
+  packer.pack(*mp::find(root, "block"));
+  if (with_cert) {
+    packer.pack("cert");
+    packer.pack_map(2);
+    packer.pack("rnd");
+    packer.pack(round);
+    packer.pack("step");
+    packer.pack(2);
+  }
+  if (delta) {
+    packer.pack("delta");
+    packer.pack(*delta);
+  }
+  if (payset) {
+    packer.pack("payset");
+    packer.pack(*payset);
+  }
+  return BlockData::decode_msgpack({out.data(), out.size()}).encode_msgpack();
+}
+
+std::vector<uint64_t> iota(uint64_t from, uint64_t to) {
+  std::vector<uint64_t> v;
+  for (uint64_t r = from; r < to; ++r) v.push_back(r);
+  return v;
+}
+
+class AlgodTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CONDUIT_REQUIRE_FIXTURES();
+    g_captured = &captured_;
+  }
+  void TearDown() override { g_captured = nullptr; }
+
+  std::unique_ptr<Pipeline> make(const std::string& mode, bool with_cert = false) {
+    server_.load_fixtures(fixtures_dir(), kRounds, with_cert);
+    write_text(dir_ / "conduit.toml",
+               "retry-count = 5\nretry-delay = \"1ms\"\n" +
+                   importer_config(server_.address(), mode) +
+                   "[[processors]]\nname = \"noop\"\n[exporter]\nname = \"capture\"\n");
+    Config config = load_config(dir_.path());
+    auto plugins = build_plugins(registry_, config);
+    PipelineOptions options;
+    options.data_dir = dir_.path();
+    options.retry_count = config.retry_count;
+    options.retry_delay = config.retry_delay;
+    return std::make_unique<Pipeline>(std::move(plugins), options, logger_);
+  }
+
+  // Runs `pipeline`, stopping it (`mode`) once a request for `path` reached the server.
+  StopCause run_and_stop_at(Pipeline& pipeline, const std::string& path, StopMode mode) {
+    std::jthread stopper([&](std::stop_token stop) {
+      if (server_.wait_for_request(path, stop) >= 0) pipeline.stop(mode, "test");
+    });
+    return pipeline.run();
+  }
+
+  // True when a request for `path` arrived and was never answered.
+  bool pending(const std::string& path) const {
+    for (const auto& r : server_.requests())
+      if (r.path == path) return !r.answered;
+    return false;
+  }
+
+  size_t count(const std::string& method, const std::string& prefix) const {
+    size_t n = 0;
+    for (const auto& r : server_.requests())
+      if (r.method == method && r.path.rfind(prefix, 0) == 0) ++n;
+    return n;
+  }
+
+  std::vector<uint64_t> exported() {
+    std::lock_guard lock(captured_.mutex);
+    return captured_.rounds;
+  }
+
+  Captured captured_;
+  FakeAlgod server_{kToken};
+  TempDir dir_;
+  Registry registry_ = algod_registry();
+  Logger logger_{nullptr, LogLevel::error};
+};
+
+}  // namespace
+
+TEST_F(AlgodTest, FollowerRunsRoundsInOrderAndEndOfRoundStopWakesTheLongPoll) {
+  auto pipeline = make("follower");
+  StopCause cause =
+      run_and_stop_at(*pipeline, "/v2/status/wait-for-block-after/9", StopMode::end_of_round);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  // The long-poll for round 10 was never answered: the stop ended the wait.
+  EXPECT_TRUE(pending("/v2/status/wait-for-block-after/9"));
+  // End-of-round: every delivered round is exported, byte for byte the fixture.
+  ASSERT_EQ(exported(), iota(0, kRounds));
+  for (uint64_t r = 0; r < kRounds; ++r)
+    EXPECT_EQ(captured_.blocks[r], expected_block(r, true, false)) << "round " << r;
+  EXPECT_EQ(checkpoint_round(dir_.path()), kRounds);
+  // The sync round follows the rounds asked for, in order (init sets the first).
+  EXPECT_EQ(server_.sync_rounds(), iota(0, kRounds + 1));
+  EXPECT_EQ(count("GET", "/v2/ledger/sync"), 1u);  // read once at start-up, for the log
+  EXPECT_EQ(count("GET", "/v2/deltas/0"), 0u);     // genesis has no delta
+  EXPECT_EQ(count("GET", "/v2/deltas/"), kRounds - 1);
+  // Metadata carries the genesis the node reported.
+  auto metadata = read_text(dir_ / "metadata.json");
+  EXPECT_NE(metadata.find(server_.genesis_hash), std::string::npos);
+  EXPECT_NE(metadata.find("generated-network"), std::string::npos);
+}
+
+TEST_F(AlgodTest, ArchivalKeepsCertificateAndNowStopWakesTheLongPoll) {
+  auto pipeline = make("archival", /*with_cert=*/true);
+  StopCause cause = run_and_stop_at(*pipeline, "/v2/status/wait-for-block-after/9", StopMode::now);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  EXPECT_TRUE(pending("/v2/status/wait-for-block-after/9"));
+  // `now` may abandon delivered rounds: what was exported is a prefix, exact.
+  auto rounds = exported();
+  EXPECT_EQ(rounds, iota(0, rounds.size()));
+  for (uint64_t r = 0; r < rounds.size(); ++r)
+    EXPECT_EQ(captured_.blocks[r], expected_block(r, false, true)) << "round " << r;
+  EXPECT_EQ(checkpoint_round(dir_.path()), rounds.size());
+  EXPECT_EQ(count("GET", "/v2/blocks/"), kRounds);
+  EXPECT_EQ(count("GET", "/v2/deltas/"), 0u);
+  EXPECT_EQ(count("POST", "/v2/ledger/sync/"), 0u);
+}
+
+TEST_F(AlgodTest, ServerErrorsAndCutResponsesAreRetried) {
+  server_.inject("/v2/blocks/3", FakeAlgod::Fault::http_500, 2);
+  server_.inject("/v2/blocks/5", FakeAlgod::Fault::cut);
+  server_.inject("/v2/deltas/7", FakeAlgod::Fault::cut);
+  auto pipeline = make("follower");
+  StopCause cause =
+      run_and_stop_at(*pipeline, "/v2/status/wait-for-block-after/9", StopMode::end_of_round);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+  ASSERT_EQ(exported(), iota(0, kRounds));
+  for (uint64_t r = 0; r < kRounds; ++r)
+    EXPECT_EQ(captured_.blocks[r], expected_block(r, true, false)) << "round " << r;
+  EXPECT_EQ(count("GET", "/v2/blocks/3"), 3u);  // 500, 500, then the block
+  EXPECT_EQ(count("GET", "/v2/blocks/5"), 2u);  // cut, then whole
+  EXPECT_EQ(count("GET", "/v2/deltas/7"), 2u);
+  // A retried round does not move the sync round twice.
+  EXPECT_EQ(server_.sync_rounds(), iota(0, kRounds + 1));
+}
+
+TEST_F(AlgodTest, NowStopWakesAHangingBlockTransfer) {
+  server_.inject("/v2/blocks/5", FakeAlgod::Fault::hang);
+  auto pipeline = make("archival");
+  StopCause cause = run_and_stop_at(*pipeline, "/v2/blocks/5", StopMode::now);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  EXPECT_TRUE(pending("/v2/blocks/5"));
+  auto rounds = exported();
+  EXPECT_LE(rounds.size(), 5u);
+  EXPECT_EQ(rounds, iota(0, rounds.size()));
+  EXPECT_EQ(checkpoint_round(dir_.path()), rounds.size());
+}
+
+TEST_F(AlgodTest, EndOfRoundStopCancelsAHangingFetchAndDrainsTheRest) {
+  server_.inject("/v2/blocks/5", FakeAlgod::Fault::hang);
+  auto pipeline = make("follower");
+  StopCause cause = run_and_stop_at(*pipeline, "/v2/blocks/5", StopMode::end_of_round);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  EXPECT_TRUE(pending("/v2/blocks/5"));
+  EXPECT_EQ(exported(), iota(0, 5));
+  EXPECT_EQ(checkpoint_round(dir_.path()), 5u);
+}
+
+TEST_F(AlgodTest, FatalErrorsStopThePipeline) {
+  server_.inject("/v2/blocks/4", FakeAlgod::Fault::wrong_round);
+  auto pipeline = make("archival");
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::importer_error);
+  EXPECT_NE(cause.detail.find("returned round 5 when asked for round 4"), std::string::npos)
+      << cause.detail;
+  EXPECT_EQ(count("GET", "/v2/blocks/4"), 1u);  // not retried
+  // A failure stops like `now`: delivered rounds may be abandoned.
+  auto rounds = exported();
+  EXPECT_LE(rounds.size(), 4u);
+  EXPECT_EQ(rounds, iota(0, rounds.size()));
+}
+
+// ---------------------------------------------------------------------------
+// The importer on its own: error classes, messages, Cancelled.
+
+namespace {
+
+class AlgodImporterTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Importer> importer(const std::string& address, const std::string& mode,
+                                     const std::string& token = kToken,
+                                     const std::string& extra = "") {
+    Config config =
+        parse_config(importer_config(address, mode, token, extra) + "[exporter]\nname = \"noop\"\n",
+                     "/tmp", "conduit.toml");
+    return std::move(build_plugins(builtin_registry(), config).importer);
+  }
+
+  // The PluginError `call` throws.
+  template <class F>
+  PluginError error_of(F&& call) {
+    try {
+      call();
+    } catch (const PluginError& e) {
+      return e;
+    }
+    ADD_FAILURE() << "no PluginError";
+    return PluginError("", false);
+  }
+
+  InitContext context(uint64_t next_round = 0) {
+    return InitContext{.data_dir = dir_.path(), .next_round = next_round, .logger = &logger_};
+  }
+
+  TempDir dir_;
+  Logger logger_{nullptr, LogLevel::error};
+};
+
+}  // namespace
+
+TEST_F(AlgodImporterTest, ConnectionRefusedIsRetryableAndNamesTheUrl) {
+  // A bound socket that does not listen: connections to it are refused.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));  // no scheme: http
+
+  auto algod = importer(address, "archival");
+  auto e = error_of([&] { algod->init(context(), {}); });
+  close(fd);
+  EXPECT_TRUE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("http://" + address + "/genesis"), std::string::npos)
+      << e.what();
+  EXPECT_EQ(std::string(e.what()).find(kToken), std::string::npos);
+  algod->close();
+}
+
+TEST_F(AlgodImporterTest, WrongTokenIsFatalAndNeverLogged) {
+  FakeAlgod server(kToken);
+  auto algod = importer(server.address(), "archival", "wrong-token");
+  auto e = error_of([&] { algod->init(context(), {}); });
+  EXPECT_FALSE(e.retryable());
+  std::string message = e.what();
+  EXPECT_NE(message.find("HTTP 401"), std::string::npos) << message;
+  EXPECT_NE(message.find("token"), std::string::npos);
+  EXPECT_EQ(message.find("wrong-token"), std::string::npos);
+  EXPECT_EQ(message.find(kToken), std::string::npos);
+  algod->close();
+}
+
+TEST_F(AlgodImporterTest, ErrorClassesForBlockFetches) {
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod server(kToken);
+  server.load_fixtures(fixtures_dir(), 4, false);
+  auto algod = importer(server.address(), "follower");
+  Genesis genesis = algod->init(context(1), {});
+  EXPECT_EQ(genesis.network, "generated-network");
+  EXPECT_EQ(genesis.id, "v1");
+  EXPECT_EQ(genesis.hash, server.genesis_hash);
+  EXPECT_NE(genesis.json.find("\"alloc\""), std::string::npos);
+
+  server.inject("/v2/blocks/1", FakeAlgod::Fault::http_500);
+  auto e = error_of([&] { algod->get_block(1, {}); });
+  EXPECT_TRUE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("round 1"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find(server.address() + "/v2/blocks/1"), std::string::npos);
+  EXPECT_EQ(algod->get_block(1, {}).round(), 1u);  // recovered
+
+  server.inject("/v2/blocks/2", FakeAlgod::Fault::not_a_block);
+  e = error_of([&] { algod->get_block(2, {}); });
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("did not return a block"), std::string::npos) << e.what();
+
+  server.inject("/v2/deltas/2", FakeAlgod::Fault::http_404);
+  e = error_of([&] { algod->get_block(2, {}); });
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("/v2/deltas/2"), std::string::npos) << e.what();
+
+  server.inject("/v2/blocks/3", FakeAlgod::Fault::cut);
+  e = error_of([&] { algod->get_block(3, {}); });
+  EXPECT_TRUE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("round 3"), std::string::npos) << e.what();
+
+  for (const auto& r : server.requests()) EXPECT_TRUE(r.answered) << r.path;
+  algod->close();
+}
+
+TEST_F(AlgodImporterTest, StopDuringLongPollThrowsCancelled) {
+  FakeAlgod server(kToken);
+  server.set_last_round(3);
+  auto algod = importer(server.address(), "archival");
+  algod->init(context(4), {});
+  std::stop_source stop;
+  std::jthread stopper([&](std::stop_token done) {
+    if (server.wait_for_request("/v2/status/wait-for-block-after/3", done) >= 0)
+      stop.request_stop();
+  });
+  EXPECT_THROW(algod->get_block(4, stop.get_token()), Cancelled);
+  stopper.join();
+  auto requests = server.requests();
+  ASSERT_FALSE(requests.empty());
+  EXPECT_EQ(requests.back().path, "/v2/status/wait-for-block-after/3");
+  EXPECT_FALSE(requests.back().answered);
+  algod->close();
+}
+
+TEST_F(AlgodImporterTest, ConfigurationIsValidated) {
+  auto rejects = [&](const std::string& mode, const std::string& extra, const std::string& what) {
+    try {
+      importer("http://127.0.0.1:1", mode, kToken, extra);
+      ADD_FAILURE() << "accepted: " << what;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("conduit.toml:"), std::string::npos) << e.what();
+    }
+  };
+  rejects("snapshot", "", "mode");
+  rejects("follower", "[importer.config.catchup-config]\ncatchpoint = \"nonsense\"\n",
+          "catchpoint");
+  rejects("follower", "[importer.config.catchup-config]\nadmin = \"x\"\n", "admin");
+  rejects("archival",
+          "[importer.config.catchup-config]\ncatchpoint = "
+          "\"1000#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n",
+          "follower");
+  EXPECT_NO_THROW(importer("127.0.0.1:8080", "follower", kToken,
+                           "[importer.config.catchup-config]\ncatchpoint = "
+                           "\"1000#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n"
+                           "admin-token = \"admin\"\n"));
+}
+
+TEST(AlgodConversion, RejectsWhatIsNotABlockResponse) {
+  EXPECT_THROW(plugins::algod_block_to_block_data("", std::nullopt), BlockDecodeError);
+  EXPECT_THROW(plugins::algod_block_to_block_data("\x81\xa3"
+                                                  "abc"
+                                                  "\x01",
+                                                  std::nullopt),
+               BlockDecodeError);  // {"abc": 1}: no block
+  EXPECT_THROW(plugins::algod_block_to_block_data("\x81\xa5"
+                                                  "block"
+                                                  "\x81\xa3rnd\x05",
+                                                  std::string_view("\x05", 1)),
+               BlockDecodeError);  // delta not a map
+  auto block = plugins::algod_block_to_block_data(
+      "\x81\xa5"
+      "block"
+      "\x81\xa3rnd\x05",
+      std::nullopt);
+  EXPECT_EQ(block.round(), 5u);
+  EXPECT_EQ(block.txn_count(), 0u);
+}
+
+TEST_F(AlgodImporterTest, SampleConfigurationIsAccepted) {
+  for (const auto& meta : builtin_registry().list(PluginKind::importer)) {
+    if (meta.name != "algod") continue;
+    Config config = parse_config("[importer]\nname = \"algod\"\n[importer.config]\n" +
+                                     meta.sample_config + "\n[exporter]\nname = \"noop\"\n",
+                                 "/tmp", "conduit.toml");
+    EXPECT_NO_THROW(build_plugins(builtin_registry(), config));
+    return;
+  }
+  FAIL() << "algod is not registered";
+}
+
+TEST_F(AlgodImporterTest, FollowerBehindACatchpointFailsAndSaysCatchupIsNotImplemented) {
+  FakeAlgod server(kToken);
+  server.set_last_round(3);
+  auto algod = importer(server.address(), "follower", kToken,
+                        "[importer.config.catchup-config]\ncatchpoint = "
+                        "\"50#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n"
+                        "admin-token = \"admin\"\n");
+  auto e = error_of([&] { algod->init(context(100), {}); });
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("fast catchup is not implemented"), std::string::npos)
+      << e.what();
+  EXPECT_NE(std::string(e.what()).find("goal node catchup 50#"), std::string::npos);
+  EXPECT_TRUE(server.sync_rounds().empty());
+  algod->close();
+}
+
+// The daemon itself: SIGTERM while the importer waits in a long-poll that is
+// never answered exits at once with status 0 and the checkpoint at the round
+// it waited for.
+TEST_F(AlgodImporterTest, DaemonExitsCleanlyOnSigtermDuringLongPoll) {
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod server(kToken);
+  server.load_fixtures(fixtures_dir(), 3, false);
+  write_text(dir_ / "conduit.toml",
+             importer_config(server.address(), "follower") + "[exporter]\nname = \"noop\"\n");
+  Subprocess daemon({conduit_bin(), "-d", dir_.path().string(), "--bus", "none"});
+  ASSERT_GE(server.wait_for_request("/v2/status/wait-for-block-after/2"), 0);
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0) << daemon.output();
+  EXPECT_TRUE(server.requests().back().path == "/v2/status/wait-for-block-after/2" &&
+              !server.requests().back().answered);
+  EXPECT_EQ(checkpoint_round(dir_.path()), 3u);
+  EXPECT_EQ(daemon.output().find(kToken), std::string::npos);
+}
