@@ -161,7 +161,8 @@ std::string json_string(const json& doc, const char* key) {
 uint64_t json_uint(const json& doc, const char* key) {
   auto it = doc.find(key);
   if (it == doc.end() || it->is_null()) return 0;
-  if (!it->is_number_unsigned()) throw GenesisError(std::string("'") + key + "' must be an unsigned integer");
+  if (!it->is_number_unsigned())
+    throw GenesisError(std::string("'") + key + "' must be an unsigned integer");
   return it->get<uint64_t>();
 }
 

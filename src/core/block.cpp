@@ -45,7 +45,76 @@ BlockData::~BlockData() = default;
 BlockData::BlockData(BlockData&&) noexcept = default;
 BlockData& BlockData::operator=(BlockData&&) noexcept = default;
 
+namespace {
+// Rejects input whose container headers promise more elements than there are
+// bytes left, before msgpack-cxx allocates for them (it sizes each array and
+// map from its header: 9 bytes could otherwise ask for 100 GB). Every element
+// takes at least one byte, so an honest encoding never fails this, and the
+// objects allocated stay proportional to the input. One pass, no allocation.
+void check_container_sizes(std::string_view bytes) {
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const size_t n = bytes.size();
+  size_t i = 0;
+  uint64_t pending = 1;  // values still to read
+  auto need = [&](uint64_t k) {
+    if (n - i < k) throw BlockDecodeError("truncated msgpack");
+  };
+  auto big_endian = [&](size_t k) {
+    need(k);
+    uint64_t v = 0;
+    for (size_t j = 0; j < k; ++j) v = (v << 8) | p[i + j];
+    i += k;
+    return v;
+  };
+  while (pending > 0) {
+    need(1);
+    --pending;
+    uint8_t b = p[i++];
+    uint64_t children = 0, skip = 0;
+    if (b <= 0x7f || b >= 0xe0) {
+      // fixint
+    } else if (b <= 0x8f) {
+      children = 2 * uint64_t(b & 0x0f);
+    } else if (b <= 0x9f) {
+      children = b & 0x0f;
+    } else if (b <= 0xbf) {
+      skip = b & 0x1f;
+    } else {
+      switch (b) {
+        case 0xc0: case 0xc2: case 0xc3: break;
+        case 0xc1: throw BlockDecodeError("malformed msgpack: reserved byte 0xc1");
+        case 0xc4: case 0xd9: skip = big_endian(1); break;          // bin8, str8
+        case 0xc5: case 0xda: skip = big_endian(2); break;          // bin16, str16
+        case 0xc6: case 0xdb: skip = big_endian(4); break;          // bin32, str32
+        case 0xc7: skip = big_endian(1) + 1; break;                 // ext8: type + data
+        case 0xc8: skip = big_endian(2) + 1; break;
+        case 0xc9: skip = big_endian(4) + 1; break;
+        case 0xca: case 0xce: case 0xd2: skip = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
+        case 0xcc: case 0xd0: skip = 1; break;
+        case 0xcd: case 0xd1: skip = 2; break;
+        case 0xd4: skip = 2; break;                                 // fixext: type + data
+        case 0xd5: skip = 3; break;
+        case 0xd6: skip = 5; break;
+        case 0xd7: skip = 9; break;
+        case 0xd8: skip = 17; break;
+        case 0xdc: children = big_endian(2); break;                 // array16
+        case 0xdd: children = big_endian(4); break;                 // array32
+        case 0xde: children = 2 * big_endian(2); break;             // map16
+        case 0xdf: children = 2 * big_endian(4); break;             // map32
+      }
+    }
+    need(skip);
+    i += skip;
+    pending += children;
+    if (pending > n - i)
+      throw BlockDecodeError("malformed msgpack: containers declare more elements than the input holds");
+  }
+}
+}  // namespace
+
 BlockData BlockData::decode_msgpack(std::string_view bytes) {
+  check_container_sizes(bytes);
   BlockData block;
   try {
     std::size_t offset = 0;

@@ -25,9 +25,9 @@ enum class KeyKind : uint8_t { string, uint, bytes, object };
 struct Schema {
   Kind kind = Kind::any;
   std::unordered_map<std::string_view, const Schema*> fields;  // object
-  const Schema* elem = nullptr;        // array element, dict value
-  KeyKind key = KeyKind::string;       // dict key
-  const Schema* key_schema = nullptr;  // dict key when KeyKind::object
+  const Schema* elem = nullptr;                                // array element, dict value
+  KeyKind key = KeyKind::string;                               // dict key
+  const Schema* key_schema = nullptr;                          // dict key when KeyKind::object
 };
 
 using FieldList = std::initializer_list<std::pair<std::string_view, const Schema*>>;
@@ -44,30 +44,44 @@ class Schemas {
         object({{"l", B}, {"sig", B}, {"msig", multisig}, {"lmsig", multisig}, {"arg", array(B)}});
     const Schema* asset_params = object({{"am", B}, {"m", A}, {"r", A}, {"f", A}, {"c", A}});
     const Schema* merkle_proof = object({{"pth", array(B)}});
-    const Schema* falcon = object({{"sig", B}, {"prf", merkle_proof}, {"vkey", object({{"k", B}})}});
-    const Schema* reveal = object({{"s", object({{"s", falcon}})},
-                                   {"p", object({{"p", object({{"cmt", B}})}})}});
-    const Schema* state_proof = object({{"c", B},
-                                        {"S", merkle_proof},
-                                        {"P", merkle_proof},
-                                        {"r", dict(KeyKind::uint, reveal)}});
-    const Schema* heartbeat = object(
-        {{"a", A},
-         {"prf", object({{"s", B}, {"p", B}, {"p2", B}, {"p1s", B}, {"p2s", B}})},
-         {"sd", B},
-         {"vid", B}});
+    const Schema* falcon =
+        object({{"sig", B}, {"prf", merkle_proof}, {"vkey", object({{"k", B}})}});
+    const Schema* reveal =
+        object({{"s", object({{"s", falcon}})}, {"p", object({{"p", object({{"cmt", B}})}})}});
+    const Schema* state_proof = object(
+        {{"c", B}, {"S", merkle_proof}, {"P", merkle_proof}, {"r", dict(KeyKind::uint, reveal)}});
+    const Schema* heartbeat =
+        object({{"a", A},
+                {"prf", object({{"s", B}, {"p", B}, {"p2", B}, {"p1s", B}, {"p2s", B}})},
+                {"sd", B},
+                {"vid", B}});
     const Schema* resource_ref = object({{"d", A}, {"b", object({{"n", B}})}});
 
     const Schema* txn = object({
-        {"snd", A},         {"note", B},        {"gh", B},
-        {"lx", B},          {"grp", B},         {"rekey", A},
-        {"votekey", B},     {"selkey", B},      {"sprfkey", B},
-        {"rcv", A},         {"close", A},       {"apar", asset_params},
-        {"asnd", A},        {"arcv", A},        {"aclose", A},
-        {"fadd", A},        {"apaa", array(B)}, {"apat", array(A)},
-        {"apbx", array(object({{"n", B}}))},    {"apap", B},
-        {"apsu", B},        {"al", array(resource_ref)},
-        {"sp", state_proof}, {"spmsg", object({{"b", B}, {"v", B}})},
+        {"snd", A},
+        {"note", B},
+        {"gh", B},
+        {"lx", B},
+        {"grp", B},
+        {"rekey", A},
+        {"votekey", B},
+        {"selkey", B},
+        {"sprfkey", B},
+        {"rcv", A},
+        {"close", A},
+        {"apar", asset_params},
+        {"asnd", A},
+        {"arcv", A},
+        {"aclose", A},
+        {"fadd", A},
+        {"apaa", array(B)},
+        {"apat", array(A)},
+        {"apbx", array(object({{"n", B}}))},
+        {"apap", B},
+        {"apsu", B},
+        {"al", array(resource_ref)},
+        {"sp", state_proof},
+        {"spmsg", object({{"b", B}, {"v", B}})},
         {"hb", heartbeat},
     });
 
@@ -78,8 +92,8 @@ class Schemas {
                                        {"ld", dict(KeyKind::uint, state_delta)},
                                        {"sa", array(A)},
                                        {"itx", array(stxn)}});
-    stxn->fields = {{"sig", B},     {"msig", multisig}, {"lsig", lsig},
-                    {"txn", txn},   {"sgnr", A},        {"dt", eval_delta}};
+    stxn->fields = {{"sig", B},   {"msig", multisig}, {"lsig", lsig},
+                    {"txn", txn}, {"sgnr", A},        {"dt", eval_delta}};
 
     const Schema* header = object({{"prev", B},
                                    {"seed", B},
@@ -98,20 +112,20 @@ class Schemas {
     const Schema* teal_kv = dict(KeyKind::string, any);
     const Schema* delta = object({
         {"Accts",
-         object({{"Accts", array(object({{"Addr", A},
-                                         {"AuthAddr", A},
-                                         {"VoteID", B},
-                                         {"SelectionID", B},
-                                         {"StateProofID", B}}))},
-                 {"AppResources",
-                  array(object({{"Addr", A},
-                                {"Params", object({{"Params", object({{"approv", B},
-                                                                      {"clearp", B},
-                                                                      {"gs", teal_kv}})}})},
-                                {"State",
-                                 object({{"LocalState", object({{"tkv", teal_kv}})}})}}))},
-                 {"AssetResources",
-                  array(object({{"Addr", A}, {"Params", object({{"Params", asset_params}})}}))}})},
+         object(
+             {{"Accts", array(object({{"Addr", A},
+                                      {"AuthAddr", A},
+                                      {"VoteID", B},
+                                      {"SelectionID", B},
+                                      {"StateProofID", B}}))},
+              {"AppResources",
+               array(object(
+                   {{"Addr", A},
+                    {"Params",
+                     object({{"Params", object({{"approv", B}, {"clearp", B}, {"gs", teal_kv}})}})},
+                    {"State", object({{"LocalState", object({{"tkv", teal_kv}})}})}}))},
+              {"AssetResources",
+               array(object({{"Addr", A}, {"Params", object({{"Params", asset_params}})}}))}})},
         {"KvMods", dict(KeyKind::string, object({{"Data", B}, {"OldData", B}}))},
         {"Txids", dict(KeyKind::bytes, any)},
         {"Txleases", dict(KeyKind::object, any, object({{"Sender", A}, {"Lease", B}}))},
@@ -122,15 +136,16 @@ class Schemas {
     // The certificate is an untyped map in Go Conduit, so its addresses are
     // plain bytes (base64) there too.
     const Schema* proposal = object({{"dig", B}, {"encdig", B}, {"oprop", B}});
-    const Schema* vote_sig = object({{"p", B}, {"p1s", B}, {"p2", B}, {"p2s", B}, {"ps", B}, {"s", B}});
+    const Schema* vote_sig =
+        object({{"p", B}, {"p1s", B}, {"p2", B}, {"p2s", B}, {"ps", B}, {"s", B}});
     const Schema* cred = object({{"pf", B}});
-    const Schema* cert = object(
-        {{"prop", proposal},
-         {"vote", array(object({{"cred", cred}, {"sig", vote_sig}, {"snd", B}}))},
-         {"eqv", array(object({{"cred", cred},
-                               {"sigs", array(vote_sig)},
-                               {"snd", B},
-                               {"props", array(proposal)}}))}});
+    const Schema* cert =
+        object({{"prop", proposal},
+                {"vote", array(object({{"cred", cred}, {"sig", vote_sig}, {"snd", B}}))},
+                {"eqv", array(object({{"cred", cred},
+                                      {"sigs", array(vote_sig)},
+                                      {"snd", B},
+                                      {"props", array(proposal)}}))}});
 
     root_ = object({{"block", header}, {"payset", array(stxn)}, {"delta", delta}, {"cert", cert}});
   }
@@ -209,10 +224,16 @@ class JsonWriter {
         return;
       case msgpack::type::FLOAT32:
       case msgpack::type::FLOAT64: {
-        if (!std::isfinite(o.via.f64)) throw BlockEncodeError("a non-finite float has no JSON form");
+        if (!std::isfinite(o.via.f64))
+          throw BlockEncodeError("a non-finite float has no JSON form");
         char buf[64];
         auto end = std::to_chars(buf, buf + sizeof(buf), o.via.f64).ptr;
         out_.append(buf, end);
+        // Keep it a float when read back (Algorand data has no floats; unknown
+        // fields should still survive the round trip with their type).
+        if (std::string_view(buf, static_cast<size_t>(end - buf)).find_first_of(".e") ==
+            std::string_view::npos)
+          out_ += ".0";
         return;
       }
       case msgpack::type::STR:
@@ -331,7 +352,8 @@ class JsonWriter {
   }
 
   void enter(char open) {
-    if (++depth_ > kMaxDepth) throw BlockEncodeError("nesting too deep");
+    // Looser than the readers' limits, so that whatever they accept can be written.
+    if (++depth_ > 2 * kMaxDepth + 16) throw BlockEncodeError("nesting too deep");
     out_ += open;
   }
   void leave(char close) {
@@ -360,13 +382,27 @@ class JsonWriter {
         }
         flush(i);
         switch (b) {
-          case '"': out_ += "\\\""; break;
-          case '\\': out_ += "\\\\"; break;
-          case '\n': out_ += "\\n"; break;
-          case '\r': out_ += "\\r"; break;
-          case '\b': out_ += "\\b"; break;
-          case '\f': out_ += "\\f"; break;
-          case '\t': out_ += "\\t"; break;
+          case '"':
+            out_ += "\\\"";
+            break;
+          case '\\':
+            out_ += "\\\\";
+            break;
+          case '\n':
+            out_ += "\\n";
+            break;
+          case '\r':
+            out_ += "\\r";
+            break;
+          case '\b':
+            out_ += "\\b";
+            break;
+          case '\f':
+            out_ += "\\f";
+            break;
+          case '\t':
+            out_ += "\\t";
+            break;
           default:
             out_ += "\\u00";
             out_ += hex[b >> 4];
@@ -730,14 +766,30 @@ class JsonReader {
       if (pos_ >= in_.size()) fail("unterminated string");
       char e = in_[pos_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           unsigned cp = hex4();
           if (cp >= 0xd800 && cp <= 0xdbff && in_.substr(pos_, 2) == "\\u") {

@@ -94,7 +94,8 @@ std::string gzip_compress(std::string_view data, int level) {
 
 std::string gzip_decompress(std::string_view data, size_t limit) {
   z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) throw std::runtime_error("zlib: inflateInit2 failed");
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+    throw std::runtime_error("zlib: inflateInit2 failed");
   std::string out;
   out.resize(std::max<size_t>(data.size() * 4, 4096));
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));

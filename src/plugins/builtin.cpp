@@ -3,6 +3,7 @@
 #include "plugins/noop.hpp"
 #include "plugins/file_plugins.hpp"
 #include "plugins/algod.hpp"
+#include "plugins/filter_processor.hpp"
 #include "plugins/postgresql.hpp"
 
 namespace conduit {
@@ -14,6 +15,7 @@ const Registry& builtin_registry() {
     plugins::register_generator(r);
     plugins::register_file_plugins(r);
     plugins::register_algod(r);
+    plugins::register_filter_processor(r);
     plugins::register_postgresql(r);
     return r;
   }();

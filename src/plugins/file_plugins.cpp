@@ -28,7 +28,8 @@ constexpr const char* kDefaultPattern = "%[1]d_block.msgp.gz";
 constexpr const char* kGenesisFile = "genesis.json";
 constexpr const char* kTempPrefix = ".conduit-tmp-";
 
-constexpr const char* kReaderSample = R"(# directory holding the block files and genesis.json (required)
+constexpr const char* kReaderSample =
+    R"(# directory holding the block files and genesis.json (required)
 block-dir = "/var/lib/conduit/blocks"
 # file names, Go fmt style: .msgp or .json, optionally .gz
 filename-pattern = "%[1]d_block.msgp.gz"
@@ -75,9 +76,9 @@ std::optional<std::string> read_if_exists(const fs::path& path) {
     }
     if (n == 0) break;
     if (data.size() + static_cast<size_t>(n) > kMaxBlockFileBytes)
-      throw PluginError(path.string() + " is larger than " + std::to_string(kMaxBlockFileBytes) +
-                            " bytes",
-                        false);
+      throw PluginError(
+          path.string() + " is larger than " + std::to_string(kMaxBlockFileBytes) + " bytes",
+          false);
     data.append(buffer, static_cast<size_t>(n));
   }
   return data;
@@ -93,7 +94,8 @@ class StopWaker {
  private:
   void wake() {
     uint64_t one = 1;
-    if (fd_) [[maybe_unused]] auto n = ::write(fd_.get(), &one, sizeof(one));
+    if (fd_) [[maybe_unused]]
+      auto n = ::write(fd_.get(), &one, sizeof(one));
   }
   UniqueFd fd_;
   std::stop_callback<std::function<void()>> callback_;
@@ -103,7 +105,8 @@ class FileReader final : public Importer {
  public:
   void configure(PluginConfig& config) override {
     auto dir = config.get_string("block-dir", "");
-    if (dir.empty()) config.fail("block-dir", "block-dir is required: the directory of the block files");
+    if (dir.empty())
+      config.fail("block-dir", "block-dir is required: the directory of the block files");
     block_dir_ = dir;
     pattern_ = configure_pattern(config);
     wait_ = config.get_duration("missing-file-wait", std::chrono::seconds(1));
@@ -127,8 +130,7 @@ class FileReader final : public Importer {
     fs::path path = block_dir_ / name;
     auto bytes = read_if_exists(path);
     if (!bytes) bytes = wait_for(path, name, stop);
-    if (!bytes)
-      throw PluginError("file_reader: " + path.string() + " does not exist (yet)", true);
+    if (!bytes) throw PluginError("file_reader: " + path.string() + " does not exist (yet)", true);
     BlockData block;
     try {
       block = decode_block_file(*bytes, pattern_);
@@ -155,8 +157,8 @@ class FileReader final : public Importer {
     auto deadline = std::chrono::steady_clock::now() + wait_;
     StopWaker waker(stop);
     UniqueFd watch(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-    if (watch && ::inotify_add_watch(watch.get(), block_dir_.c_str(),
-                                     IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
+    if (watch &&
+        ::inotify_add_watch(watch.get(), block_dir_.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
       watch.reset();
     // The file may have appeared before the watch existed.
     if (auto bytes = read_if_exists(path)) return bytes;
@@ -251,7 +253,8 @@ class FileWriter final : public Exporter {
   void write_atomically(const fs::path& path, std::string_view data, std::stop_token stop) {
     std::string temp = (block_dir_ / (kTempPrefix + path.filename().string() + ".XXXXXX")).string();
     UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
-    if (!fd) throw PluginError("file_writer: cannot create " + temp + ": " + std::strerror(errno), true);
+    if (!fd)
+      throw PluginError("file_writer: cannot create " + temp + ": " + std::strerror(errno), true);
     try {
       if (::fchmod(fd.get(), 0644) != 0) throw_errno("fchmod " + temp);
       constexpr size_t kChunk = 1 << 20;
@@ -287,8 +290,9 @@ void register_file_plugins(Registry& registry) {
                          "'file_writer' plugin.",
                          kReaderSample, false},
                         [] { return std::make_unique<FileReader>(); });
-  registry.add_exporter({"file_writer", "Exporter for writing data to a file.", kWriterSample, false},
-                        [] { return std::make_unique<FileWriter>(); });
+  registry.add_exporter(
+      {"file_writer", "Exporter for writing data to a file.", kWriterSample, false},
+      [] { return std::make_unique<FileWriter>(); });
 }
 
 }  // namespace conduit::plugins
