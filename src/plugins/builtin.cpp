@@ -4,6 +4,7 @@
 #include "plugins/file_plugins.hpp"
 #include "plugins/algod.hpp"
 #include "plugins/filter_processor.hpp"
+#include "plugins/postgresql.hpp"
 
 namespace conduit {
 
@@ -18,6 +19,7 @@ const Registry& builtin_registry() {
 #if CONDUIT_TEST_PLUGINS
     plugins::register_wedge(r);
 #endif
+    plugins::register_postgresql(r);
     return r;
   }();
   return registry;
