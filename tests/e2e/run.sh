@@ -95,8 +95,8 @@ boot_container() {  # name
     exec systemd-nspawn --quiet --keep-unit --register=no --volatile=yes -D / -M "$0" -b \
       --private-network \
       --overlay-ro=/usr:"$1"/usr:/usr --bind-ro="$1":/run/stage --bind-ro=/etc/nsswitch.conf \
-      systemd.firstboot=off systemd.mask=postgresql.service systemd.mask=console-getty.service \
-      systemd.show_status=false' "$name" "$WORK/stage" \
+      systemd.firstboot=off systemd.show_status=false systemd.mask=postgresql.service \
+      systemd.mask=console-getty.service systemd.mask=systemd-networkd-wait-online.service' "$name" "$WORK/stage" \
     </dev/null >"$WORK/console-$name.log" 2>&1 &
   NSPAWN_PID=$!
   # The container's systemd is the direct child of nspawn once it has exec'ed.
@@ -556,6 +556,11 @@ ninja -C "$BUILD_DIR" -j"${JOBS:-2}" >"$WORK/build.log" 2>&1 || { tail -30 "$WOR
 meson install -C "$BUILD_DIR" --no-rebuild --quiet --destdir "$WORK/stage" >"$WORK/install.log" 2>&1 \
   || { cat "$WORK/install.log" >&2; echo "meson install failed" >&2; exit 1; }
 [ -x "$WORK/stage/usr/bin/conduit" ] || { echo "no usr/bin/conduit in the staged install" >&2; exit 1; }
+# The container's first boot applies presets (Debian: enable everything), which would
+# start conduit at boot; the scenarios start it themselves.
+mkdir -p "$WORK/stage/usr/lib/systemd/system-preset"
+printf 'disable conduit.service\ndisable conduit@.service\n' \
+  >"$WORK/stage/usr/lib/systemd/system-preset/00-conduit-e2e.preset"
 
 # Probe: can nspawn boot here at all?
 if ! boot_container conduit-e2e-probe-$$; then
