@@ -475,6 +475,11 @@ scenario_watchdog() {
   expect_eq "WatchdogUSec (drop-in)" 3s "$(unit_prop conduit.service WatchdogUSec)" || return 1
   # Wedged: every round before the wedge exported, and then nothing.
   wait_for 20 "the rounds before the wedge" next_round_above org.conduit.Pipeline "$((wedge_round - 1))" || return 1
+  # The wedge plugin sleeps (nothing else in conduit does): wait until one of the
+  # service's threads is in it, so the stop below surely finds the round wedged.
+  wait_for 20 "a thread of MainPID $first_pid inside the wedge" \
+    grep -qs nanosleep $(printf "$(croot)/proc/$first_pid/task/%s/wchan " $(ls "$(croot)/proc/$first_pid/task")) || return 1
+  expect_eq "NextRound while wedged" "$wedge_round" "$(bus_prop org.conduit.Pipeline NextRound)" || return 1
   # A plugin call that ignores cancellation is only known to be wedged once it has
   # been cancelled (issue 5's design): ask for a stop that can never complete.
   cx busctl --system --expect-reply=no call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Stop s now \
