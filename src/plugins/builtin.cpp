@@ -11,6 +11,7 @@ const Registry& builtin_registry() {
     plugins::register_generator(r);
 #if CONDUIT_TEST_PLUGINS
     plugins::register_wedge(r);
+    plugins::register_corrupt_importer(r);
 #endif
     return r;
   }();

@@ -203,7 +203,7 @@ checkpoint() {  # data-dir -> next-round of metadata.json
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["next-round"])' "$(croot)$1/metadata.json"
 }
 has_plugin() {  # kind, name
-  cx /usr/bin/conduit list "$1" 2>/dev/null | grep -qw -- "$2"
+  cx /usr/bin/conduit list "$1" 2>/dev/null | grep -qE -- "^  $2( |\$)"
 }
 
 mark_journal() {
@@ -229,8 +229,13 @@ for line in sys.stdin:
 print(n)' "$1"
 }
 
-# Writes a conduit.toml: generator importer, the given processors, noop exporter
-# (file_writer when registered, into DIR/out).
+# Writes a conduit.toml: $IMPORTER_TOML (default: a generator, 10 rounds/s), the
+# given processors, noop exporter (file_writer when registered, into DIR/out).
+readonly GENERATOR_TOML='[importer]
+name = "generator"
+[importer.config]
+round-interval = "100ms"
+txns-per-round = 5'
 write_config() {  # data-dir, extra-toml-for-processors...
   local dir=$1; shift
   mkdir -p "$(croot)$dir"
@@ -241,11 +246,7 @@ retry-count = 2
 retry-delay = "100ms"
 stop-timeout = "20s"
 
-[importer]
-name = "generator"
-[importer.config]
-round-interval = "100ms"
-txns-per-round = 5
+${IMPORTER_TOML:-$GENERATOR_TOML}
 EOF
     local p; for p in "$@"; do printf '\n%s\n' "$p"; done
     if [ "$HAVE_FILE_WRITER" = 1 ]; then
@@ -415,45 +416,51 @@ EOF
 }
 
 scenario_importer_failure() {
-  if ! has_plugin importers file_reader; then
-    SKIP_BECAUSE="no file_reader importer registered yet (conduit list importers), nor a test-only failing importer"
+  local IMPORTER_TOML
+  if has_plugin importers file_reader; then
+    # A block file that is corrupt.
+    mkdir -p "$(croot)$DATA/blocks"
+    local r; for r in 0 1 2 3; do printf 'this is not a gzip msgpack block\n' >"$(croot)$DATA/blocks/${r}_block.msgp.gz"; done
+    IMPORTER_TOML=$(printf '[importer]\nname = "file_reader"\n[importer.config]\nblock-dir = "%s"' "$DATA/blocks")
+  elif has_plugin importers corrupt; then
+    log "importer_failure: no file_reader yet, using the test-only corrupt importer"
+    IMPORTER_TOML=$'[importer]\nname = "corrupt"'
+  else
+    SKIP_BECAUSE="neither file_reader nor the test-only corrupt importer is registered"
     return 2
   fi
-  mkdir -p "$(croot)$DATA/blocks"
-  local r; for r in 0 1 2 3; do printf 'this is not a gzip msgpack block\n' >"$(croot)$DATA/blocks/${r}_block.msgp.gz"; done
   write_config $DATA
-  python3 - "$(croot)$DATA/conduit.toml" "$DATA/blocks" <<'EOF'
-import re, sys
-path, blocks = sys.argv[1], sys.argv[2]
-text = open(path).read()
-text = re.sub(r'\[importer\]\nname = "generator"\n\[importer.config\]\n[^\[]*',
-              f'[importer]\nname = "file_reader"\n[importer.config]\nblock-dir = "{blocks}"\n\n', text)
-open(path, "w").write(text)
-EOF
   mark_journal
   cx systemctl start conduit.service  # may fail before or after READY=1
-  wait_for 40 "a restart after the failure (NRestarts >= 1)" \
-    bash -c "[ \"\$(nsenter -t $CONTAINER_PID -m -u -i -p -- systemctl show -P NRestarts conduit.service)\" -ge 1 ]" || return 1
+  # Restarted, and the restarted run failed the same way (two restarts scheduled).
+  wait_for 40 "Restart=on-failure to restart it twice (NRestarts >= 2)" \
+    bash -c "[ \"\$(nsenter -t $CONTAINER_PID -m -u -i -p -- systemctl show -P NRestarts conduit.service)\" -ge 2 ]" || return 1
   cx systemctl stop conduit.service
   local j; j=$(journal_json _SYSTEMD_UNIT=conduit.service)
   # Per run (invocation): exactly one err entry, the unexpected-stop one with importer-error.
-  python3 -c '
-import collections, json, sys
+  python3 - "$UNEXPECTED_STOP_ID" <<'EOF' >"$WORK/why" 3<<<"$j" || { fail "$(cat "$WORK/why")"; return 1; }
+import collections, json, os, sys
 runs = collections.defaultdict(list)
-for line in sys.stdin:
+for line in os.fdopen(3):
     if line.strip():
         e = json.loads(line)
         if int(e.get("PRIORITY", 6)) <= 3:
             runs[e.get("_SYSTEMD_INVOCATION_ID")].append(e)
-if not runs:
-    print("no err-priority entry"); sys.exit(1)
+if len(runs) < 2:
+    print(f"err-priority entries from {len(runs)} runs, expected one per run and at least 2 runs")
+    sys.exit(1)
 for inv, es in runs.items():
     if len(es) != 1:
-        print(f"run {inv}: {len(es)} err entries: " + " | ".join(str(e.get("MESSAGE")) for e in es)); sys.exit(1)
+        print(f"run {inv}: {len(es)} err entries: " + " | ".join(str(e.get("MESSAGE")) for e in es))
+        sys.exit(1)
     e = es[0]
     if e.get("MESSAGE_ID") != sys.argv[1] or e.get("CONDUIT_STOP_REASON") != "importer-error":
-        print(f"err entry {e.get(\"MESSAGE\")!r} has MESSAGE_ID={e.get(\"MESSAGE_ID\")} CONDUIT_STOP_REASON={e.get(\"CONDUIT_STOP_REASON\")}"); sys.exit(1)
-' "$UNEXPECTED_STOP_ID" <<<"$j" >"$WORK/why" || { fail "$(cat "$WORK/why")"; return 1; }
+        print("err entry %r has MESSAGE_ID=%s CONDUIT_STOP_REASON=%s"
+              % (e.get("MESSAGE"), e.get("MESSAGE_ID"), e.get("CONDUIT_STOP_REASON")))
+        sys.exit(1)
+EOF
+  local ended; ended=$(head -n1 "$(croot)/run/conduit-e2e/conduit.service.exit")
+  expect_eq "how the first run ended" "exit-code exited 1" "$ended" || return 1
   cx journalctl --no-pager -x -n 1 MESSAGE_ID=$UNEXPECTED_STOP_ID | grep -q "conduit stopped unexpectedly" \
     || fail "journalctl -x does not show the catalog text for $UNEXPECTED_STOP_ID" || return 1
   local n_fail; n_fail=$(journal_json UNIT=conduit.service _PID=1 | count_entries "'exit-code' in str(e.get('MESSAGE', ''))")
