@@ -494,10 +494,12 @@ scenario_watchdog() {
   wait_for 20 "a thread of MainPID $first_pid inside the wedge" \
     grep -qs nanosleep $(printf "$(croot)/proc/$first_pid/task/%s/wchan " $(ls "$(croot)/proc/$first_pid/task")) || return 1
   expect_eq "NextRound while wedged" "$wedge_round" "$(bus_prop org.conduit.Pipeline NextRound)" || return 1
-  # A plugin call that ignores cancellation is only known to be wedged once it has
-  # been cancelled (issue 5's design): ask for a stop that can never complete.
-  cx busctl --system --expect-reply=no call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Stop s now \
-    || { fail "busctl Stop now failed"; return 1; }
+  # Nobody asks it to stop: a processor stuck in one call for a watchdog period is
+  # wedged by itself. (E2E_WEDGE_STOP=1: also ask for a stop the wedge ignores.)
+  if [ "${E2E_WEDGE_STOP:-0}" = 1 ]; then
+    cx busctl --system --expect-reply=no call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Stop s now \
+      || { fail "busctl Stop now failed"; return 1; }
+  fi
   wait_for 30 "systemd's watchdog timeout" \
     bash -c "nsenter -t $CONTAINER_PID -m -u -i -p -- journalctl --no-pager -q UNIT=conduit.service _PID=1 --after-cursor='$CURSOR' | grep -q \"result 'watchdog'\"" || return 1
   wait_for 30 "the restart after the watchdog kill" \
