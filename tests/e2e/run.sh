@@ -258,6 +258,7 @@ EOF
 name = "file_writer"
 [exporter.config]
 block-dir = "$dir/out"
+filename-pattern = "%[1]d_block.json"
 EOF
     else
       printf '\n[exporter]\nname = "noop"\n'
@@ -275,6 +276,8 @@ out, first, cp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rounds = []
 problems = []
 for name in sorted(os.listdir(out)):
+    if name == "genesis.json":
+        continue
     m = re.fullmatch(r"(\d+)_block\.json", name)
     if not m:
         problems.append(f"unexpected file {name}")
@@ -414,7 +417,7 @@ d = sys.argv[1]
 def ntx(b):
     p = b.get("block", b).get("payset") or b.get("payset") or []
     return len(p)
-files = sorted((int(re.match(r"\d+", n).group()), n) for n in os.listdir(d))
+files = sorted((int(re.match(r"\d+", n).group()), n) for n in os.listdir(d) if n != "genesis.json")
 counts = [ntx(json.load(open(os.path.join(d, n)))) for _, n in files]
 switches = sum(1 for a, b in zip(counts, counts[1:]) if a != b)
 sys.exit(0 if switches == 1 and counts[0] == 5 and counts[-1] == 2 else 1)
@@ -428,6 +431,8 @@ scenario_importer_failure() {
     # A block file that is corrupt.
     mkdir -p "$(croot)$DATA/blocks"
     local r; for r in 0 1 2 3; do printf 'this is not a gzip msgpack block\n' >"$(croot)$DATA/blocks/${r}_block.msgp.gz"; done
+    printf '{"id": "v1", "network": "e2e-net", "proto": "e2e", "rwd": "e2e", "fees": "e2e", "timestamp": 0}\n' \
+      >"$(croot)$DATA/blocks/genesis.json"
     IMPORTER_TOML=$(printf '[importer]\nname = "file_reader"\n[importer.config]\nblock-dir = "%s"' "$DATA/blocks")
   elif has_plugin importers corrupt; then
     log "importer_failure: no file_reader yet, using the test-only corrupt importer"
