@@ -16,7 +16,8 @@
 # dbus-send (dbus), python3.
 set -uo pipefail
 
-readonly SOURCE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SOURCE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+readonly SOURCE_ROOT
 readonly BUILD_DIR=${CONDUIT_E2E_BUILD_DIR:-$SOURCE_ROOT/build-e2e}
 readonly ALL_SCENARIOS=(start stop_end_of_round stop_now reload importer_failure watchdog
                         access_denied instances)
@@ -25,7 +26,7 @@ readonly EXPECTED_STOP_ID=6b0a1c7e3d2f4e58a9c1b2d3e4f5a601
 readonly UNEXPECTED_STOP_ID=e2c94f1d7a3b4c6d8e9f0a1b2c3d4e02
 readonly DATA=/var/lib/conduit
 
-declare -A RESULT REASON
+declare -A RESULT
 WORK="" NSPAWN_PID="" CONTAINER_PID="" CURSOR="" FAILED_BECAUSE=""
 
 log() { printf 'e2e: %s\n' "$*" >&2; }
@@ -34,7 +35,6 @@ log() { printf 'e2e: %s\n' "$*" >&2; }
 
 record() {  # scenario, passed|failed|skipped, reason
   RESULT[$1]=$2
-  REASON[$1]=${3:-}
   if [ -n "${3:-}" ]; then printf '%-20s %s: %s\n' "$1" "$2" "$3"; else printf '%-20s %s\n' "$1" "$2"; fi
 }
 
@@ -497,7 +497,7 @@ scenario_watchdog() {
   # The wedge plugin sleeps (nothing else in conduit does): wait until one of the
   # service's threads is in it, so the stop below surely finds the round wedged.
   wait_for 20 "a thread of MainPID $first_pid inside the wedge" \
-    grep -qs nanosleep $(printf "$(croot)/proc/$first_pid/task/%s/wchan " $(ls "$(croot)/proc/$first_pid/task")) || return 1
+    grep -qs nanosleep "$(croot)/proc/$first_pid/task/"*/wchan || return 1
   expect_eq "NextRound while wedged" "$wedge_round" "$(bus_prop org.conduit.Pipeline NextRound)" || return 1
   # Nobody asks it to stop: a processor stuck in one call for a watchdog period is
   # wedged by itself. (E2E_WEDGE_STOP=1: also ask for a stop the wedge ignores.)
