@@ -34,10 +34,10 @@ class CorruptImporter final : public Importer {
 }  // namespace
 
 void register_corrupt_importer(Registry& registry) {
-  registry.add_importer({"corrupt",
-                         "TEST ONLY: every block is corrupt (a non-retryable importer error)",
-                         "network = \"corrupt-network\"\n", false},
-                        [] { return std::make_unique<CorruptImporter>(); });
+  registry.add_importer(
+      {"corrupt", "TEST ONLY: every block is corrupt (a non-retryable importer error)",
+       "network = \"corrupt-network\"\n", false},
+      [] { return std::make_unique<CorruptImporter>(); });
 }
 
 }  // namespace conduit::plugins
