@@ -61,6 +61,9 @@ class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::P
 
   std::optional<StopCause> final_cause;
   uint64_t published_round = 0;
+  // What State says: the state as of the last event the loop has handled, so
+  // that each PropertiesChanged carries the state it announces, in order.
+  std::string state;
 
  private:
   std::string caller() {
@@ -94,7 +97,7 @@ class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::P
     return final_cause ? std::string(to_string(final_cause->reason)) : "";
   }
   std::string StopDetail() override { return final_cause ? final_cause->detail : ""; }
-  std::string State() override { return std::string(to_string(supervisor_.status().state)); }
+  std::string State() override { return state; }
   uint64_t NextRound() override { return supervisor_.status().next_round; }
 
   Supervisor& supervisor_;
@@ -121,6 +124,7 @@ BusService::BusService(EventLoop& loop, BusMode mode, const std::string& name,
                                               : sdbus::createSessionBusConnection(name);
   impl_->object = std::make_unique<Object>(*impl_->connection, supervisor, logger);
   impl_->object->published_round = supervisor.status().next_round;
+  impl_->object->state = std::string(to_string(supervisor.status().state));
 
   // The bus fd, its events and its timeout change after every dispatch: sd-event
   // asks for them in the prepare callback, right before each poll.
@@ -187,8 +191,9 @@ void BusService::lost(const std::string& why) {
   impl_->connection.reset();
 }
 
-void BusService::state_changed() {
+void BusService::state_changed(State state) {
   if (!connected()) return;
+  impl_->object->state = std::string(to_string(state));
   try {
     impl_->object->emit({"State"});
   } catch (const std::exception& e) {
@@ -220,6 +225,7 @@ void BusService::reload_finished(bool ok, const std::string& detail) {
 void BusService::stopped(const StopCause& cause) {
   if (!connected()) return;
   impl_->object->final_cause = cause;
+  impl_->object->state = std::string(to_string(State::stopped));
   impl_->object->published_round = supervisor_.status().next_round;
   try {
     impl_->object->emit({"State", "StopReason", "StopDetail", "NextRound"});
