@@ -1,10 +1,10 @@
 #include "service/bus.hpp"
 
-#include <cstdlib>
 #include <pwd.h>
 #include <sdbus-c++/sdbus-c++.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
+#include <cstdlib>
 
 #include "org_conduit_pipeline_adaptor.h"
 
@@ -54,8 +54,7 @@ class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::P
     if (ok)
       pending_reload_->returnResults();
     else
-      pending_reload_->returnError(
-          sdbus::Error("org.conduit.Pipeline.Error.ReloadFailed", detail));
+      pending_reload_->returnError(sdbus::Error("org.conduit.Pipeline.Error.ReloadFailed", detail));
     pending_reload_.reset();
   }
 
@@ -169,7 +168,9 @@ BusService::BusService(EventLoop& loop, BusMode mode, const std::string& name,
 
 BusService::~BusService() = default;
 
-bool BusService::connected() const { return impl_->connection != nullptr; }
+bool BusService::connected() const {
+  return impl_->connection != nullptr;
+}
 
 void BusService::process() {
   if (!connected()) return;
