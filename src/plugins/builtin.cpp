@@ -18,6 +18,7 @@ const Registry& builtin_registry() {
     plugins::register_filter_processor(r);
 #if CONDUIT_TEST_PLUGINS
     plugins::register_wedge(r);
+    plugins::register_corrupt_importer(r);
 #endif
     plugins::register_postgresql(r);
     return r;

@@ -6,4 +6,5 @@ void register_noop(Registry& registry);
 void register_generator(Registry& registry);
 // Test-only plugins (CONDUIT_TEST_PLUGINS).
 void register_wedge(Registry& registry);
+void register_corrupt_importer(Registry& registry);
 }  // namespace conduit::plugins
