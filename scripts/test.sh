@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds conduit with sanitizers and runs every test:
 #   - all suites under ASan+UBSan (build-asan/)
+#   - the end-to-end suite against a real systemd in systemd-nspawn (build-e2e/)
+#   - a seeded libFuzzer run of the block decoders (build-fuzz/)
 #   - the pipeline suite (threads, stop paths) under TSan (build-tsan/)
 # Usage: scripts/test.sh [--quick]   (--quick: ASan+UBSan only)
 set -euo pipefail
@@ -24,6 +26,11 @@ ninja -C build-asan -j"$jobs"
 meson test -C build-asan --no-rebuild --num-processes "$jobs" --print-errorlogs --no-suite e2e
 
 if [ "$quick" = 0 ]; then
+  # End-to-end against a real systemd, journald and system bus (systemd-nspawn;
+  # builds and installs its own unsanitized build-e2e/ with --prefix=/usr).
+  CONDUIT_E2E_REQUIRE=${CONDUIT_E2E_REQUIRE:-1} meson test -C build-asan --no-rebuild --suite e2e \
+    --print-errorlogs
+
   # A bounded, seeded libFuzzer run of the block decoders (clang, ASan+UBSan).
   FUZZ_RUNS=${FUZZ_RUNS:-20000} bash scripts/fuzz.sh
 
