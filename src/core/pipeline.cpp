@@ -23,12 +23,43 @@ bool interruptible_sleep(std::chrono::nanoseconds delay, std::stop_token stop) {
   return !cv.wait_for(lock, stop, delay, [] { return false; }) && !stop.stop_requested();
 }
 
+int64_t steady_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void mark_once(std::atomic<int64_t>& at) {
+  int64_t unset = 0;
+  at.compare_exchange_strong(unset, steady_now_ns());
+}
+
 }  // namespace
 
 Pipeline::Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& logger,
                    PipelineObserver* observer)
     : plugins_(std::move(plugins)), options_(std::move(options)), logger_(logger),
-      observer_(observer), checkpoint_(options_.data_dir, options_.durable_checkpoint) {}
+      observer_(observer), checkpoint_(options_.data_dir, options_.durable_checkpoint),
+      in_call_since_(new std::atomic<int64_t>[plugins_.processors.size() + 2]) {
+  for (size_t i = 0; i < plugins_.processors.size() + 2; ++i) in_call_since_[i] = 0;
+}
+
+Pipeline::InCall::InCall(std::atomic<int64_t>& since) : since_(since) { since_ = steady_now_ns(); }
+Pipeline::InCall::~InCall() { since_ = 0; }
+
+std::optional<std::string> Pipeline::wedged_stage(std::chrono::nanoseconds grace) const {
+  int64_t now = steady_now_ns();
+  for (size_t i = 0; i <= plugins_.processors.size() + 1; ++i) {
+    int64_t since = in_call_since_[i].load();
+    int64_t cancelled = i == 0 ? importer_cancelled_at_.load() : now_cancelled_at_.load();
+    if (since == 0 || cancelled == 0) continue;
+    if (now - std::max(since, cancelled) <= grace.count()) continue;
+    if (i == 0) return plugin_label(PluginKind::importer, plugins_.importer_name);
+    if (i == exporter_stage()) return plugin_label(PluginKind::exporter, plugins_.exporter_name);
+    return plugin_label(PluginKind::processor, plugins_.processor_names[i - 1]);
+  }
+  return std::nullopt;
+}
 
 Pipeline::~Pipeline() {
   // A pipeline that never ran still owns configured plugins: close them once.
@@ -66,10 +97,13 @@ void Pipeline::stop(StopMode mode, const std::string& origin) {
       cause_ = {StopReason::stop_requested,
                 origin + " requested stop (" + std::string(to_string(mode)) + ")"};
       importer_stop_.request_stop();
-      if (mode == StopMode::now)
+      mark_once(importer_cancelled_at_);
+      if (mode == StopMode::now) {
         now_.request_stop();
-      else
+        mark_once(now_cancelled_at_);
+      } else {
         drain_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout;
+      }
     } else if (*mode_ == StopMode::end_of_round) {
       escalate_locked("second stop request (" + origin + ", " + std::string(to_string(mode)) + ")");
     }
@@ -85,7 +119,9 @@ void Pipeline::escalate_locked(const std::string& why) {
   drain_deadline_.reset();
   if (cause_.reason == StopReason::stop_requested) cause_.detail += "; escalated to now by " + why;
   now_.request_stop();
+  mark_once(now_cancelled_at_);
   importer_stop_.request_stop();
+  mark_once(importer_cancelled_at_);
 }
 
 void Pipeline::fail(StopReason reason, const std::string& detail) {
@@ -100,7 +136,9 @@ void Pipeline::fail(StopReason reason, const std::string& detail) {
     mode_ = StopMode::now;
     drain_deadline_.reset();
     now_.request_stop();
+    mark_once(now_cancelled_at_);
     importer_stop_.request_stop();
+    mark_once(importer_cancelled_at_);
     changed_.notify_all();
   }
   logger_.error(detail, {.stop_reason = std::string(to_string(reason))});
@@ -227,6 +265,7 @@ void Pipeline::initialise() {
   InitContext ctx{.next_round = next, .genesis = nullptr, .logger = &logger_};
   if (!guarded(PluginKind::importer, plugins_.importer_name, [&] {
         ctx.data_dir = init_dir(PluginKind::importer, plugins_.importer_name);
+        InCall guard(in_call(0));
         genesis_ = plugins_.importer->init(ctx, stop);
       }))
     return;
@@ -254,12 +293,14 @@ void Pipeline::initialise() {
     const auto& name = plugins_.processor_names[i];
     if (!guarded(PluginKind::processor, name, [&] {
           ctx.data_dir = init_dir(PluginKind::processor, name);
+          InCall guard(in_call(i + 1));
           plugins_.processors[i]->init(ctx, stop);
         }))
       return;
   }
   guarded(PluginKind::exporter, plugins_.exporter_name, [&] {
     ctx.data_dir = init_dir(PluginKind::exporter, plugins_.exporter_name);
+    InCall guard(in_call(exporter_stage()));
     plugins_.exporter->init(ctx, stop);
   });
 }
@@ -278,7 +319,10 @@ void Pipeline::run_importer() {
   while (!stop.stop_requested()) {
     BlockData block;
     bool ok = attempt(PluginKind::importer, plugins_.importer_name, round, stop,
-                      [&] { block = plugins_.importer->get_block(round, stop); });
+                      [&] {
+                        InCall guard(in_call(0));
+                        block = plugins_.importer->get_block(round, stop);
+                      });
     if (!ok) break;
     if (block.round() != round) {
       fail(StopReason::importer_error, plugin_label(PluginKind::importer, plugins_.importer_name) +
@@ -301,7 +345,10 @@ void Pipeline::run_processor(std::size_t index) {
   while (auto block = in.pop(now)) {
     uint64_t round = block->round();
     if (!attempt(PluginKind::processor, name, round, now,
-                 [&] { plugins_.processors[index]->process(*block, now); }))
+                 [&] {
+                   InCall guard(in_call(index + 1));
+                   plugins_.processors[index]->process(*block, now);
+                 }))
       break;
     if (!out.push(std::move(*block), now)) break;
   }
@@ -320,7 +367,10 @@ void Pipeline::run_exporter() {
       break;
     }
     if (!attempt(PluginKind::exporter, plugins_.exporter_name, expected, now,
-                 [&] { plugins_.exporter->receive(*block, now); }))
+                 [&] {
+                   InCall guard(in_call(exporter_stage()));
+                   plugins_.exporter->receive(*block, now);
+                 }))
       break;
     // Committed by the exporter: the checkpoint must follow, even under `now`.
     metadata_.next_round = expected + 1;

@@ -74,7 +74,25 @@ class Pipeline {
   // The mode in force, if a stop was requested.
   std::optional<StopMode> stop_mode() const;
 
+  // Health for a watchdog: the label of a stage that has been inside a plugin
+  // call for longer than `grace` after that call was cancelled (a plugin ignoring
+  // cancellation), or nullopt. A stage waiting in an uncancelled call (an
+  // importer waiting for the next block) is never wedged.
+  std::optional<std::string> wedged_stage(std::chrono::nanoseconds grace) const;
+
  private:
+  // Marks a stage as inside a plugin call (the watchdog heartbeat).
+  class InCall {
+   public:
+    explicit InCall(std::atomic<int64_t>& since);
+    ~InCall();
+
+   private:
+    std::atomic<int64_t>& since_;
+  };
+  std::atomic<int64_t>& in_call(std::size_t stage) { return in_call_since_[stage]; }
+  std::size_t exporter_stage() const { return plugins_.processors.size() + 1; }
+
   enum class Stage { importer, processor, exporter };
 
   void initialise();
@@ -117,6 +135,13 @@ class Pipeline {
   std::mutex state_mutex_;  // orders state notifications
   std::atomic<State> state_{State::starting};
   std::atomic<uint64_t> next_round_{0};
+
+  // Steady-clock nanoseconds (0 = not set): when each stage (importer,
+  // processors..., exporter) entered its current plugin call, and when its calls
+  // were cancelled (importer_stop_ / now_).
+  std::unique_ptr<std::atomic<int64_t>[]> in_call_since_;
+  std::atomic<int64_t> importer_cancelled_at_{0};
+  std::atomic<int64_t> now_cancelled_at_{0};
 };
 
 }  // namespace conduit

@@ -34,6 +34,11 @@ Status Supervisor::status() const {
   return s;
 }
 
+std::optional<std::string> Supervisor::wedged_stage(std::chrono::nanoseconds grace) const {
+  std::lock_guard lock(mutex_);
+  return pipeline_ ? pipeline_->wedged_stage(grace) : std::nullopt;
+}
+
 void Supervisor::on_state(State state) {
   // Map the pipeline's states onto the service's: a pipeline stopping or
   // starting because of a reload is the service reloading.

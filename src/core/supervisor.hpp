@@ -67,6 +67,9 @@ class Supervisor : public PipelineObserver {
 
   Status status() const;
 
+  // The running pipeline's wedged stage, if any (Pipeline::wedged_stage).
+  std::optional<std::string> wedged_stage(std::chrono::nanoseconds grace) const;
+
  private:
   // PipelineObserver
   void on_state(State state) override;

@@ -9,6 +9,9 @@ const Registry& builtin_registry() {
     Registry r;
     plugins::register_noop(r);
     plugins::register_generator(r);
+#if CONDUIT_TEST_PLUGINS
+    plugins::register_wedge(r);
+#endif
     return r;
   }();
   return registry;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <unistd.h>
@@ -11,7 +12,10 @@
 #include "core/pidfile.hpp"
 #include "core/registry.hpp"
 #include "core/supervisor.hpp"
+#include "service/bus.hpp"
 #include "service/event_loop.hpp"
+#include "service/journal_sink.hpp"
+#include "service/notify.hpp"
 
 namespace conduit::service {
 namespace {
@@ -32,13 +36,33 @@ std::string signal_origin(const signalfd_siginfo& info) {
   return std::string(name) + " from pid " + std::to_string(info.ssi_pid);
 }
 
-// Progress and state, handed from pipeline threads to the loop thread.
+// Progress and state, handed from pipeline threads to the loop thread, which
+// tells the service manager (sd_notify), the bus and the log.
 class LoopObserver final : public SupervisorObserver {
  public:
-  LoopObserver(EventLoop& loop, Logger& logger) : loop_(loop), logger_(logger) {}
+  LoopObserver(EventLoop& loop, Logger& logger, const Notifier& notifier)
+      : loop_(loop), logger_(logger), notifier_(notifier) {}
+
+  void set_bus(BusService* bus) { bus_ = bus; }
 
   void on_state(State state) override {
-    loop_.post([this, state] { logger_.debug("state " + std::string(to_string(state))); });
+    loop_.post([this, state] {
+      logger_.debug("state " + std::string(to_string(state)));
+      if (state == State::stopping) {
+        stopping_ = true;
+        notifier_.send("STOPPING=1\nSTATUS=stopping");
+      } else if (state == State::reloading) {
+        reloading_ = true;
+        notifier_.send("RELOADING=1\nSTATUS=reloading: draining to the end of the round");
+      }
+      if (bus_) bus_->state_changed();
+    });
+  }
+  void on_ready(uint64_t next_round) override {
+    loop_.post([this, next_round] {
+      reloading_ = false;
+      notifier_.send("READY=1\nSTATUS=running from round " + std::to_string(next_round));
+    });
   }
   void on_exported(uint64_t round, std::size_t txns) override {
     last_round_.store(round);
@@ -51,25 +75,81 @@ class LoopObserver final : public SupervisorObserver {
         logger_.info(detail);
       else
         logger_.error("reload failed: " + detail);
+      if (bus_) bus_->reload_finished(ok, detail);
     });
   }
 
-  // Called once a second on the loop thread.
+  // Called once a second on the loop thread: the log line, STATUS=, the bus's
+  // NextRound, and more stop time for a drain that is still making progress.
   void report_progress() {
     uint64_t rounds = rounds_.exchange(0);
     uint64_t txns = txns_.exchange(0);
+    if (bus_) bus_->tick();
     if (rounds == 0) return;
-    logger_.info("round " + std::to_string(last_round_.load()) + " exported; " +
-                     std::to_string(rounds) + " rounds/s, " + std::to_string(txns) + " txn/s",
-                 {.round = last_round_.load()});
+    std::string text = "round " + std::to_string(last_round_.load()) + " exported; " +
+                       std::to_string(rounds) + " rounds/s, " + std::to_string(txns) + " txn/s";
+    logger_.info(text, {.round = last_round_.load()});
+    notifier_.send("STATUS=" + text);
+    // A drain that exported something in the last second is progressing: keep
+    // systemd's stop (or reload) timeout from firing while it does.
+    if (stopping_ || reloading_) notifier_.send("EXTEND_TIMEOUT_USEC=5000000");
   }
 
  private:
   EventLoop& loop_;
   Logger& logger_;
+  const Notifier& notifier_;
+  BusService* bus_ = nullptr;
+  bool stopping_ = false;   // loop thread only
+  bool reloading_ = false;  // loop thread only
   std::atomic<uint64_t> last_round_{0};
   std::atomic<uint64_t> rounds_{0};
   std::atomic<uint64_t> txns_{0};
+};
+
+// WATCHDOG=1 only while healthy: this runs on the loop thread (so a stuck loop
+// stops the pings) and skips the ping while a stage is wedged, i.e. still inside
+// a plugin call longer than one watchdog period after that call was cancelled.
+// A stage merely waiting (an importer waiting for the next block) has not been
+// cancelled, so it is never wedged; a plugin that honours cancellation returns
+// well within the bound.
+class Watchdog {
+ public:
+  Watchdog(const Notifier& notifier, const Supervisor& supervisor, Logger& logger)
+      : notifier_(notifier), supervisor_(supervisor), logger_(logger) {}
+
+  void tick() {
+    auto grace = std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_period());
+    auto wedged = supervisor_.wedged_stage(grace);
+    if (!wedged) {
+      if (!unhealthy_since_) {
+        notifier_.send("WATCHDOG=1");
+        return;
+      }
+      unhealthy_since_.reset();
+      notifier_.send("WATCHDOG=1");
+      return;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (!unhealthy_since_) {
+      unhealthy_since_ = now;
+      logger_.error(*wedged + " ignores cancellation; no more watchdog pings",
+                    {.plugin = *wedged});
+    }
+    auto seconds =
+        std::chrono::duration_cast<std::chrono::seconds>(now - *unhealthy_since_).count();
+    std::string status = "STATUS=wedged: " + *wedged + " ignores cancellation; no watchdog ping for " +
+                         std::to_string(seconds) + "s";
+    if (status != last_status_) notifier_.send(status);
+    last_status_ = status;
+  }
+
+ private:
+  const Notifier& notifier_;
+  const Supervisor& supervisor_;
+  Logger& logger_;
+  std::optional<std::chrono::steady_clock::time_point> unhealthy_since_;
+  std::string last_status_;
 };
 
 }  // namespace
@@ -98,6 +178,8 @@ int run_daemon(const DaemonOptions& options) {
       return 2;
     }
     logger.set_sink(std::make_unique<StreamSink>(file, true));
+  } else if (stderr_is_journal() || std::getenv("INVOCATION_ID")) {
+    logger.set_sink(std::make_unique<JournalSink>());
   }
 
   std::optional<InstanceLock> lock;
@@ -116,8 +198,25 @@ int run_daemon(const DaemonOptions& options) {
                 ", importer " + config.importer.name + ", exporter " + config.exporter.name);
 
   EventLoop loop;
-  LoopObserver observer(loop, logger);
+  Notifier notifier;
+  LoopObserver observer(loop, logger, notifier);
   supervisor->set_observer(&observer);
+
+  std::unique_ptr<BusService> bus;
+  if (BusMode mode = resolve_bus_mode(options.bus); mode != BusMode::none) {
+    std::string name = bus_name_from_environment();
+    try {
+      bus = std::make_unique<BusService>(loop, mode, name, *supervisor, logger);
+      observer.set_bus(bus.get());
+    } catch (const std::exception& e) {
+      // Not fatal: the pipeline runs; only the remote control is missing.
+      logger.error("not on the " + std::string(mode == BusMode::system ? "system" : "session") +
+                   " bus as " + name + ": " + e.what());
+    }
+  }
+  Watchdog watchdog(notifier, *supervisor, logger);
+  if (notifier.watchdog_period().count() > 0)
+    loop.every(notifier.watchdog_period() / 2, [&] { watchdog.tick(); });
 
   loop.on_signal(SIGTERM, [&](const signalfd_siginfo& i) {
     supervisor->stop(StopMode::now, signal_origin(i));
@@ -143,6 +242,9 @@ int run_daemon(const DaemonOptions& options) {
   loop.run();
   runner.join();
 
+  notifier.send("STATUS=stopped: " + std::string(to_string(cause.reason)) + ": " + cause.detail);
+  if (bus) bus->stopped(cause);
+
   LogFields fields{.round = supervisor->status().next_round,
                    .stop_reason = std::string(to_string(cause.reason)),
                    .message_id = cause.expected() ? kExpectedStopId : kUnexpectedStopId};
@@ -154,6 +256,7 @@ int run_daemon(const DaemonOptions& options) {
   else
     logger.error(message, fields);
   lock->release(cause);
+  bus.reset();
   return cause.exit_code();
 }
 

@@ -1,0 +1,64 @@
+// The D-Bus face of the daemon (CONTRACT section 5): org.conduit.Pipeline on
+// /org/conduit/Pipeline, driven by the sd-event loop (no bus thread). Every
+// method here runs on the loop thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/log.hpp"
+#include "core/supervisor.hpp"
+#include "service/daemon.hpp"
+#include "service/event_loop.hpp"
+
+namespace conduit::service {
+
+inline constexpr const char* kBusName = "org.conduit.Pipeline";
+inline constexpr const char* kObjectPath = "/org/conduit/Pipeline";
+inline constexpr const char* kInterface = "org.conduit.Pipeline";
+
+// BusMode::automatic resolved: the system bus when run by systemd as a system
+// service ($INVOCATION_ID, and root or the `conduit` user), the session bus for
+// other systemd-run processes (user units), no bus otherwise.
+BusMode resolve_bus_mode(BusMode mode);
+
+// The well-known name to own: $CONDUIT_BUS_NAME (conduit@.service sets it to
+// org.conduit.Pipeline.<instance>), else org.conduit.Pipeline.
+std::string bus_name_from_environment();
+
+class BusService {
+ public:
+  // Connects to the bus and owns `name`. Throws std::exception (sdbus::Error)
+  // when the bus or the name is unavailable; the caller logs and runs without.
+  BusService(EventLoop& loop, BusMode mode, const std::string& name, Supervisor& supervisor,
+             Logger& logger);
+  ~BusService();
+  BusService(const BusService&) = delete;
+  BusService& operator=(const BusService&) = delete;
+
+  bool connected() const;
+  // State changed: emits PropertiesChanged(State).
+  void state_changed();
+  // Called once a second: emits PropertiesChanged(NextRound) if it moved.
+  void tick();
+  // Answers a pending Reload() call.
+  void reload_finished(bool ok, const std::string& detail);
+  // The pipeline has stopped for good: publishes StopReason/StopDetail/State.
+  void stopped(const StopCause& cause);
+
+  class Object;  // the generated adaptor's implementation
+
+ private:
+  void process();
+  void lost(const std::string& why);
+
+  EventLoop& loop_;
+  Logger& logger_;
+  Supervisor& supervisor_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace conduit::service
