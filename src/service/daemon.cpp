@@ -14,6 +14,7 @@
 #include "core/supervisor.hpp"
 #include "service/bus.hpp"
 #include "service/event_loop.hpp"
+#include "service/http_api.hpp"
 #include "service/journal_sink.hpp"
 #include "service/notify.hpp"
 
@@ -200,7 +201,23 @@ int run_daemon(const DaemonOptions& options) {
   EventLoop loop;
   Notifier notifier;
   LoopObserver observer(loop, logger, notifier);
-  supervisor->set_observer(&observer);
+  ObserverFanout observers;
+  observers.add(&observer);
+  // [api] and [metrics]: read at start-up only (a reload keeps the servers).
+  std::unique_ptr<HttpApi> http_api;
+  if (HttpApi::wanted(config)) {
+    try {
+      http_api = std::make_unique<HttpApi>(config, *supervisor, logger);
+      observers.add(&http_api->observer());
+    } catch (const ConfigError& e) {
+      std::fprintf(stderr, "conduit: %s\n", e.what());
+      return 2;
+    } catch (const std::exception& e) {
+      // Like the bus: the pipeline runs, only the monitoring endpoint is missing.
+      logger.error(std::string("no HTTP API: ") + e.what());
+    }
+  }
+  supervisor->set_observer(&observers);
 
   std::unique_ptr<BusService> bus;
   if (BusMode mode = resolve_bus_mode(options.bus); mode != BusMode::none) {
