@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/bus_client.hpp"
 #include "core/checkpoint.hpp"
 #include "core/config.hpp"
 #include "core/fs.hpp"
@@ -153,10 +154,27 @@ int cmd_stop(const StopOptions& options) {
   int signal = options.mode == "now" ? SIGTERM : SIGUSR1;
   auto pid_file = resolve_pid_file(options);
   std::optional<PidFileInfo> info;
+  std::string probe_error;
   try {
     info = probe_pid_file(pid_file);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "conduit stop: %s\n", e.what());
+    probe_error = e.what();
+  }
+  // D-Bus first: the service's own interface, and the only way in for a
+  // caller that may not signal the service user's process.
+  if (options.bus != "none") {
+    std::optional<pid_t> expected;
+    if (info && info->held && info->pid > 0) expected = info->pid;
+    auto record = [&]() -> std::optional<std::pair<std::string, std::string>> {
+      if (!info || !info->held) return std::nullopt;
+      auto cause = read_stop_record(*info);
+      if (!cause) return std::nullopt;
+      return std::make_pair(std::string(to_string(cause->reason)), cause->detail);
+    };
+    if (auto code = stop_over_bus(options, expected, record)) return *code;
+  }
+  if (!probe_error.empty()) {
+    std::fprintf(stderr, "conduit stop: %s\n", probe_error.c_str());
     return 1;
   }
   if (!info) {
@@ -224,6 +242,36 @@ int cmd_status(const StatusOptions& options) {
   }
   bool running = info && info->held;
   std::string state = running ? "running" : "stopped";
+  std::optional<BusStatus> bus_status;
+  if (options.bus != "none") {
+    std::optional<pid_t> expected;
+    if (running && info->pid > 0) expected = info->pid;
+    bus_status = status_over_bus(options.bus, expected);
+  }
+  if (bus_status) {
+    if (options.json) {
+      nlohmann::ordered_json j;
+      j["state"] = bus_status->state;
+      j["pid"] = bus_status->pid;
+      j["next-round"] = bus_status->next_round;
+      j["stop-reason"] = bus_status->stop_reason;
+      j["stop-detail"] = bus_status->stop_detail;
+      j["network"] = metadata ? metadata->network : "";
+      j["bus"] = bus_status->bus;
+      j["bus-name"] = bus_status->name;
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("State:      %s\n", bus_status->state.c_str());
+      std::printf("PID:        %d\n", bus_status->pid);
+      std::printf("NextRound:  %llu\n", static_cast<unsigned long long>(bus_status->next_round));
+      std::printf("StopReason: %s\n", bus_status->stop_reason.c_str());
+      if (!bus_status->stop_detail.empty())
+        std::printf("StopDetail: %s\n", bus_status->stop_detail.c_str());
+      if (metadata) std::printf("Network:    %s\n", metadata->network.c_str());
+      std::printf("Bus:        %s bus, %s\n", bus_status->bus.c_str(), bus_status->name.c_str());
+    }
+    return 0;
+  }
   if (options.json) {
     nlohmann::ordered_json j;
     j["state"] = state;

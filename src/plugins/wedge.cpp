@@ -15,9 +15,13 @@ class WedgeProcessor final : public Processor {
   void configure(PluginConfig& config) override {
     wedge_at_round_ = config.get_uint("wedge-at-round", 0);
   }
-  void init(const InitContext&, std::stop_token) override {}
+  void init(const InitContext& ctx, std::stop_token) override { logger_ = ctx.logger; }
   void process(BlockData& block, std::stop_token) override {
     if (block.round() < wedge_at_round_) return;
+    if (logger_)
+      logger_->warn("wedge: blocking at round " + std::to_string(block.round()) +
+                        ", ignoring cancellation",
+                    {.round = block.round(), .plugin = "processor:wedge"});
     // Deliberately ignores the stop token.
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
   }
@@ -25,6 +29,7 @@ class WedgeProcessor final : public Processor {
 
  private:
   uint64_t wedge_at_round_ = 0;
+  Logger* logger_ = nullptr;
 };
 
 }  // namespace

@@ -56,7 +56,9 @@ class LoopObserver final : public SupervisorObserver {
         reloading_ = true;
         notifier_.send("RELOADING=1\nSTATUS=reloading: draining to the end of the round");
       }
-      if (bus_) bus_->state_changed();
+      // `stopped` is published with StopReason and StopDetail in one signal
+      // (BusService::stopped), so a client never sees it without the reason.
+      if (bus_ && state != State::stopped) bus_->state_changed();
     });
   }
   void on_ready(uint64_t next_round) override {
@@ -123,11 +125,8 @@ class Watchdog {
     auto grace = std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_period());
     auto wedged = supervisor_.wedged_stage(grace);
     if (!wedged) {
-      if (!unhealthy_since_) {
-        notifier_.send("WATCHDOG=1");
-        return;
-      }
       unhealthy_since_.reset();
+      last_status_.clear();
       notifier_.send("WATCHDOG=1");
       return;
     }

@@ -1,0 +1,196 @@
+#include "cli/bus_client.hpp"
+
+#include <cerrno>
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <poll.h>
+#include <sdbus-c++/sdbus-c++.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <vector>
+
+#include "core/fs.hpp"
+#include "org_conduit_pipeline_proxy.h"
+#include "service/bus.hpp"
+
+namespace conduit::cli {
+namespace {
+
+class PipelineProxy final
+    : public sdbus::ProxyInterfaces<org::conduit::Pipeline_proxy, sdbus::Properties_proxy> {
+ public:
+  PipelineProxy(sdbus::IConnection& connection, std::string name)
+      : ProxyInterfaces(connection, std::move(name), service::kObjectPath) {
+    registerProxy();
+  }
+  ~PipelineProxy() { unregisterProxy(); }
+
+  std::optional<std::string> stop_reason;
+  std::optional<std::string> stop_detail;
+
+ private:
+  void onPropertiesChanged(const std::string& interface,
+                           const std::map<std::string, sdbus::Variant>& changed,
+                           const std::vector<std::string>&) override {
+    if (interface != service::kInterface) return;
+    if (auto it = changed.find("StopReason"); it != changed.end())
+      stop_reason = it->second.get<std::string>();
+    if (auto it = changed.find("StopDetail"); it != changed.end())
+      stop_detail = it->second.get<std::string>();
+  }
+};
+
+struct Connected {
+  std::unique_ptr<sdbus::IConnection> connection;
+  std::string bus;
+  pid_t pid = 0;
+};
+
+// The buses to look on: the one asked for; under systemd the one the service
+// would use; interactively the system bus, then the session bus.
+std::vector<service::BusMode> buses_to_try(const std::string& bus) {
+  using service::BusMode;
+  if (bus == "none") return {};
+  if (bus == "system") return {BusMode::system};
+  if (bus == "session") return {BusMode::session};
+  if (std::getenv("INVOCATION_ID")) {
+    BusMode mode = service::resolve_bus_mode(BusMode::automatic);
+    if (mode == BusMode::none) return {};
+    return {mode};
+  }
+  return {BusMode::system, BusMode::session};
+}
+
+std::optional<Connected> connect(const std::string& bus, const std::string& name,
+                                 std::optional<pid_t> expected_pid) {
+  for (auto mode : buses_to_try(bus)) {
+    Connected c;
+    try {
+      c.connection = mode == service::BusMode::system ? sdbus::createSystemBusConnection()
+                                                      : sdbus::createSessionBusConnection();
+      c.bus = mode == service::BusMode::system ? "system" : "session";
+      auto dbus = sdbus::createProxy(*c.connection, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+      uint32_t pid = 0;
+      dbus->callMethod("GetConnectionUnixProcessID")
+          .onInterface("org.freedesktop.DBus")
+          .withArguments(name)
+          .storeResultsTo(pid);
+      c.pid = static_cast<pid_t>(pid);
+    } catch (const sdbus::Error&) {
+      continue;  // no such bus, or the name has no owner there
+    }
+    if (expected_pid && *expected_pid != c.pid) continue;  // a conduit of another data dir
+    return c;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<BusStatus> status_over_bus(const std::string& bus, std::optional<pid_t> expected_pid) {
+  std::string name = service::bus_name_from_environment();
+  auto c = connect(bus, name, expected_pid);
+  if (!c) return std::nullopt;
+  try {
+    PipelineProxy proxy(*c->connection, name);
+    BusStatus s;
+    s.pid = c->pid;
+    s.bus = c->bus;
+    s.name = name;
+    s.state = proxy.State();
+    s.next_round = proxy.NextRound();
+    s.stop_reason = proxy.StopReason();
+    s.stop_detail = proxy.StopDetail();
+    return s;
+  } catch (const sdbus::Error& e) {
+    std::fprintf(stderr, "conduit status: %s: %s\n", e.getName().c_str(), e.getMessage().c_str());
+    return std::nullopt;
+  }
+}
+
+std::optional<int> stop_over_bus(
+    const StopOptions& options, std::optional<pid_t> expected_pid,
+    const std::function<std::optional<std::pair<std::string, std::string>>()>& stop_record) {
+  std::string name = service::bus_name_from_environment();
+  auto c = connect(options.bus, name, expected_pid);
+  if (!c) return std::nullopt;
+
+  // pidfd before the request, so the exit cannot be missed and a reused PID is
+  // never mistaken for conduit.
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, c->pid, 0)));
+  bool gone = false;
+  try {
+    PipelineProxy proxy(*c->connection, name);
+    auto dbus = sdbus::createProxy(*c->connection, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+    // dbus-daemon routes everything the service sent before announcing that its
+    // name is gone: after this signal no PropertiesChanged can be missing.
+    dbus->uponSignal("NameOwnerChanged")
+        .onInterface("org.freedesktop.DBus")
+        .call([&](const std::string& owned, const std::string&, const std::string& now) {
+          if (owned == name && now.empty()) gone = true;
+        });
+    dbus->finishRegistration();
+
+    proxy.Stop(options.mode);
+    if (options.no_wait) {
+      std::printf("asked conduit (pid %d) on the %s bus to stop (%s)\n", c->pid, c->bus.c_str(),
+                  options.mode.c_str());
+      return 0;
+    }
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(options.timeout_seconds * 1000));
+    bool exited = !pidfd;
+    while (!(exited && gone)) {
+      while (c->connection->processPendingRequest()) {
+      }
+      if (exited && gone) break;
+      auto poll_data = c->connection->getEventLoopPollData();
+      pollfd fds[2] = {{poll_data.fd, poll_data.events, 0}, {pidfd.get(), POLLIN, 0}};
+      int timeout_ms = -1;
+      if (options.timeout_seconds > 0) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+          std::fprintf(stderr, "conduit stop: pid %d still running after %gs\n", c->pid,
+                       options.timeout_seconds);
+          return 1;
+        }
+        timeout_ms = static_cast<int>(left.count());
+      }
+      if (poll_data.timeout_usec != UINT64_MAX) {
+        timespec ts{};
+        ::clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now_usec = static_cast<uint64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+        int bus_ms = poll_data.timeout_usec > now_usec
+                         ? static_cast<int>((poll_data.timeout_usec - now_usec + 999) / 1000)
+                         : 0;
+        timeout_ms = timeout_ms < 0 ? bus_ms : std::min(timeout_ms, bus_ms);
+      }
+      int n = ::poll(fds, exited ? 1 : 2, timeout_ms);
+      if (n < 0 && errno != EINTR) break;
+      if (!exited && (fds[1].revents & POLLIN)) exited = true;
+    }
+    std::string reason, detail;
+    if (auto record = stop_record()) {
+      reason = record->first;
+      detail = record->second;
+    } else if (proxy.stop_reason) {
+      reason = *proxy.stop_reason;
+      detail = proxy.stop_detail.value_or("");
+    } else {
+      std::printf("conduit (pid %d) exited without reporting a stop reason\n", c->pid);
+      return 1;
+    }
+    std::printf("stopped: %s (%s)\n", reason.c_str(), detail.c_str());
+    return reason == "stop-requested" ? 0 : 1;
+  } catch (const sdbus::Error& e) {
+    std::fprintf(stderr, "conduit stop: %s: %s\n", e.getName().c_str(), e.getMessage().c_str());
+    return 1;
+  }
+}
+
+}  // namespace conduit::cli
