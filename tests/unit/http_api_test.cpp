@@ -5,7 +5,8 @@
 #include <httplib.h>
 
 #include <map>
-#include <regex>
+#include <cctype>
+#include <cmath>
 #include <sstream>
 #include <thread>
 
@@ -47,26 +48,57 @@ struct Exposition {
   std::map<std::string, std::string> helps;
 };
 
+bool metric_name(const std::string& name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != ':') return false;
+  return true;
+}
+
+// Parsed by hand: GCC 12's <regex> trips -Werror=maybe-uninitialized under ASan.
 Exposition parse_exposition(const std::string& text) {
   Exposition e;
   std::istringstream in(text);
   std::string line;
-  static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$)");
-  static const std::regex help(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$)");
-  static const std::regex type(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$)");
-  std::smatch m;
   while (std::getline(in, line)) {
-    if (std::regex_match(line, m, help)) {
-      e.helps[m[1]] = line;
-    } else if (std::regex_match(line, m, type)) {
-      EXPECT_TRUE(e.helps.count(m[1])) << "TYPE before HELP: " << line;
-      e.types[m[1]] = m[2];
-    } else if (std::regex_match(line, m, sample)) {
-      std::string value = m[3];
-      e.samples[std::string(m[1]) + std::string(m[2])] =
-          value == "+Inf" ? INFINITY : std::stod(value);
+    if (line.rfind("# HELP ", 0) == 0) {
+      auto space = line.find(' ', 7);
+      std::string name = line.substr(7, space - 7);
+      EXPECT_TRUE(metric_name(name) && space != std::string::npos && space + 1 < line.size())
+          << line;
+      e.helps[name] = line;
+    } else if (line.rfind("# TYPE ", 0) == 0) {
+      auto space = line.find(' ', 7);
+      if (space == std::string::npos) {
+        ADD_FAILURE() << "bad TYPE line: " << line;
+        continue;
+      }
+      std::string name = line.substr(7, space - 7), type = line.substr(space + 1);
+      EXPECT_TRUE(metric_name(name)) << line;
+      EXPECT_TRUE(type == "counter" || type == "gauge" || type == "histogram") << line;
+      EXPECT_TRUE(e.helps.count(name)) << "TYPE before HELP: " << line;
+      e.types[name] = type;
     } else {
-      ADD_FAILURE() << "not an exposition line: '" << line << "'";
+      auto value_at = line.rfind(' ');
+      if (value_at == std::string::npos) {
+        ADD_FAILURE() << "not an exposition line: '" << line << "'";
+        continue;
+      }
+      std::string series = line.substr(0, value_at), value = line.substr(value_at + 1);
+      auto brace = series.find('{');
+      EXPECT_TRUE(metric_name(series.substr(0, brace))) << line;
+      if (brace != std::string::npos) {
+        EXPECT_EQ(series.back(), '}') << line;
+      }
+      double number = 0;
+      if (value == "+Inf") {
+        number = INFINITY;
+      } else {
+        size_t used = 0;
+        number = std::stod(value, &used);
+        EXPECT_EQ(used, value.size()) << line;
+      }
+      e.samples[series] = number;
     }
   }
   return e;
