@@ -13,6 +13,7 @@ packages=(
   # tests
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   dbus dbus-daemon systemd systemd-container postgresql util-linux procps
+  dbus-bin passwd
   libclang-rt-14-dev
   # docs and tooling
   scdoc man-db groff-base clang-format gnuplot-nox

@@ -177,7 +177,10 @@ int cmd_stop(const StopOptions& options) {
   }
   // D-Bus first: the service's own interface, and the only way in for a
   // caller that may not signal the service user's process.
-  if (options.bus != "none") {
+  // Only for a conduit of this data dir: its PID file is held (by the PID that
+  // owns the bus name, checked there), or unreadable to us (another user's).
+  bool maybe_running = !probe_error.empty() || (info && info->held);
+  if (options.bus != "none" && maybe_running) {
     std::optional<pid_t> expected;
     if (info && info->held && info->pid > 0) expected = info->pid;
     auto record = [&]() -> std::optional<std::pair<std::string, std::string>> {
@@ -251,14 +254,16 @@ int cmd_status(const StatusOptions& options) {
   } catch (const ConfigError&) {
   }
   std::optional<PidFileInfo> info;
+  bool unreadable = false;
   try {
     info = probe_pid_file(pid_file);
   } catch (const std::exception&) {
+    unreadable = true;
   }
   bool running = info && info->held;
   std::string state = running ? "running" : "stopped";
   std::optional<BusStatus> bus_status;
-  if (options.bus != "none") {
+  if (options.bus != "none" && (running || unreadable)) {
     std::optional<pid_t> expected;
     if (running && info->pid > 0) expected = info->pid;
     bus_status = status_over_bus(options.bus, expected);

@@ -47,13 +47,17 @@ Pipeline::Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& log
 Pipeline::InCall::InCall(std::atomic<int64_t>& since) : since_(since) { since_ = steady_now_ns(); }
 Pipeline::InCall::~InCall() { since_ = 0; }
 
-std::optional<std::string> Pipeline::wedged_stage(std::chrono::nanoseconds grace) const {
+std::optional<std::string> Pipeline::wedged_stage(std::chrono::nanoseconds bound) const {
   int64_t now = steady_now_ns();
   for (size_t i = 0; i <= plugins_.processors.size() + 1; ++i) {
     int64_t since = in_call_since_[i].load();
-    int64_t cancelled = i == 0 ? importer_cancelled_at_.load() : now_cancelled_at_.load();
-    if (since == 0 || cancelled == 0) continue;
-    if (now - std::max(since, cancelled) <= grace.count()) continue;
+    if (since == 0) continue;
+    if (i == 0) {
+      int64_t cancelled = importer_cancelled_at_.load();
+      if (cancelled == 0) continue;  // waiting for a block
+      since = std::max(since, cancelled);
+    }
+    if (now - since <= bound.count()) continue;
     if (i == 0) return plugin_label(PluginKind::importer, plugins_.importer_name);
     if (i == exporter_stage()) return plugin_label(PluginKind::exporter, plugins_.exporter_name);
     return plugin_label(PluginKind::processor, plugins_.processor_names[i - 1]);
@@ -141,7 +145,10 @@ void Pipeline::fail(StopReason reason, const std::string& detail) {
     mark_once(importer_cancelled_at_);
     changed_.notify_all();
   }
-  logger_.error(detail, {.stop_reason = std::string(to_string(reason))});
+  // warn, not error: the final stop entry (service layer) repeats this cause at
+  // priority err with the unexpected-stop MESSAGE_ID, and an operator must find
+  // exactly one err entry per failed run (CONTRACT section 6).
+  logger_.warn(detail, {.stop_reason = std::string(to_string(reason))});
   set_state(State::stopping);
 }
 

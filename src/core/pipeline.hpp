@@ -82,11 +82,14 @@ class Pipeline {
   // The mode in force, if a stop was requested.
   std::optional<StopMode> stop_mode() const;
 
-  // Health for a watchdog: the label of a stage that has been inside a plugin
-  // call for longer than `grace` after that call was cancelled (a plugin ignoring
-  // cancellation), or nullopt. A stage waiting in an uncancelled call (an
-  // importer waiting for the next block) is never wedged.
-  std::optional<std::string> wedged_stage(std::chrono::nanoseconds grace) const;
+  // Health for a watchdog: the label of a wedged stage, or nullopt. Wedged means
+  // stuck inside one plugin call for longer than `bound`:
+  //  - a processor or exporter: counted from the start of the call, since it
+  //    always has its block in hand and never waits for input inside a call;
+  //  - the importer: counted from the cancellation of the call (a stop), since
+  //    waiting for the next block (algod's next round) is legitimate for ever,
+  //    but a cancelled call must return promptly.
+  std::optional<std::string> wedged_stage(std::chrono::nanoseconds bound) const;
 
  private:
   // Marks a stage as inside a plugin call (the watchdog heartbeat).

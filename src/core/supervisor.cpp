@@ -34,9 +34,9 @@ Status Supervisor::status() const {
   return s;
 }
 
-std::optional<std::string> Supervisor::wedged_stage(std::chrono::nanoseconds grace) const {
+std::optional<std::string> Supervisor::wedged_stage(std::chrono::nanoseconds bound) const {
   std::lock_guard lock(mutex_);
-  return pipeline_ ? pipeline_->wedged_stage(grace) : std::nullopt;
+  return pipeline_ ? pipeline_->wedged_stage(bound) : std::nullopt;
 }
 
 void Supervisor::on_state(State state) {

@@ -77,7 +77,7 @@ class Supervisor : public PipelineObserver {
   Status status() const;
 
   // The running pipeline's wedged stage, if any (Pipeline::wedged_stage).
-  std::optional<std::string> wedged_stage(std::chrono::nanoseconds grace) const;
+  std::optional<std::string> wedged_stage(std::chrono::nanoseconds bound) const;
 
  private:
   // PipelineObserver

@@ -32,10 +32,17 @@ class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::P
     registerAdaptor();
   }
   ~Object() {
-    if (pending_reload_)
-      pending_reload_->returnError(
-          sdbus::Error("org.conduit.Pipeline.Error.Stopped", "conduit is shutting down"));
-    unregisterAdaptor();
+    // Destructors must not throw: on a broken connection these calls can.
+    try {
+      if (pending_reload_)
+        pending_reload_->returnError(
+            sdbus::Error("org.conduit.Pipeline.Error.Stopped", "conduit is shutting down"));
+    } catch (const std::exception&) {
+    }
+    try {
+      unregisterAdaptor();
+    } catch (const std::exception&) {
+    }
   }
 
   void emit(const std::vector<std::string>& properties) {
@@ -176,10 +183,7 @@ void BusService::lost(const std::string& why) {
                 "); the pipeline keeps running without D-Bus control");
   if (impl_->io) sd_event_source_set_enabled(impl_->io, SD_EVENT_OFF);
   if (impl_->timer) sd_event_source_set_enabled(impl_->timer, SD_EVENT_OFF);
-  try {
-    impl_->object.reset();
-  } catch (...) {
-  }
+  impl_->object.reset();
   impl_->connection.reset();
 }
 

@@ -115,19 +115,20 @@ class LoopObserver final : public SupervisorObserver {
 };
 
 // WATCHDOG=1 only while healthy: this runs on the loop thread (so a stuck loop
-// stops the pings) and skips the ping while a stage is wedged, i.e. still inside
-// a plugin call longer than one watchdog period after that call was cancelled.
-// A stage merely waiting (an importer waiting for the next block) has not been
-// cancelled, so it is never wedged; a plugin that honours cancellation returns
-// well within the bound.
+// stops the pings) and skips the ping while a stage is wedged
+// (Pipeline::wedged_stage, with one watchdog period as the bound): a processor
+// or exporter inside one call for longer than that, or an importer still inside
+// a call that long after it was cancelled. An importer merely waiting for the
+// next block is healthy. systemd kills the service at most one more watchdog
+// period later (Result=watchdog) and Restart=on-failure restarts it.
 class Watchdog {
  public:
   Watchdog(const Notifier& notifier, const Supervisor& supervisor, Logger& logger)
       : notifier_(notifier), supervisor_(supervisor), logger_(logger) {}
 
   void tick() {
-    auto grace = std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_period());
-    auto wedged = supervisor_.wedged_stage(grace);
+    auto bound = std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_period());
+    auto wedged = supervisor_.wedged_stage(bound);
     if (!wedged) {
       unhealthy_since_.reset();
       last_status_.clear();
@@ -137,12 +138,13 @@ class Watchdog {
     auto now = std::chrono::steady_clock::now();
     if (!unhealthy_since_) {
       unhealthy_since_ = now;
-      logger_.error(*wedged + " ignores cancellation; no more watchdog pings",
+      logger_.error(*wedged + " is stuck in a plugin call; no more watchdog pings",
                     {.plugin = *wedged});
     }
     auto seconds =
         std::chrono::duration_cast<std::chrono::seconds>(now - *unhealthy_since_).count();
-    std::string status = "STATUS=wedged: " + *wedged + " ignores cancellation; no watchdog ping for " +
+    std::string status = "STATUS=wedged: " + *wedged +
+                         " is stuck in a plugin call; no watchdog ping for " +
                          std::to_string(seconds) + "s";
     if (status != last_status_) notifier_.send(status);
     last_status_ = status;

@@ -6,7 +6,6 @@
 #include <functional>
 #include <grp.h>
 #include <pwd.h>
-#include <regex>
 #include <sdbus-c++/sdbus-c++.h>
 #include <set>
 
@@ -190,11 +189,12 @@ std::set<std::string> members(const std::string& xml) {
   std::string body = xml.substr(begin, end - begin);
   std::set<std::string> out;
   auto attr = [](const std::string& tag, const std::string& name) {
-    std::smatch m;
-    if (std::regex_search(tag, m, std::regex(name + "=\"([^\"]*)\""))) return m[1].str();
-    return std::string();
+    auto at = tag.find(" " + name + "=\"");
+    if (at == std::string::npos) return std::string();
+    at += name.size() + 3;
+    return tag.substr(at, tag.find('"', at) - at);
   };
-  // Walk elements in order; args belong to the last method/signal.
+  // Walk the elements in order; args belong to the last method or signal.
   std::string current;
   std::string args;
   auto flush = [&] {
@@ -202,10 +202,9 @@ std::set<std::string> members(const std::string& xml) {
     current.clear();
     args.clear();
   };
-  std::regex any("<(method|property|signal|arg)\\b[^>]*>");
-  for (std::sregex_iterator it(body.begin(), body.end(), any), e; it != e; ++it) {
-    std::string tag = it->str();
-    std::string kind = (*it)[1];
+  for (size_t pos = body.find('<'); pos != std::string::npos; pos = body.find('<', pos + 1)) {
+    std::string tag = body.substr(pos, body.find('>', pos) - pos + 1);
+    std::string kind = tag.substr(1, tag.find_first_of(" />\n\t", 1) - 1);
     if (kind == "arg") {
       std::string direction = attr(tag, "direction");
       args += (direction.empty() ? "in" : direction) + " " + attr(tag, "type") + " " +
@@ -214,7 +213,7 @@ std::set<std::string> members(const std::string& xml) {
       flush();
       out.insert("property " + attr(tag, "name") + " " + attr(tag, "type") + " " +
                  attr(tag, "access"));
-    } else {
+    } else if (kind == "method" || kind == "signal") {
       flush();
       current = kind + " " + attr(tag, "name");
     }
@@ -277,13 +276,15 @@ TEST(DbusPolicy, OnlyAdminsMayStop) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run dbus-daemon's system policy and switch users";
   clear_service_environment();
   // The sysusers.d file's user and group (created here as CI runs as root).
-  if (!::getpwnam("conduit"))
+  if (!::getpwnam("conduit")) {
     ASSERT_EQ(run_command({"/usr/sbin/useradd", "--system", "--no-create-home", "--shell",
                            "/usr/sbin/nologin", "conduit"})
                   .first,
               0);
-  if (!::getgrnam("conduit-admin"))
+  }
+  if (!::getgrnam("conduit-admin")) {
     ASSERT_EQ(run_command({"/usr/sbin/groupadd", "--system", "conduit-admin"}).first, 0);
+  }
   ASSERT_NE(::getpwnam("nobody"), nullptr);
 
   TempDir dir;

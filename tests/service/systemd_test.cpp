@@ -123,21 +123,34 @@ TEST_F(NotifyTest, WaitingForABlockKeepsPinging) {
 }
 
 #if CONDUIT_TEST_PLUGINS
-TEST_F(NotifyTest, WedgedPluginStopsThePings) {
+// A processor that never returns from a call (no stop needed: processors never
+// wait for input inside a call) stops the pings, so systemd's watchdog fires.
+TEST_F(NotifyTest, WedgedProcessorStopsThePings) {
   start(generator_config("0s", "[[processors]]\nname = \"wedge\"\n[processors.config]\nwedge-at-round = 3\n"));
   EXPECT_EQ(next(), "READY=1\nSTATUS=running from round 0");
-  ASSERT_TRUE(conduit_->wait_for_line("wedge: blocking at round 3")) << conduit_->output();
-  ASSERT_TRUE(wait_for("WATCHDOG=1"));  // still healthy: nothing was cancelled yet
-  conduit_->signal(SIGTERM);  // `now` cancels the processor call, which ignores it
-  EXPECT_EQ(next(), "STOPPING=1\nSTATUS=stopping");
   std::string first = next();
-  EXPECT_EQ(first.rfind("STATUS=wedged: processor:wedge ignores cancellation", 0), 0u) << first;
+  EXPECT_EQ(first.rfind("STATUS=wedged: processor:wedge is stuck in a plugin call", 0), 0u) << first;
   size_t wedged_at = all_.size();
   std::string second = next();  // a later tick: the seconds count moved on
   EXPECT_EQ(second.rfind("STATUS=wedged: processor:wedge", 0), 0u) << second;
   EXPECT_NE(first, second);
   for (size_t i = wedged_at; i < all_.size(); ++i) EXPECT_NE(all_[i], "WATCHDOG=1");
-  conduit_->signal(SIGKILL);  // what systemd's watchdog would do
+  EXPECT_TRUE(conduit_->wait_for_line("wedge: blocking at round 3"));
+  conduit_->signal(SIGKILL);  // what systemd's watchdog does
+  EXPECT_EQ(conduit_->wait(), 128 + SIGKILL);
+}
+
+// A stop makes the wedge visible too, and a stop alone does not stop the pings
+// while the plugins honour it.
+TEST_F(NotifyTest, WedgedProcessorIgnoringAStop) {
+  start(generator_config("0s", "[[processors]]\nname = \"wedge\"\n[processors.config]\nwedge-at-round = 3\n"));
+  EXPECT_EQ(next(), "READY=1\nSTATUS=running from round 0");
+  ASSERT_TRUE(conduit_->wait_for_line("wedge: blocking at round 3")) << conduit_->output();
+  conduit_->signal(SIGTERM);  // `now` cancels the processor call, which ignores it
+  EXPECT_EQ(next(), "STOPPING=1\nSTATUS=stopping");
+  std::string wedged = next();
+  EXPECT_EQ(wedged.rfind("STATUS=wedged: processor:wedge", 0), 0u) << wedged;
+  conduit_->signal(SIGKILL);
   EXPECT_EQ(conduit_->wait(), 128 + SIGKILL);
 }
 #endif
@@ -253,9 +266,11 @@ TEST_F(JournalTest, UnexpectedStopIsOneErrEntry) {
   auto conduit = start(generator_config("5ms"));
   EXPECT_EQ(conduit->wait(), 1) << conduit->output();
   int final_entries = 0;
+  int err_entries = 0;
   for (auto& m : socket_->drain()) {
     auto e = parse_journal_entry(m);
     EXPECT_EQ(e["SYSLOG_IDENTIFIER"], "conduit");
+    if (e["PRIORITY"] == "3") ++err_entries;
     if (!e.count("MESSAGE_ID")) continue;
     ++final_entries;
     EXPECT_EQ(e["MESSAGE_ID"], "e2c94f1d7a3b4c6d8e9f0a1b2c3d4e02");
@@ -264,6 +279,7 @@ TEST_F(JournalTest, UnexpectedStopIsOneErrEntry) {
     EXPECT_NE(e["MESSAGE"].find("metadata.json"), std::string::npos) << e["MESSAGE"];
   }
   EXPECT_EQ(final_entries, 1);
+  EXPECT_EQ(err_entries, 1);  // the cause is not also logged at err before it
 }
 
 TEST(JournalCatalog, DocumentsBothMessageIds) {
