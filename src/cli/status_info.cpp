@@ -1,10 +1,10 @@
 #include "cli/status_info.hpp"
 
+#include <unistd.h>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 
 namespace conduit::cli {
 
@@ -35,7 +35,8 @@ std::optional<double> measure_rate(const std::function<std::optional<uint64_t>()
   if (!first) return std::nullopt;
   std::this_thread::sleep_for(interval);  // a measurement period, not synchronisation
   auto second = next_round();
-  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!second || *second < *first || elapsed <= 0) return std::nullopt;
   return static_cast<double>(*second - *first) / elapsed;
 }
@@ -44,17 +45,22 @@ std::string human_duration(double seconds) {
   auto total = static_cast<unsigned long long>(seconds);
   unsigned long long d = total / 86400, h = total / 3600 % 24, m = total / 60 % 60, s = total % 60;
   char buffer[64];
-  if (d) std::snprintf(buffer, sizeof buffer, "%llud %lluh", d, h);
-  else if (h) std::snprintf(buffer, sizeof buffer, "%lluh %llum", h, m);
-  else if (m) std::snprintf(buffer, sizeof buffer, "%llum %llus", m, s);
-  else std::snprintf(buffer, sizeof buffer, "%llus", s);
+  if (d)
+    std::snprintf(buffer, sizeof buffer, "%llud %lluh", d, h);
+  else if (h)
+    std::snprintf(buffer, sizeof buffer, "%lluh %llum", h, m);
+  else if (m)
+    std::snprintf(buffer, sizeof buffer, "%llum %llus", m, s);
+  else
+    std::snprintf(buffer, sizeof buffer, "%llus", s);
   return buffer;
 }
 
 RuntimeInfo runtime_info(pid_t pid, const std::function<std::optional<uint64_t>()>& next_round) {
   RuntimeInfo info;
   info.uptime_seconds = process_uptime_seconds(pid);
-  if (info.uptime_seconds) info.rounds_per_second = measure_rate(next_round, std::chrono::seconds(1));
+  if (info.uptime_seconds)
+    info.rounds_per_second = measure_rate(next_round, std::chrono::seconds(1));
   return info;
 }
 

@@ -2,12 +2,12 @@
 // process has run and how fast it exports, measured from outside the daemon.
 #pragma once
 
+#include <sys/types.h>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
-#include <sys/types.h>
 
 namespace conduit::cli {
 

@@ -16,7 +16,7 @@ namespace {
 // Prometheus' default buckets, in seconds.
 const std::vector<double> kTimeBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                           0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-const std::vector<double> kTxnBuckets = {0,   1,    5,    10,   25,    50,    100,
+const std::vector<double> kTxnBuckets = {0,   1,   5,    10,   25,   50,    100,
                                          250, 500, 1000, 2500, 5000, 10000, 25000};
 
 std::string format_number(double value) {
@@ -46,7 +46,9 @@ void header(std::string& out, const std::string& name, const char* type, const c
   out += "# TYPE " + name + " " + type + "\n";
 }
 
-double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+double seconds(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 }  // namespace
 
@@ -88,8 +90,7 @@ void Histogram::observe(double value) {
   ++count_;
 }
 
-void Histogram::render(std::string& out, const std::string& name,
-                       const std::string& labels) const {
+void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
   std::string prefix = labels.empty() ? "" : labels + ",";
   uint64_t cumulative = 0;
   for (std::size_t i = 0; i <= bounds_.size(); ++i) {
@@ -106,8 +107,11 @@ void Histogram::render(std::string& out, const std::string& name,
 // Metrics -----------------------------------------------------------------
 
 Metrics::Metrics(std::string prefix)
-    : prefix_(prefix.empty() ? "" : prefix + "_"), import_time_(kTimeBuckets),
-      importer_time_(kTimeBuckets), exporter_time_(kTimeBuckets), txns_per_block_(kTxnBuckets) {}
+    : prefix_(prefix.empty() ? "" : prefix + "_"),
+      import_time_(kTimeBuckets),
+      importer_time_(kTimeBuckets),
+      exporter_time_(kTimeBuckets),
+      txns_per_block_(kTxnBuckets) {}
 
 void Metrics::on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
                              std::chrono::nanoseconds elapsed) {
@@ -194,8 +198,8 @@ std::string Metrics::render(const Status& status) const {
 
   name = prefix_ + "state";
   header(out, name, "gauge", "The service state: 1 for the current one.");
-  for (State s : {State::starting, State::running, State::stopping, State::reloading,
-                  State::stopped})
+  for (State s :
+       {State::starting, State::running, State::stopping, State::reloading, State::stopped})
     out += name + "{state=\"" + std::string(to_string(s)) + "\"} " +
            (s == status.state ? "1" : "0") + "\n";
 
@@ -310,7 +314,8 @@ HttpApi::HttpApi(const Config& config, const Supervisor& supervisor, Logger& log
   }
   for (auto& server : servers_) server->start();
   if (health_port_)
-    logger_.info("serving /health on " + health_address->host + ":" + std::to_string(*health_port_));
+    logger_.info("serving /health on " + health_address->host + ":" +
+                 std::to_string(*health_port_));
   if (metrics_port_)
     logger_.info("serving /metrics on " + (shared ? health_address : metrics_address)->host + ":" +
                  std::to_string(*metrics_port_));

@@ -4,9 +4,9 @@
 
 #include <httplib.h>
 
-#include <map>
 #include <cctype>
 #include <cmath>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -108,10 +108,11 @@ class HttpApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     registry_ = test_registry();
-    write_text(dir_ / "conduit.toml",
-               test_config(1,
-                           "[api]\naddr = \"127.0.0.1:0\"\n"
-                           "[metrics]\nmode = \"ON\"\naddr = \"127.0.0.1:0\"\nprefix = \"ctest\"\n"));
+    write_text(
+        dir_ / "conduit.toml",
+        test_config(1,
+                    "[api]\naddr = \"127.0.0.1:0\"\n"
+                    "[metrics]\nmode = \"ON\"\naddr = \"127.0.0.1:0\"\nprefix = \"ctest\"\n"));
   }
   World world_;
   TempDir dir_;

@@ -2,11 +2,11 @@
 // here) one rewritten status line; through a pipe, plain log lines only.
 #include <gtest/gtest.h>
 
-#include <cerrno>
-#include <csignal>
 #include <pty.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cerrno>
+#include <csignal>
 
 #include "service/progress.hpp"
 #include "test_support.hpp"
