@@ -243,3 +243,22 @@ TEST(ListenAddress, ParsesGoStyleAddresses) {
   EXPECT_THROW(parse_listen_address("host:99999", "k"), ConfigError);
   EXPECT_THROW(parse_listen_address("host:http", "k"), ConfigError);
 }
+
+TEST(ListenAddress, ConfigRejectsBadAddressesWithTheirLocation) {
+  TempDir dir;
+  auto error_for = [&](const std::string& tables) -> std::string {
+    try {
+      parse_config(test_config(0, tables), dir.path(), "conduit.toml");
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(error_for("[api]\naddr = \"127.0.0.1:8981\"\n"), "");
+  EXPECT_EQ(error_for("[metrics]\nmode = \"ON\"\naddr = \":9999\"\nprefix = \"my_conduit\"\n"), "");
+  // test_config puts two lines before the tables: [api] is line 3, addr line 4.
+  EXPECT_NE(error_for("[api]\naddr = \"localhost\"\n").find("conduit.toml:4:"), std::string::npos);
+  EXPECT_NE(error_for("[metrics]\nmode = \"ON\"\naddr = \":http\"\n").find("conduit.toml:5:"),
+            std::string::npos);
+  EXPECT_NE(error_for("[metrics]\nprefix = \"my-conduit\"\n").find("prefix"), std::string::npos);
+}
