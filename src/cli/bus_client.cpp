@@ -1,16 +1,16 @@
 #include "cli/bus_client.hpp"
 
-#include <cerrno>
-#include <algorithm>
-#include <chrono>
-#include <ctime>
-#include <cstdio>
-#include <cstdlib>
-#include <functional>
 #include <poll.h>
 #include <sdbus-c++/sdbus-c++.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <functional>
 #include <vector>
 
 #include "core/fs.hpp"
@@ -73,7 +73,8 @@ std::optional<Connected> connect(const std::string& bus, const std::string& name
       c.connection = mode == service::BusMode::system ? sdbus::createSystemBusConnection()
                                                       : sdbus::createSessionBusConnection();
       c.bus = mode == service::BusMode::system ? "system" : "session";
-      auto dbus = sdbus::createProxy(*c.connection, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+      auto dbus =
+          sdbus::createProxy(*c.connection, "org.freedesktop.DBus", "/org/freedesktop/DBus");
       uint32_t pid = 0;
       dbus->callMethod("GetConnectionUnixProcessID")
           .onInterface("org.freedesktop.DBus")
@@ -91,7 +92,8 @@ std::optional<Connected> connect(const std::string& bus, const std::string& name
 
 }  // namespace
 
-std::optional<BusStatus> status_over_bus(const std::string& bus, std::optional<pid_t> expected_pid) {
+std::optional<BusStatus> status_over_bus(const std::string& bus,
+                                         std::optional<pid_t> expected_pid) {
   std::string name = service::bus_name_from_environment();
   auto c = connect(bus, name, expected_pid);
   if (!c) return std::nullopt;

@@ -3,11 +3,11 @@
 // when no conduit of the requested data dir is on the bus.
 #pragma once
 
+#include <sys/types.h>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
-#include <sys/types.h>
 
 #include "cli/commands.hpp"
 
@@ -30,8 +30,8 @@ std::optional<BusStatus> status_over_bus(const std::string& bus, std::optional<p
 // Stops the conduit on the bus and (unless --no-wait) waits for it to exit.
 // nullopt: not on the bus (use the PID file); otherwise the exit code.
 // `stop_record` reads the PID file's stop record after the exit, if available.
-std::optional<int> stop_over_bus(const StopOptions& options, std::optional<pid_t> expected_pid,
-                                 const std::function<std::optional<std::pair<std::string, std::string>>()>&
-                                     stop_record);
+std::optional<int> stop_over_bus(
+    const StopOptions& options, std::optional<pid_t> expected_pid,
+    const std::function<std::optional<std::pair<std::string, std::string>>()>& stop_record);
 
 }  // namespace conduit::cli

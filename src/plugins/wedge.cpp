@@ -19,9 +19,9 @@ class WedgeProcessor final : public Processor {
   void process(BlockData& block, std::stop_token) override {
     if (block.round() < wedge_at_round_) return;
     if (logger_)
-      logger_->warn("wedge: blocking at round " + std::to_string(block.round()) +
-                        ", ignoring cancellation",
-                    {.round = block.round(), .plugin = "processor:wedge"});
+      logger_->warn(
+          "wedge: blocking at round " + std::to_string(block.round()) + ", ignoring cancellation",
+          {.round = block.round(), .plugin = "processor:wedge"});
     // Deliberately ignores the stop token.
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
   }

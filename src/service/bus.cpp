@@ -1,10 +1,10 @@
 #include "service/bus.hpp"
 
-#include <cstdlib>
 #include <pwd.h>
 #include <sdbus-c++/sdbus-c++.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
+#include <cstdlib>
 
 #include "org_conduit_pipeline_adaptor.h"
 
@@ -54,13 +54,15 @@ class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::P
     if (ok)
       pending_reload_->returnResults();
     else
-      pending_reload_->returnError(
-          sdbus::Error("org.conduit.Pipeline.Error.ReloadFailed", detail));
+      pending_reload_->returnError(sdbus::Error("org.conduit.Pipeline.Error.ReloadFailed", detail));
     pending_reload_.reset();
   }
 
   std::optional<StopCause> final_cause;
   uint64_t published_round = 0;
+  // What State says: the state as of the last event the loop has handled, so
+  // that each PropertiesChanged carries the state it announces, in order.
+  std::string state;
 
  private:
   std::string caller() {
@@ -94,7 +96,7 @@ class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::P
     return final_cause ? std::string(to_string(final_cause->reason)) : "";
   }
   std::string StopDetail() override { return final_cause ? final_cause->detail : ""; }
-  std::string State() override { return std::string(to_string(supervisor_.status().state)); }
+  std::string State() override { return state; }
   uint64_t NextRound() override { return supervisor_.status().next_round; }
 
   Supervisor& supervisor_;
@@ -121,6 +123,7 @@ BusService::BusService(EventLoop& loop, BusMode mode, const std::string& name,
                                               : sdbus::createSessionBusConnection(name);
   impl_->object = std::make_unique<Object>(*impl_->connection, supervisor, logger);
   impl_->object->published_round = supervisor.status().next_round;
+  impl_->object->state = std::string(to_string(supervisor.status().state));
 
   // The bus fd, its events and its timeout change after every dispatch: sd-event
   // asks for them in the prepare callback, right before each poll.
@@ -165,7 +168,9 @@ BusService::BusService(EventLoop& loop, BusMode mode, const std::string& name,
 
 BusService::~BusService() = default;
 
-bool BusService::connected() const { return impl_->connection != nullptr; }
+bool BusService::connected() const {
+  return impl_->connection != nullptr;
+}
 
 void BusService::process() {
   if (!connected()) return;
@@ -187,8 +192,9 @@ void BusService::lost(const std::string& why) {
   impl_->connection.reset();
 }
 
-void BusService::state_changed() {
+void BusService::state_changed(State state) {
   if (!connected()) return;
+  impl_->object->state = std::string(to_string(state));
   try {
     impl_->object->emit({"State"});
   } catch (const std::exception& e) {
@@ -220,6 +226,7 @@ void BusService::reload_finished(bool ok, const std::string& detail) {
 void BusService::stopped(const StopCause& cause) {
   if (!connected()) return;
   impl_->object->final_cause = cause;
+  impl_->object->state = std::string(to_string(State::stopped));
   impl_->object->published_round = supervisor_.status().next_round;
   try {
     impl_->object->emit({"State", "StopReason", "StopDetail", "NextRound"});

@@ -39,8 +39,8 @@ class BusService {
   BusService& operator=(const BusService&) = delete;
 
   bool connected() const;
-  // State changed: emits PropertiesChanged(State).
-  void state_changed();
+  // The state moved to `state`: emits PropertiesChanged(State).
+  void state_changed(State state);
   // Called once a second: emits PropertiesChanged(NextRound) if it moved.
   void tick();
   // Answers a pending Reload() call.

@@ -61,7 +61,7 @@ class LoopObserver final : public SupervisorObserver {
       }
       // `stopped` is published with StopReason and StopDetail in one signal
       // (BusService::stopped), so a client never sees it without the reason.
-      if (bus_ && state != State::stopped) bus_->state_changed();
+      if (bus_ && state != State::stopped) bus_->state_changed(state);
     });
   }
   void on_ready(uint64_t next_round) override {

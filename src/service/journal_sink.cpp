@@ -1,10 +1,10 @@
 #include "service/journal_sink.hpp"
 
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <sys/stat.h>
-#include <sys/uio.h>
 #include <vector>
 
 #define SD_JOURNAL_SUPPRESS_LOCATION  // CODE_FILE= etc. would name this sink, not the caller
@@ -14,11 +14,15 @@ namespace conduit::service {
 
 int journal_priority(LogLevel level) {
   switch (level) {
-    case LogLevel::error: return 3;
-    case LogLevel::warn: return 4;
-    case LogLevel::info: return 6;
+    case LogLevel::error:
+      return 3;
+    case LogLevel::warn:
+      return 4;
+    case LogLevel::info:
+      return 6;
     case LogLevel::debug:
-    case LogLevel::trace: return 7;
+    case LogLevel::trace:
+      return 7;
   }
   return 6;
 }

@@ -1,7 +1,7 @@
 #include "service/notify.hpp"
 
-#include <cstdlib>
 #include <systemd/sd-daemon.h>
+#include <cstdlib>
 
 namespace conduit::service {
 

@@ -2,11 +2,11 @@
 // properties, PropertiesChanged, introspection, and the shipped system policy.
 #include <gtest/gtest.h>
 
-#include <csignal>
-#include <functional>
 #include <grp.h>
 #include <pwd.h>
 #include <sdbus-c++/sdbus-c++.h>
+#include <csignal>
+#include <functional>
 #include <set>
 
 #include "org_conduit_pipeline_proxy.h"
@@ -23,8 +23,7 @@ constexpr const char* kPath = "/org/conduit/Pipeline";
 class PipelineProxy final
     : public sdbus::ProxyInterfaces<org::conduit::Pipeline_proxy, sdbus::Properties_proxy> {
  public:
-  PipelineProxy(sdbus::IConnection& connection)
-      : ProxyInterfaces(connection, kName, kPath) {
+  PipelineProxy(sdbus::IConnection& connection) : ProxyInterfaces(connection, kName, kPath) {
     registerProxy();
   }
   ~PipelineProxy() { unregisterProxy(); }
@@ -245,8 +244,8 @@ TEST_F(DbusTest, CliStopAndStatusUseTheBus) {
   EXPECT_EQ(status_code, 0) << status_out;
   EXPECT_NE(status_out.find("State:      running"), std::string::npos) << status_out;
   EXPECT_NE(status_out.find("session bus"), std::string::npos) << status_out;
-  auto [stop_code, stop_out] =
-      run_command({conduit_bin(), "stop", "end-of-round", "-d", data_.string(), "--bus", "session"});
+  auto [stop_code, stop_out] = run_command(
+      {conduit_bin(), "stop", "end-of-round", "-d", data_.string(), "--bus", "session"});
   EXPECT_EQ(stop_code, 0) << stop_out;
   EXPECT_NE(stop_out.find("stopped: stop-requested"), std::string::npos) << stop_out;
   EXPECT_NE(stop_out.find("D-Bus caller"), std::string::npos) << stop_out;  // not a signal
@@ -273,7 +272,8 @@ TEST(DbusLoss, LosingTheBusDoesNotStopThePipeline) {
 // The shipped system policy on a private system-style bus: conduit runs as the
 // `conduit` user; `nobody` may read properties but gets AccessDenied for Stop.
 TEST(DbusPolicy, OnlyAdminsMayStop) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run dbus-daemon's system policy and switch users";
+  if (::geteuid() != 0)
+    GTEST_SKIP() << "needs root to run dbus-daemon's system policy and switch users";
   clear_service_environment();
   // The sysusers.d file's user and group (created here as CI runs as root).
   if (!::getpwnam("conduit")) {
@@ -291,8 +291,8 @@ TEST(DbusPolicy, OnlyAdminsMayStop) {
   std::filesystem::permissions(dir.path(), std::filesystem::perms::owner_all |
                                                std::filesystem::perms::group_exec |
                                                std::filesystem::perms::others_exec);
-  std::string policy = std::string(std::getenv("CONDUIT_SOURCE_ROOT")) +
-                       "/data/dbus/org.conduit.Pipeline.conf";
+  std::string policy =
+      std::string(std::getenv("CONDUIT_SOURCE_ROOT")) + "/data/dbus/org.conduit.Pipeline.conf";
   PrivateBus bus(dir.path(), "system", policy);
   std::string env = "DBUS_SYSTEM_BUS_ADDRESS=" + bus.address();
   auto data = dir / "data";
@@ -303,13 +303,20 @@ TEST(DbusPolicy, OnlyAdminsMayStop) {
   Subprocess conduit({"/usr/bin/setpriv", "--reuid=conduit", "--regid=conduit", "--init-groups",
                       conduit_bin(), "-d", data.string(), "--bus", "system"},
                      {env});
-  ASSERT_TRUE(conduit.wait_for_line("on the system bus as org.conduit.Pipeline")) << conduit.output();
+  ASSERT_TRUE(conduit.wait_for_line("on the system bus as org.conduit.Pipeline"))
+      << conduit.output();
   ASSERT_TRUE(conduit.wait_for_line("pipeline running")) << conduit.output();
 
   auto as_nobody = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv{"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
-                                  "--clear-groups", "/usr/bin/dbus-send", "--system",
-                                  "--print-reply", "--dest=org.conduit.Pipeline", kPath};
+    std::vector<std::string> argv{"/usr/bin/setpriv",
+                                  "--reuid=nobody",
+                                  "--regid=nogroup",
+                                  "--clear-groups",
+                                  "/usr/bin/dbus-send",
+                                  "--system",
+                                  "--print-reply",
+                                  "--dest=org.conduit.Pipeline",
+                                  kPath};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_command(argv, {env});
   };
@@ -322,15 +329,16 @@ TEST(DbusPolicy, OnlyAdminsMayStop) {
 
   auto [stop_code, stop_out] = as_nobody({"org.conduit.Pipeline.Stop", "string:now"});
   EXPECT_NE(stop_code, 0);
-  EXPECT_NE(stop_out.find("org.freedesktop.DBus.Error.AccessDenied"), std::string::npos) << stop_out;
+  EXPECT_NE(stop_out.find("org.freedesktop.DBus.Error.AccessDenied"), std::string::npos)
+      << stop_out;
   auto [reload_code, reload_out] = as_nobody({"org.conduit.Pipeline.Reload"});
   EXPECT_NE(reload_out.find("org.freedesktop.DBus.Error.AccessDenied"), std::string::npos)
       << reload_out;
 
   // Still running; root may stop it.
   auto [root_code, root_out] =
-      run_command({"/usr/bin/dbus-send", "--system", "--print-reply",
-                   "--dest=org.conduit.Pipeline", kPath, "org.conduit.Pipeline.Stop", "string:now"},
+      run_command({"/usr/bin/dbus-send", "--system", "--print-reply", "--dest=org.conduit.Pipeline",
+                   kPath, "org.conduit.Pipeline.Stop", "string:now"},
                   {env});
   EXPECT_EQ(root_code, 0) << root_out;
   EXPECT_EQ(conduit.wait(), 0) << conduit.output();

@@ -4,17 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
-#include <poll.h>
 #include <string>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 #include <vector>
 
 #include "core/fs.hpp"
@@ -32,11 +32,13 @@ inline void clear_service_environment() {
 }
 
 // A conduit.toml: generator -> processors -> noop exporter.
-inline std::string generator_config(const std::string& round_interval,
-                                    const std::string& processors = "[[processors]]\nname = \"noop\"\n",
-                                    const std::string& top = "") {
-  return top + "stop-timeout = \"30s\"\n[importer]\nname = \"generator\"\n[importer.config]\n"
-               "txns-per-round = 10\nround-interval = \"" +
+inline std::string generator_config(
+    const std::string& round_interval,
+    const std::string& processors = "[[processors]]\nname = \"noop\"\n",
+    const std::string& top = "") {
+  return top +
+         "stop-timeout = \"30s\"\n[importer]\nname = \"generator\"\n[importer.config]\n"
+         "txns-per-round = 10\nround-interval = \"" +
          round_interval + "\"\n" + processors + "[exporter]\nname = \"noop\"\n";
 }
 
@@ -73,14 +75,15 @@ class PrivateBus {
       if (!include.empty()) policy += "<include>" + include + "</include>";
     }
     auto config = dir / (kind + "-bus.conf");
-    write_text(config,
-               "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" "
-               "\"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n<busconfig><type>" +
-                   kind + "</type><listen>unix:path=" + socket_.string() +
-                   "</listen><auth>EXTERNAL</auth>" + policy + "</busconfig>\n");
-    daemon_ = std::make_unique<Subprocess>(std::vector<std::string>{
-        "/usr/bin/dbus-daemon", "--config-file=" + config.string(), "--nofork",
-        "--print-address=1"});
+    write_text(
+        config,
+        "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" "
+        "\"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n<busconfig><type>" +
+            kind + "</type><listen>unix:path=" + socket_.string() +
+            "</listen><auth>EXTERNAL</auth>" + policy + "</busconfig>\n");
+    daemon_ = std::make_unique<Subprocess>(
+        std::vector<std::string>{"/usr/bin/dbus-daemon", "--config-file=" + config.string(),
+                                 "--nofork", "--print-address=1"});
     if (!daemon_->wait_for_line("unix:path="))
       throw std::runtime_error("dbus-daemon did not start: " + daemon_->output());
   }

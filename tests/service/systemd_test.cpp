@@ -126,10 +126,12 @@ TEST_F(NotifyTest, WaitingForABlockKeepsPinging) {
 // A processor that never returns from a call (no stop needed: processors never
 // wait for input inside a call) stops the pings, so systemd's watchdog fires.
 TEST_F(NotifyTest, WedgedProcessorStopsThePings) {
-  start(generator_config("0s", "[[processors]]\nname = \"wedge\"\n[processors.config]\nwedge-at-round = 3\n"));
+  start(generator_config(
+      "0s", "[[processors]]\nname = \"wedge\"\n[processors.config]\nwedge-at-round = 3\n"));
   EXPECT_EQ(next(), "READY=1\nSTATUS=running from round 0");
   std::string first = next();
-  EXPECT_EQ(first.rfind("STATUS=wedged: processor:wedge is stuck in a plugin call", 0), 0u) << first;
+  EXPECT_EQ(first.rfind("STATUS=wedged: processor:wedge is stuck in a plugin call", 0), 0u)
+      << first;
   size_t wedged_at = all_.size();
   std::string second = next();  // a later tick: the seconds count moved on
   EXPECT_EQ(second.rfind("STATUS=wedged: processor:wedge", 0), 0u) << second;
@@ -143,7 +145,8 @@ TEST_F(NotifyTest, WedgedProcessorStopsThePings) {
 // A stop makes the wedge visible too, and a stop alone does not stop the pings
 // while the plugins honour it.
 TEST_F(NotifyTest, WedgedProcessorIgnoringAStop) {
-  start(generator_config("0s", "[[processors]]\nname = \"wedge\"\n[processors.config]\nwedge-at-round = 3\n"));
+  start(generator_config(
+      "0s", "[[processors]]\nname = \"wedge\"\n[processors.config]\nwedge-at-round = 3\n"));
   EXPECT_EQ(next(), "READY=1\nSTATUS=running from round 0");
   ASSERT_TRUE(conduit_->wait_for_line("wedge: blocking at round 3")) << conduit_->output();
   conduit_->signal(SIGTERM);  // `now` cancels the processor call, which ignores it
