@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/bus_client.hpp"
+#include "cli/status_info.hpp"
 #include "core/checkpoint.hpp"
 #include "core/config.hpp"
 #include "core/fs.hpp"
@@ -62,6 +63,20 @@ std::filesystem::path resolve_pid_file(const StopOptions& options) {
   } catch (const ConfigError&) {
     return options.data_dir / "conduit.pid";
   }
+}
+
+void add_runtime_json(nlohmann::ordered_json& j, const RuntimeInfo& runtime) {
+  j["uptime-seconds"] = runtime.uptime_seconds ? nlohmann::json(*runtime.uptime_seconds) : nullptr;
+  j["rounds-per-second"] =
+      runtime.rounds_per_second ? nlohmann::json(*runtime.rounds_per_second) : nullptr;
+}
+
+// `pad` keeps the colons of the surrounding lines aligned.
+void print_runtime(const RuntimeInfo& runtime, const char* pad) {
+  if (runtime.uptime_seconds)
+    std::printf("Uptime:%s    %s\n", pad, human_duration(*runtime.uptime_seconds).c_str());
+  if (runtime.rounds_per_second)
+    std::printf("Rate:%s      %.1f rounds/s\n", pad, *runtime.rounds_per_second);
 }
 
 }  // namespace
@@ -254,6 +269,11 @@ int cmd_status(const StatusOptions& options) {
     bus_status = status_over_bus(options.bus, expected);
   }
   if (bus_status) {
+    // Uptime and rate (issue 9): NextRound read again over the bus one second later.
+    RuntimeInfo runtime = runtime_info(bus_status->pid, [&]() -> std::optional<uint64_t> {
+      auto again = status_over_bus(options.bus, bus_status->pid);
+      return again ? std::optional<uint64_t>(again->next_round) : std::nullopt;
+    });
     if (options.json) {
       nlohmann::ordered_json j;
       j["state"] = bus_status->state;
@@ -264,6 +284,7 @@ int cmd_status(const StatusOptions& options) {
       j["network"] = metadata ? metadata->network : "";
       j["bus"] = bus_status->bus;
       j["bus-name"] = bus_status->name;
+      add_runtime_json(j, runtime);
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("State:      %s\n", bus_status->state.c_str());
@@ -274,15 +295,27 @@ int cmd_status(const StatusOptions& options) {
         std::printf("StopDetail: %s\n", bus_status->stop_detail.c_str());
       if (metadata) std::printf("Network:    %s\n", metadata->network.c_str());
       std::printf("Bus:        %s bus, %s\n", bus_status->bus.c_str(), bus_status->name.c_str());
+      print_runtime(runtime, " ");
     }
     return 0;
   }
+  RuntimeInfo runtime;
+  if (running)  // the rate from metadata.json read again one second later
+    runtime = runtime_info(info->pid, [&]() -> std::optional<uint64_t> {
+      try {
+        auto again = Checkpoint(options.data_dir).load();
+        return again ? std::optional<uint64_t>(again->next_round) : std::nullopt;
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+    });
   if (options.json) {
     nlohmann::ordered_json j;
     j["state"] = state;
     j["pid"] = running ? info->pid : 0;
     j["next-round"] = metadata ? metadata->next_round : 0;
     j["network"] = metadata ? metadata->network : "";
+    add_runtime_json(j, runtime);
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("State:     %s\n", state.c_str());
@@ -290,6 +323,7 @@ int cmd_status(const StatusOptions& options) {
     std::printf("NextRound: %llu\n",
                 static_cast<unsigned long long>(metadata ? metadata->next_round : 0));
     if (metadata) std::printf("Network:   %s\n", metadata->network.c_str());
+    print_runtime(runtime, "");
   }
   return running ? 0 : 3;
 }

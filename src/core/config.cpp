@@ -1,6 +1,7 @@
 #include "core/config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -275,8 +276,18 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
     config.log_file = (data_dir / config.log_file).string();
   config.hide_banner = top.get_bool("hide-banner", false);
 
+  // "host:port", ":port" or "[v6]:port", as Go's net.Listen takes them.
+  auto check_listen_address = [](PluginConfig& table, const std::string& addr) {
+    auto colon = addr.rfind(':');
+    std::string port = colon == std::string::npos ? "" : addr.substr(colon + 1);
+    bool digits = !port.empty() && port.size() <= 5 &&
+                  port.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || std::stoi(port) > 65535)
+      table.fail("addr", "expected host:port, :port or [v6]:port, not \"" + addr + "\"");
+  };
   if (auto api = top.get_table("api")) {
     config.api.addr = api->get_string("addr", "");
+    if (!config.api.addr.empty()) check_listen_address(*api, config.api.addr);
     api->finish();
   }
   if (auto metrics = top.get_table("metrics")) {
@@ -287,6 +298,10 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
     config.metrics.mode = upper;
     config.metrics.addr = metrics->get_string("addr", config.metrics.addr);
     config.metrics.prefix = metrics->get_string("prefix", config.metrics.prefix);
+    if (config.metrics.mode == "ON") check_listen_address(*metrics, config.metrics.addr);
+    for (char c : config.metrics.prefix)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_')
+        metrics->fail("prefix", "a Prometheus name prefix: letters, digits and '_' only");
     metrics->finish();
   }
 

@@ -175,6 +175,7 @@ bool Pipeline::attempt(PluginKind kind, const std::string& plugin, uint64_t roun
     }
     std::string what = plugin_label(kind, plugin) + " failed at round " + std::to_string(round) +
                        ": " + error;
+    if (observer_) observer_->on_plugin_error(what);
     if (!retryable) {
       fail(reason_for(kind), what);
       return false;
@@ -325,12 +326,17 @@ void Pipeline::run_importer() {
   uint64_t round = next_round_.load();
   while (!stop.stop_requested()) {
     BlockData block;
+    std::chrono::nanoseconds elapsed{0};
     bool ok = attempt(PluginKind::importer, plugins_.importer_name, round, stop,
                       [&] {
                         InCall guard(in_call(0));
+                        auto started = std::chrono::steady_clock::now();
                         block = plugins_.importer->get_block(round, stop);
+                        elapsed = std::chrono::steady_clock::now() - started;
                       });
     if (!ok) break;
+    if (observer_)
+      observer_->on_plugin_time(PluginKind::importer, plugins_.importer_name, round, elapsed);
     if (block.round() != round) {
       fail(StopReason::importer_error, plugin_label(PluginKind::importer, plugins_.importer_name) +
                                            " returned round " + std::to_string(block.round()) +
@@ -351,12 +357,16 @@ void Pipeline::run_processor(std::size_t index) {
   const auto& name = plugins_.processor_names[index];
   while (auto block = in.pop(now)) {
     uint64_t round = block->round();
+    std::chrono::nanoseconds elapsed{0};
     if (!attempt(PluginKind::processor, name, round, now,
                  [&] {
                    InCall guard(in_call(index + 1));
+                   auto started = std::chrono::steady_clock::now();
                    plugins_.processors[index]->process(*block, now);
+                   elapsed = std::chrono::steady_clock::now() - started;
                  }))
       break;
+    if (observer_) observer_->on_plugin_time(PluginKind::processor, name, round, elapsed);
     if (!out.push(std::move(*block), now)) break;
   }
   out.close();
@@ -373,10 +383,13 @@ void Pipeline::run_exporter() {
                                            std::to_string(expected) + " was expected");
       break;
     }
+    std::chrono::nanoseconds elapsed{0};
     if (!attempt(PluginKind::exporter, plugins_.exporter_name, expected, now,
                  [&] {
                    InCall guard(in_call(exporter_stage()));
+                   auto started = std::chrono::steady_clock::now();
                    plugins_.exporter->receive(*block, now);
+                   elapsed = std::chrono::steady_clock::now() - started;
                  }))
       break;
     // Committed by the exporter: the checkpoint must follow, even under `now`.
@@ -389,7 +402,10 @@ void Pipeline::run_exporter() {
       break;
     }
     next_round_ = expected + 1;
-    if (observer_) observer_->on_exported(expected, block->txn_count());
+    if (observer_) {
+      observer_->on_plugin_time(PluginKind::exporter, plugins_.exporter_name, expected, elapsed);
+      observer_->on_exported(expected, block->txn_count());
+    }
     ++expected;
   }
 }

@@ -48,6 +48,14 @@ class PipelineObserver {
   virtual void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {
     (void)kind, (void)plugin, (void)round;
   }
+  // A plugin call for `round` succeeded after `elapsed` (the successful attempt
+  // only). For metrics: called from the stage's own thread.
+  virtual void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
+                              std::chrono::nanoseconds elapsed) {
+    (void)kind, (void)plugin, (void)round, (void)elapsed;
+  }
+  // A plugin call failed (it may be retried); `message` names plugin and round.
+  virtual void on_plugin_error(const std::string& message) { (void)message; }
 };
 
 class Pipeline {

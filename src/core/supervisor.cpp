@@ -77,6 +77,21 @@ void Supervisor::on_exported(uint64_t round, std::size_t txn_count) {
   if (observer_) observer_->on_exported(round, txn_count);
 }
 
+// Per-call hooks: no notify_mutex_, since they only feed counters and come from
+// several stage threads at once; observers synchronise themselves.
+void Supervisor::on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {
+  if (observer_) observer_->on_retry(kind, plugin, round);
+}
+
+void Supervisor::on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
+                                std::chrono::nanoseconds elapsed) {
+  if (observer_) observer_->on_plugin_time(kind, plugin, round, elapsed);
+}
+
+void Supervisor::on_plugin_error(const std::string& message) {
+  if (observer_) observer_->on_plugin_error(message);
+}
+
 void Supervisor::stop(StopMode mode, const std::string& origin) {
   std::lock_guard lock(mutex_);
   if (stop_mode_ == StopMode::now) return;

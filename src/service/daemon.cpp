@@ -14,8 +14,10 @@
 #include "core/supervisor.hpp"
 #include "service/bus.hpp"
 #include "service/event_loop.hpp"
+#include "service/http_api.hpp"
 #include "service/journal_sink.hpp"
 #include "service/notify.hpp"
+#include "service/progress.hpp"
 
 namespace conduit::service {
 namespace {
@@ -44,6 +46,8 @@ class LoopObserver final : public SupervisorObserver {
       : loop_(loop), logger_(logger), notifier_(notifier) {}
 
   void set_bus(BusService* bus) { bus_ = bus; }
+  // A terminal shows the progress line instead of a log line a second.
+  void set_quiet_progress() { quiet_progress_ = true; }
 
   void on_state(State state) override {
     loop_.post([this, state] {
@@ -90,7 +94,7 @@ class LoopObserver final : public SupervisorObserver {
     if (rounds == 0) return;
     std::string text = "round " + std::to_string(last_round_.load()) + " exported; " +
                        std::to_string(rounds) + " rounds/s, " + std::to_string(txns) + " txn/s";
-    logger_.info(text, {.round = last_round_.load()});
+    if (!quiet_progress_) logger_.info(text, {.round = last_round_.load()});
     notifier_.send("STATUS=" + text);
     // A drain that exported something in the last second is progressing: keep
     // systemd's stop (or reload) timeout from firing while it does.
@@ -102,6 +106,7 @@ class LoopObserver final : public SupervisorObserver {
   Logger& logger_;
   const Notifier& notifier_;
   BusService* bus_ = nullptr;
+  bool quiet_progress_ = false;
   bool stopping_ = false;   // loop thread only
   bool reloading_ = false;  // loop thread only
   std::atomic<uint64_t> last_round_{0};
@@ -171,6 +176,7 @@ int run_daemon(const DaemonOptions& options) {
     return 2;
   }
   const Config& config = supervisor->config();
+  TerminalSink* terminal = nullptr;  // set when stderr is a terminal (progress line)
   if (!config.log_file.empty()) {
     std::FILE* file = std::fopen(config.log_file.c_str(), "ae");
     if (!file) {
@@ -181,6 +187,10 @@ int run_daemon(const DaemonOptions& options) {
     logger.set_sink(std::make_unique<StreamSink>(file, true));
   } else if (stderr_is_journal() || std::getenv("INVOCATION_ID")) {
     logger.set_sink(std::make_unique<JournalSink>());
+  } else if (::isatty(STDERR_FILENO)) {
+    auto sink = std::make_unique<TerminalSink>(stderr);
+    terminal = sink.get();
+    logger.set_sink(std::move(sink));
   }
 
   std::optional<InstanceLock> lock;
@@ -201,7 +211,29 @@ int run_daemon(const DaemonOptions& options) {
   EventLoop loop;
   Notifier notifier;
   LoopObserver observer(loop, logger, notifier);
-  supervisor->set_observer(&observer);
+  ObserverFanout observers;
+  observers.add(&observer);
+  // [api] and [metrics]: read at start-up only (a reload keeps the servers).
+  std::unique_ptr<HttpApi> http_api;
+  if (HttpApi::wanted(config)) {
+    try {
+      http_api = std::make_unique<HttpApi>(config, *supervisor, logger);
+      observers.add(&http_api->observer());
+    } catch (const ConfigError& e) {
+      std::fprintf(stderr, "conduit: %s\n", e.what());
+      return 2;
+    } catch (const std::exception& e) {
+      // Like the bus: the pipeline runs, only the monitoring endpoint is missing.
+      logger.error(std::string("no HTTP API: ") + e.what());
+    }
+  }
+  std::optional<ProgressLine> progress;
+  if (terminal) {
+    progress.emplace(*terminal);
+    observers.add(&*progress);
+    observer.set_quiet_progress();
+  }
+  supervisor->set_observer(&observers);
 
   std::unique_ptr<BusService> bus;
   if (BusMode mode = resolve_bus_mode(options.bus); mode != BusMode::none) {
@@ -234,6 +266,7 @@ int run_daemon(const DaemonOptions& options) {
     (void)supervisor->reload(signal_origin(i));
   });
   loop.every(std::chrono::seconds(1), [&] { observer.report_progress(); });
+  if (progress) loop.every(std::chrono::seconds(1), [&] { progress->tick(); });
 
   StopCause cause;
   std::jthread runner([&] {
@@ -242,6 +275,7 @@ int run_daemon(const DaemonOptions& options) {
   });
   loop.run();
   runner.join();
+  if (terminal) terminal->finish();
 
   notifier.send("STATUS=stopped: " + std::string(to_string(cause.reason)) + ": " + cause.detail);
   if (bus) bus->stopped(cause);

@@ -1,0 +1,126 @@
+// The HTTP face of the daemon: GET /health ([api] addr) and GET /metrics
+// ([metrics] mode = "ON", addr, prefix) as Go Conduit serves them. An adapter:
+// it reads the Supervisor's status and collects metrics through the observer
+// hooks; the core knows nothing about HTTP.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/log.hpp"
+#include "core/supervisor.hpp"
+
+namespace conduit::service {
+
+// Calls every observer added, in order (the daemon's loop observer and metrics).
+class ObserverFanout final : public SupervisorObserver {
+ public:
+  void add(SupervisorObserver* observer) { observers_.push_back(observer); }
+
+  void on_state(State state) override;
+  void on_ready(uint64_t next_round) override;
+  void on_exported(uint64_t round, std::size_t txn_count) override;
+  void on_reload_finished(bool ok, const std::string& detail) override;
+  void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) override;
+  void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
+                      std::chrono::nanoseconds elapsed) override;
+  void on_plugin_error(const std::string& message) override;
+
+ private:
+  std::vector<SupervisorObserver*> observers_;
+};
+
+// A Prometheus histogram with fixed upper bounds (cumulative on output).
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double value);
+  // Appends `name_bucket{...le=".."}`, `name_sum`, `name_count` lines. `labels`
+  // is either empty or `key="value"` pairs without braces.
+  void render(std::string& out, const std::string& name, const std::string& labels) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // per bucket, not cumulative; last is +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+// Go Conduit's pipeline metrics, fed by the Supervisor's observer hooks.
+class Metrics final : public SupervisorObserver {
+ public:
+  explicit Metrics(std::string prefix);
+
+  void on_exported(uint64_t round, std::size_t txn_count) override;
+  void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) override;
+  void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
+                      std::chrono::nanoseconds elapsed) override;
+  void on_plugin_error(const std::string& message) override;
+
+  // The Prometheus text exposition format (version 0.0.4).
+  std::string render(const Status& status) const;
+  // The most recent plugin errors, oldest first (at most kMaxErrors).
+  std::vector<std::string> recent_errors() const;
+  static constexpr std::size_t kMaxErrors = 10;
+
+ private:
+  std::string prefix_;
+  mutable std::mutex mutex_;
+  std::optional<uint64_t> imported_round_;
+  uint64_t imported_txns_ = 0;
+  Histogram import_time_;
+  Histogram importer_time_;
+  Histogram exporter_time_;
+  std::map<std::string, Histogram> processor_time_;  // by processor name
+  Histogram txns_per_block_;
+  std::map<std::string, uint64_t> retries_;  // by "kind:name"
+  // When each round in flight entered the importer (for import_time_sec).
+  std::map<uint64_t, std::chrono::steady_clock::time_point> round_started_;
+  std::deque<std::string> errors_;
+};
+
+// "host:port", ":port" (every interface) or "[v6]:port". Throws ConfigError.
+struct ListenAddress {
+  std::string host;
+  int port = 0;
+};
+ListenAddress parse_listen_address(const std::string& text, const std::string& key);
+
+class HttpApi {
+ public:
+  // True when the configuration asks for /health or /metrics.
+  static bool wanted(const Config& config);
+
+  // Binds the configured addresses and starts serving. Throws ConfigError for
+  // an address that does not parse, std::runtime_error when it cannot bind.
+  HttpApi(const Config& config, const Supervisor& supervisor, Logger& logger);
+  ~HttpApi();  // stops the servers and joins their threads
+  HttpApi(const HttpApi&) = delete;
+  HttpApi& operator=(const HttpApi&) = delete;
+
+  SupervisorObserver& observer() { return metrics_; }
+  // The bound ports (useful with port 0); nullopt when that endpoint is off.
+  std::optional<int> health_port() const { return health_port_; }
+  std::optional<int> metrics_port() const { return metrics_port_; }
+
+  std::string health_json() const;
+
+ private:
+  class Server;
+  const Supervisor& supervisor_;
+  Logger& logger_;
+  Metrics metrics_;
+  std::vector<std::unique_ptr<Server>> servers_;
+  std::optional<int> health_port_;
+  std::optional<int> metrics_port_;
+};
+
+}  // namespace conduit::service
