@@ -106,10 +106,11 @@ int main(int argc, char** argv) {
       baseline ? "baseline (generator importer waiting)"
                : "SIGTERM -> exit while blocked in a long-poll",
       millis[millis.size() / 2], millis.front(), millis.back(), runs);
-  std::printf("{\"bench\": \"stop-latency\", \"name\": \"%s\", \"runs\": %d, \"median_ms\": %.2f, "
-              "\"p99_ms\": %.2f, \"max_ms\": %.2f}\n",
-              baseline ? "algod-baseline-generator-waiting-sigterm" : "algod-long-poll-sigterm", runs,
-              millis[millis.size() / 2], millis[std::min(millis.size() - 1, millis.size() * 99 / 100)],
-              millis.back());
+  std::printf(
+      "{\"bench\": \"stop-latency\", \"name\": \"%s\", \"runs\": %d, \"median_ms\": %.2f, "
+      "\"p99_ms\": %.2f, \"max_ms\": %.2f}\n",
+      baseline ? "algod-baseline-generator-waiting-sigterm" : "algod-long-poll-sigterm", runs,
+      millis[millis.size() / 2], millis[std::min(millis.size() - 1, millis.size() * 99 / 100)],
+      millis.back());
   return 0;
 }

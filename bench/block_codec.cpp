@@ -46,9 +46,10 @@ double time_pass(double seconds, const std::function<void()>& pass) {
 void report(const char* name, double per_pass, size_t bytes, size_t blocks) {
   std::printf("%-28s %10.1f MB/s %12.0f blocks/s\n", name, bytes / per_pass / 1e6,
               blocks / per_pass);
-  std::printf("{\"bench\": \"block-codec\", \"name\": \"%s\", \"value\": %.1f, \"unit\": \"MB/s\", "
-              "\"blocks_per_s\": %.0f}\n",
-              name, bytes / per_pass / 1e6, blocks / per_pass);
+  std::printf(
+      "{\"bench\": \"block-codec\", \"name\": \"%s\", \"value\": %.1f, \"unit\": \"MB/s\", "
+      "\"blocks_per_s\": %.0f}\n",
+      name, bytes / per_pass / 1e6, blocks / per_pass);
 }
 
 }  // namespace

@@ -43,7 +43,8 @@ struct StopAfter : PipelineObserver {
 // Rounds 1..rounds, each a fixture block (1-9) with its round rewritten.
 void prepare(const fs::path& fixtures, const fs::path& in, uint64_t rounds) {
   fs::create_directories(in);
-  fs::copy_file(fixtures / "genesis.json", in / "genesis.json", fs::copy_options::overwrite_existing);
+  fs::copy_file(fixtures / "genesis.json", in / "genesis.json",
+                fs::copy_options::overwrite_existing);
   std::vector<std::string> templates;
   for (int i = 1; i <= 9; ++i)
     templates.push_back(plugins::gzip_decompress(
@@ -51,7 +52,8 @@ void prepare(const fs::path& fixtures, const fs::path& in, uint64_t rounds) {
   for (uint64_t r = 1; r <= rounds; ++r) {
     BlockData block = BlockData::decode_msgpack(templates[(r - 1) % templates.size()]);
     mp::find(*mp::find(block.tree().root, "block"), "rnd")->via.u64 = r;
-    spill(in / (std::to_string(r) + "_block.msgp.gz"), plugins::gzip_compress(block.encode_msgpack()));
+    spill(in / (std::to_string(r) + "_block.msgp.gz"),
+          plugins::gzip_compress(block.encode_msgpack()));
   }
 }
 
@@ -76,7 +78,8 @@ double pipeline_rounds_per_second(const fs::path& work, const fs::path& in, uint
   std::string text = "[importer]\nname = \"file_reader\"\n[importer.config]\nblock-dir = \"" +
                      in.string() +
                      "\"\n[[processors]]\nname = \"noop\"\n[exporter]\nname = \"file_writer\"\n"
-                     "[exporter.config]\nblock-dir = \"" + (work / "out").string() + "\"\n";
+                     "[exporter.config]\nblock-dir = \"" +
+                     (work / "out").string() + "\"\n";
   fs::remove_all(work / "out");
   Config config = parse_config(text, data, "bench.toml");
   Logger logger(nullptr, LogLevel::error);
@@ -115,9 +118,18 @@ int main(int argc, char** argv) {
     pipe_best = std::max(pipe_best, pipeline_rounds_per_second(work, work / "in", rounds, true));
   }
   std::string where = work.string().rfind("/dev/shm", 0) == 0 ? "tmpfs" : "disk";
-  std::printf("{\"bench\": \"file-pipeline\", \"name\": \"codec-floor-gunzip+gzip\", \"value\": %.1f, \"unit\": \"rounds/s\"}\n", floor_best);
-  std::printf("{\"bench\": \"file-pipeline\", \"name\": \"file_reader-noop-file_writer-%s\", \"value\": %.1f, \"unit\": \"rounds/s\"}\n", where.c_str(), pipe_best);
-  std::printf("{\"bench\": \"file-pipeline\", \"name\": \"ratio-pipeline-vs-floor-%s\", \"value\": %.2f, \"unit\": \"x floor\"}\n", where.c_str(), pipe_best / floor_best);
+  std::printf(
+      "{\"bench\": \"file-pipeline\", \"name\": \"codec-floor-gunzip+gzip\", \"value\": %.1f, "
+      "\"unit\": \"rounds/s\"}\n",
+      floor_best);
+  std::printf(
+      "{\"bench\": \"file-pipeline\", \"name\": \"file_reader-noop-file_writer-%s\", \"value\": "
+      "%.1f, \"unit\": \"rounds/s\"}\n",
+      where.c_str(), pipe_best);
+  std::printf(
+      "{\"bench\": \"file-pipeline\", \"name\": \"ratio-pipeline-vs-floor-%s\", \"value\": %.2f, "
+      "\"unit\": \"x floor\"}\n",
+      where.c_str(), pipe_best / floor_best);
   fs::remove_all(work);
   return 0;
 }

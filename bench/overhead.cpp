@@ -29,8 +29,8 @@ struct StopAfter : PipelineObserver {
   }
 };
 
-double run_pipeline(const std::filesystem::path& dir, uint64_t rounds, bool durable,
-                    uint64_t txns, int processors) {
+double run_pipeline(const std::filesystem::path& dir, uint64_t rounds, bool durable, uint64_t txns,
+                    int processors) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::string text = "[importer]\nname = \"generator\"\n[importer.config]\ntxns-per-round = " +

@@ -100,10 +100,10 @@ Sample stop_once(const std::string& bin, const std::string& dir, int sig, const 
 
 void write_config(const std::string& dir, const std::string& importer_config) {
   std::filesystem::create_directories(dir);
-  std::ofstream(dir + "/conduit.toml") << "hide-banner = true\nlog-level = \"info\"\n"
-                                          "[importer]\nname = \"generator\"\n[importer.config]\n"
-                                       << importer_config
-                                       << "\n[[processors]]\nname = \"noop\"\n[exporter]\nname = \"noop\"\n";
+  std::ofstream(dir + "/conduit.toml")
+      << "hide-banner = true\nlog-level = \"info\"\n"
+         "[importer]\nname = \"generator\"\n[importer.config]\n"
+      << importer_config << "\n[[processors]]\nname = \"noop\"\n[exporter]\nname = \"noop\"\n";
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -133,9 +133,10 @@ int main(int argc, char** argv) {
     write_config(dir, c.importer_config);
     std::vector<double> ms;
     for (int i = 0; i < runs; ++i) ms.push_back(stop_once(bin, dir, c.sig, "pipeline running").ms);
-    std::printf("{\"bench\": \"stop-latency\", \"name\": \"%s\", \"runs\": %d, \"median_ms\": %.2f, "
-                "\"p99_ms\": %.2f, \"max_ms\": %.2f}\n",
-                c.name, runs, percentile(ms, 0.5), percentile(ms, 0.99), percentile(ms, 1.0));
+    std::printf(
+        "{\"bench\": \"stop-latency\", \"name\": \"%s\", \"runs\": %d, \"median_ms\": %.2f, "
+        "\"p99_ms\": %.2f, \"max_ms\": %.2f}\n",
+        c.name, runs, percentile(ms, 0.5), percentile(ms, 0.99), percentile(ms, 1.0));
     std::fflush(stdout);
   }
   // Peak RSS must not grow with the number of rounds: 1 s against 8 s of flow.
@@ -143,8 +144,9 @@ int main(int argc, char** argv) {
   write_config(dir, "txns-per-round = 100");
   for (double seconds : {1.0, 8.0}) {
     Sample s = stop_once(bin, dir, SIGTERM, "pipeline running", seconds);
-    std::printf("{\"bench\": \"rss\", \"name\": \"generator-noop-noop-%gs\", \"max_rss_kb\": %ld}\n",
-                seconds, s.max_rss_kb);
+    std::printf(
+        "{\"bench\": \"rss\", \"name\": \"generator-noop-noop-%gs\", \"max_rss_kb\": %ld}\n",
+        seconds, s.max_rss_kb);
     std::fflush(stdout);
   }
   std::filesystem::remove_all(dir);

@@ -1,13 +1,13 @@
 #include "cli/commands.hpp"
 
-#include <cerrno>
-#include <csignal>
-#include <cstdio>
-#include <cstring>
 #include <poll.h>
 #include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -48,9 +48,10 @@ std::string plugin_section(const char* header, PluginKind kind, const std::strin
   std::string out = std::string(header) + "\n";
   out += "# " + meta->description + "\n";
   out += "name = \"" + name + "\"\n";
-  std::string config_header = std::string(header).find("[[") == 0
-                                  ? "[processors.config]"
-                                  : std::string(header).substr(0, std::string(header).size() - 1) + ".config]";
+  std::string config_header =
+      std::string(header).find("[[") == 0
+          ? "[processors.config]"
+          : std::string(header).substr(0, std::string(header).size() - 1) + ".config]";
   out += config_header + "\n";
   out += meta->sample_config;
   return out;
@@ -159,7 +160,8 @@ int cmd_list(const std::string& which) {
     std::printf("%ss:\n", std::string(to_string(kind)).c_str());
     for (const auto& meta : builtin_registry().list(kind)) {
       std::printf("  %-18s %s\n", meta.name.c_str(), meta.description.c_str());
-      if (!meta.sample_config.empty()) std::printf("%s", indent(meta.sample_config, "      ").c_str());
+      if (!meta.sample_config.empty())
+        std::printf("%s", indent(meta.sample_config, "      ").c_str());
     }
   }
   return 0;
@@ -196,7 +198,8 @@ int cmd_stop(const StopOptions& options) {
     return 1;
   }
   if (!info) {
-    std::fprintf(stderr, "conduit stop: no conduit is running (no PID file %s)\n", pid_file.c_str());
+    std::fprintf(stderr, "conduit stop: no conduit is running (no PID file %s)\n",
+                 pid_file.c_str());
     return 1;
   }
   if (!info->held || info->pid <= 0) {
@@ -213,15 +216,18 @@ int cmd_stop(const StopOptions& options) {
     return 1;
   }
   if (::syscall(SYS_pidfd_send_signal, pid_handle.get(), signal, nullptr, 0) != 0) {
-    std::fprintf(stderr, "conduit stop: cannot signal pid %d: %s\n", info->pid, std::strerror(errno));
+    std::fprintf(stderr, "conduit stop: cannot signal pid %d: %s\n", info->pid,
+                 std::strerror(errno));
     return 1;
   }
   if (options.no_wait) {
-    std::printf("sent %s to conduit (pid %d)\n", signal == SIGTERM ? "SIGTERM" : "SIGUSR1", info->pid);
+    std::printf("sent %s to conduit (pid %d)\n", signal == SIGTERM ? "SIGTERM" : "SIGUSR1",
+                info->pid);
     return 0;
   }
   pollfd pfd{pid_handle.get(), POLLIN, 0};
-  int timeout_ms = options.timeout_seconds > 0 ? static_cast<int>(options.timeout_seconds * 1000) : -1;
+  int timeout_ms =
+      options.timeout_seconds > 0 ? static_cast<int>(options.timeout_seconds * 1000) : -1;
   int r;
   do {
     r = ::poll(&pfd, 1, timeout_ms);

@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
   std::string data_dir = default_data_dir();
   std::optional<uint64_t> next_round;
   std::string bus = "auto";
-  app.add_option("-d,--data-dir", data_dir, "data directory holding conduit.toml ($CONDUIT_DATA_DIR)");
+  app.add_option("-d,--data-dir", data_dir,
+                 "data directory holding conduit.toml ($CONDUIT_DATA_DIR)");
   app.add_option("-r,--next-round-override", next_round,
                  "start at this round instead of the checkpoint");
   app.add_option("--bus", bus, "D-Bus to register on")

@@ -81,34 +81,86 @@ void check_container_sizes(std::string_view bytes) {
       skip = b & 0x1f;
     } else {
       switch (b) {
-        case 0xc0: case 0xc2: case 0xc3: break;
-        case 0xc1: throw BlockDecodeError("malformed msgpack: reserved byte 0xc1");
-        case 0xc4: case 0xd9: skip = big_endian(1); break;          // bin8, str8
-        case 0xc5: case 0xda: skip = big_endian(2); break;          // bin16, str16
-        case 0xc6: case 0xdb: skip = big_endian(4); break;          // bin32, str32
-        case 0xc7: skip = big_endian(1) + 1; break;                 // ext8: type + data
-        case 0xc8: skip = big_endian(2) + 1; break;
-        case 0xc9: skip = big_endian(4) + 1; break;
-        case 0xca: case 0xce: case 0xd2: skip = 4; break;
-        case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
-        case 0xcc: case 0xd0: skip = 1; break;
-        case 0xcd: case 0xd1: skip = 2; break;
-        case 0xd4: skip = 2; break;                                 // fixext: type + data
-        case 0xd5: skip = 3; break;
-        case 0xd6: skip = 5; break;
-        case 0xd7: skip = 9; break;
-        case 0xd8: skip = 17; break;
-        case 0xdc: children = big_endian(2); break;                 // array16
-        case 0xdd: children = big_endian(4); break;                 // array32
-        case 0xde: children = 2 * big_endian(2); break;             // map16
-        case 0xdf: children = 2 * big_endian(4); break;             // map32
+        case 0xc0:
+        case 0xc2:
+        case 0xc3:
+          break;
+        case 0xc1:
+          throw BlockDecodeError("malformed msgpack: reserved byte 0xc1");
+        case 0xc4:
+        case 0xd9:
+          skip = big_endian(1);
+          break;  // bin8, str8
+        case 0xc5:
+        case 0xda:
+          skip = big_endian(2);
+          break;  // bin16, str16
+        case 0xc6:
+        case 0xdb:
+          skip = big_endian(4);
+          break;  // bin32, str32
+        case 0xc7:
+          skip = big_endian(1) + 1;
+          break;  // ext8: type + data
+        case 0xc8:
+          skip = big_endian(2) + 1;
+          break;
+        case 0xc9:
+          skip = big_endian(4) + 1;
+          break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+          skip = 4;
+          break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+          skip = 8;
+          break;
+        case 0xcc:
+        case 0xd0:
+          skip = 1;
+          break;
+        case 0xcd:
+        case 0xd1:
+          skip = 2;
+          break;
+        case 0xd4:
+          skip = 2;
+          break;  // fixext: type + data
+        case 0xd5:
+          skip = 3;
+          break;
+        case 0xd6:
+          skip = 5;
+          break;
+        case 0xd7:
+          skip = 9;
+          break;
+        case 0xd8:
+          skip = 17;
+          break;
+        case 0xdc:
+          children = big_endian(2);
+          break;  // array16
+        case 0xdd:
+          children = big_endian(4);
+          break;  // array32
+        case 0xde:
+          children = 2 * big_endian(2);
+          break;  // map16
+        case 0xdf:
+          children = 2 * big_endian(4);
+          break;  // map32
       }
     }
     need(skip);
     i += skip;
     pending += children;
     if (pending > n - i)
-      throw BlockDecodeError("malformed msgpack: containers declare more elements than the input holds");
+      throw BlockDecodeError(
+          "malformed msgpack: containers declare more elements than the input holds");
   }
 }
 }  // namespace
@@ -151,23 +203,35 @@ BlockData BlockData::clone() const {
 }
 
 namespace {
-const msgpack::object* node(const void* p) { return static_cast<const msgpack::object*>(p); }
+const msgpack::object* node(const void* p) {
+  return static_cast<const msgpack::object*>(p);
+}
 }  // namespace
 
 FieldView::Type FieldView::type() const {
   if (!node_) return Type::absent;
   switch (node(node_)->type) {
-    case msgpack::type::NIL: return Type::nil;
-    case msgpack::type::BOOLEAN: return Type::boolean;
-    case msgpack::type::POSITIVE_INTEGER: return Type::uint;
-    case msgpack::type::NEGATIVE_INTEGER: return Type::negative_int;
+    case msgpack::type::NIL:
+      return Type::nil;
+    case msgpack::type::BOOLEAN:
+      return Type::boolean;
+    case msgpack::type::POSITIVE_INTEGER:
+      return Type::uint;
+    case msgpack::type::NEGATIVE_INTEGER:
+      return Type::negative_int;
     case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return Type::floating;
-    case msgpack::type::STR: return Type::string;
-    case msgpack::type::BIN: return Type::bytes;
-    case msgpack::type::ARRAY: return Type::array;
-    case msgpack::type::MAP: return Type::map;
-    default: return Type::other;
+    case msgpack::type::FLOAT64:
+      return Type::floating;
+    case msgpack::type::STR:
+      return Type::string;
+    case msgpack::type::BIN:
+      return Type::bytes;
+    case msgpack::type::ARRAY:
+      return Type::array;
+    case msgpack::type::MAP:
+      return Type::map;
+    default:
+      return Type::other;
   }
 }
 
@@ -250,7 +314,9 @@ std::optional<std::string_view> FieldView::as_bytes() const {
   return std::nullopt;
 }
 
-FieldView BlockData::root() const { return FieldView(&tree_->root); }
+FieldView BlockData::root() const {
+  return FieldView(&tree_->root);
+}
 
 void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
   auto* payset = mp::find(tree_->root, "payset");

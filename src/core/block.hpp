@@ -7,10 +7,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <optional>
 #include <vector>
 
 namespace conduit {
@@ -34,7 +34,19 @@ struct Genesis {
 // structs read absent fields as zero values, and so can callers.
 class FieldView {
  public:
-  enum class Type { absent, nil, boolean, uint, negative_int, floating, string, bytes, array, map, other };
+  enum class Type {
+    absent,
+    nil,
+    boolean,
+    uint,
+    negative_int,
+    floating,
+    string,
+    bytes,
+    array,
+    map,
+    other
+  };
 
   FieldView() = default;
   Type type() const;
@@ -46,9 +58,9 @@ class FieldView {
   FieldView path(std::string_view dotted) const;
   // Elements of an array, or entries of a map; 0 for anything else.
   size_t size() const;
-  FieldView at(size_t index) const;        // array element
+  FieldView at(size_t index) const;             // array element
   std::string_view key_at(size_t index) const;  // map key (string keys; "" otherwise)
-  FieldView value_at(size_t index) const;  // map value
+  FieldView value_at(size_t index) const;       // map value
 
   std::optional<uint64_t> as_uint() const;
   std::optional<int64_t> as_int() const;  // negative ints, and uints that fit
@@ -105,8 +117,14 @@ class BlockData {
 
 // Transaction helpers over a payset entry or an inner transaction (both are
 // SignedTxnWithAD): the transaction, its group id, its inner transactions.
-inline FieldView txn_of(FieldView stxn) { return stxn["txn"]; }
-inline std::optional<std::string_view> group_id(FieldView stxn) { return stxn.path("txn.grp").as_bytes(); }
-inline FieldView inner_txns(FieldView stxn) { return stxn.path("dt.itx"); }
+inline FieldView txn_of(FieldView stxn) {
+  return stxn["txn"];
+}
+inline std::optional<std::string_view> group_id(FieldView stxn) {
+  return stxn.path("txn.grp").as_bytes();
+}
+inline FieldView inner_txns(FieldView stxn) {
+  return stxn.path("dt.itx");
+}
 
 }  // namespace conduit

@@ -20,17 +20,26 @@ std::string location(const std::string& file, const toml::source_region& region)
   return file + ":" + std::to_string(region.begin.line) + ":" + std::to_string(region.begin.column);
 }
 
-const toml::table* as_table(const void* p) { return static_cast<const toml::table*>(p); }
+const toml::table* as_table(const void* p) {
+  return static_cast<const toml::table*>(p);
+}
 
 std::string_view type_name(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date/time";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    default:
+      return "a date/time";
   }
 }
 
@@ -54,13 +63,20 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) {
       ++i;
     std::string_view unit = text.substr(unit_start, i - unit_start);
     long double scale;
-    if (unit == "ns") scale = 1;
-    else if (unit == "us" || unit == "\u00b5s") scale = 1e3;
-    else if (unit == "ms") scale = 1e6;
-    else if (unit == "s") scale = 1e9;
-    else if (unit == "m") scale = 60e9;
-    else if (unit == "h") scale = 3600e9;
-    else return std::nullopt;
+    if (unit == "ns")
+      scale = 1;
+    else if (unit == "us" || unit == "\u00b5s")
+      scale = 1e3;
+    else if (unit == "ms")
+      scale = 1e6;
+    else if (unit == "s")
+      scale = 1e9;
+    else if (unit == "m")
+      scale = 60e9;
+    else if (unit == "h")
+      scale = 3600e9;
+    else
+      return std::nullopt;
     total += std::stold(number) * scale;
   }
   if (total > 9.2e18L) return std::nullopt;
@@ -86,10 +102,14 @@ PluginConfig::PluginConfig() {
 
 PluginConfig::PluginConfig(std::shared_ptr<const void> document, const void* table,
                            std::string file, std::string section)
-    : document_(std::move(document)), table_(table), file_(std::move(file)),
+    : document_(std::move(document)),
+      table_(table),
+      file_(std::move(file)),
       section_(std::move(section)) {}
 
-bool PluginConfig::contains(std::string_view key) const { return as_table(table_)->contains(key); }
+bool PluginConfig::contains(std::string_view key) const {
+  return as_table(table_)->contains(key);
+}
 
 const void* PluginConfig::lookup(std::string_view key) {
   const toml::node* node = as_table(table_)->get(key);
@@ -141,7 +161,8 @@ int64_t PluginConfig::get_int(std::string_view key, int64_t fallback) {
 bool PluginConfig::get_bool(std::string_view key, bool fallback) {
   auto* node = static_cast<const toml::node*>(lookup(key));
   if (!node) return fallback;
-  if (!node->is_boolean()) fail(key, "expected true or false, found " + std::string(type_name(*node)));
+  if (!node->is_boolean())
+    fail(key, "expected true or false, found " + std::string(type_name(*node)));
   return node->as_boolean()->get();
 }
 
@@ -182,8 +203,8 @@ std::vector<PluginConfig> PluginConfig::get_table_list(std::string_view key) {
     std::string name = (section_.empty() ? "" : section_ + ".") + std::string(key) + "[" +
                        std::to_string(index++) + "]";
     if (!element.is_table())
-      throw ConfigError(location(file_, element.source()) + ": " + name + ": expected a table, found " +
-                        std::string(type_name(element)));
+      throw ConfigError(location(file_, element.source()) + ": " + name +
+                        ": expected a table, found " + std::string(type_name(element)));
     out.emplace_back(document_, element.as_table(), file_, name);
   }
   return out;
@@ -214,7 +235,8 @@ std::optional<std::string> PluginConfig::get_scalar_text(std::string_view key) {
 void PluginConfig::finish() const {
   for (auto&& [key, node] : *as_table(table_)) {
     if (std::find(used_.begin(), used_.end(), key.str()) != used_.end()) continue;
-    std::string name = section_.empty() ? std::string(key.str()) : section_ + "." + std::string(key.str());
+    std::string name =
+        section_.empty() ? std::string(key.str()) : section_ + "." + std::string(key.str());
     throw ConfigError(location(file_, key.source()) + ": unknown key '" + name + "'");
   }
 }
@@ -321,8 +343,8 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
 Config load_config(const std::filesystem::path& data_dir) {
   auto file = data_dir / "conduit.toml";
   std::ifstream in(file, std::ios::binary);
-  if (!in) throw ConfigError(file.string() + ": cannot read the configuration: " +
-                             std::strerror(errno));
+  if (!in)
+    throw ConfigError(file.string() + ": cannot read the configuration: " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
   return parse_config(text.str(), data_dir, file.string());

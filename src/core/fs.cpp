@@ -1,8 +1,8 @@
 #include "core/fs.hpp"
 
+#include <fcntl.h>
 #include <cerrno>
 #include <cstring>
-#include <fcntl.h>
 #include <fstream>
 #include <sstream>
 

@@ -1,11 +1,11 @@
 // Small POSIX helpers: an owning fd and durable atomic file replacement.
 #pragma once
 
+#include <unistd.h>
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <unistd.h>
 
 namespace conduit {
 

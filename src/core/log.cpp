@@ -1,9 +1,9 @@
 #include "core/log.hpp"
 
+#include <sys/time.h>
 #include <array>
 #include <cstdio>
 #include <ctime>
-#include <sys/time.h>
 
 namespace conduit {
 
@@ -18,7 +18,9 @@ std::optional<LogLevel> parse_log_level(std::string_view text) {
   return std::nullopt;
 }
 
-std::string_view to_string(LogLevel level) { return kLevelNames[static_cast<size_t>(level)]; }
+std::string_view to_string(LogLevel level) {
+  return kLevelNames[static_cast<size_t>(level)];
+}
 
 StreamSink::~StreamSink() {
   if (owns_ && stream_) std::fclose(stream_);
@@ -33,7 +35,8 @@ void StreamSink::write(LogLevel level, std::string_view message, const LogFields
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &local);
   std::fprintf(stream_, "%s.%03ld %-5s %.*s", stamp, static_cast<long>(tv.tv_usec / 1000),
                to_string(level).data(), static_cast<int>(message.size()), message.data());
-  if (fields.round) std::fprintf(stream_, " round=%llu", static_cast<unsigned long long>(*fields.round));
+  if (fields.round)
+    std::fprintf(stream_, " round=%llu", static_cast<unsigned long long>(*fields.round));
   if (!fields.plugin.empty()) std::fprintf(stream_, " plugin=%s", fields.plugin.c_str());
   if (!fields.stop_reason.empty())
     std::fprintf(stream_, " stop-reason=%s", fields.stop_reason.c_str());

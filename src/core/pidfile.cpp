@@ -1,10 +1,10 @@
 #include "core/pidfile.hpp"
 
-#include <cerrno>
-#include <cstdlib>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstdlib>
 
 namespace conduit {
 
@@ -86,9 +86,9 @@ std::optional<StopCause> read_stop_record(const PidFileInfo& info) {
   auto reason = parse_stop_reason(text.substr(first + 1, second - first - 1));
   if (!reason) return std::nullopt;
   auto third = text.find('\n', second + 1);
-  return StopCause{*reason, text.substr(second + 1, third == std::string::npos
-                                                        ? std::string::npos
-                                                        : third - second - 1)};
+  return StopCause{
+      *reason,
+      text.substr(second + 1, third == std::string::npos ? std::string::npos : third - second - 1)};
 }
 
 }  // namespace conduit

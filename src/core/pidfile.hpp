@@ -3,11 +3,11 @@
 // process, so a crashed conduit never leaves a lock behind.
 #pragma once
 
+#include <sys/types.h>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <sys/types.h>
 
 #include "core/fs.hpp"
 #include "core/stop.hpp"

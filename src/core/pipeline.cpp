@@ -8,9 +8,12 @@ namespace {
 
 StopReason reason_for(PluginKind kind) {
   switch (kind) {
-    case PluginKind::importer: return StopReason::importer_error;
-    case PluginKind::processor: return StopReason::processor_error;
-    case PluginKind::exporter: return StopReason::exporter_error;
+    case PluginKind::importer:
+      return StopReason::importer_error;
+    case PluginKind::processor:
+      return StopReason::processor_error;
+    case PluginKind::exporter:
+      return StopReason::exporter_error;
   }
   return StopReason::internal_error;
 }
@@ -38,14 +41,21 @@ void mark_once(std::atomic<int64_t>& at) {
 
 Pipeline::Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& logger,
                    PipelineObserver* observer)
-    : plugins_(std::move(plugins)), options_(std::move(options)), logger_(logger),
-      observer_(observer), checkpoint_(options_.data_dir, options_.durable_checkpoint),
+    : plugins_(std::move(plugins)),
+      options_(std::move(options)),
+      logger_(logger),
+      observer_(observer),
+      checkpoint_(options_.data_dir, options_.durable_checkpoint),
       in_call_since_(new std::atomic<int64_t>[plugins_.processors.size() + 2]) {
   for (size_t i = 0; i < plugins_.processors.size() + 2; ++i) in_call_since_[i] = 0;
 }
 
-Pipeline::InCall::InCall(std::atomic<int64_t>& since) : since_(since) { since_ = steady_now_ns(); }
-Pipeline::InCall::~InCall() { since_ = 0; }
+Pipeline::InCall::InCall(std::atomic<int64_t>& since) : since_(since) {
+  since_ = steady_now_ns();
+}
+Pipeline::InCall::~InCall() {
+  since_ = 0;
+}
 
 std::optional<std::string> Pipeline::wedged_stage(std::chrono::nanoseconds bound) const {
   int64_t now = steady_now_ns();
@@ -173,8 +183,8 @@ bool Pipeline::attempt(PluginKind kind, const std::string& plugin, uint64_t roun
       if (stop.stop_requested()) return false;
       error = e.what();
     }
-    std::string what = plugin_label(kind, plugin) + " failed at round " + std::to_string(round) +
-                       ": " + error;
+    std::string what =
+        plugin_label(kind, plugin) + " failed at round " + std::to_string(round) + ": " + error;
     if (observer_) observer_->on_plugin_error(what);
     if (!retryable) {
       fail(reason_for(kind), what);
@@ -219,10 +229,10 @@ void Pipeline::initialise() {
     uint64_t round = plugin.round_request(dir);
     if (round == 0) return true;
     if (request && request->round != round) {
-      fail(StopReason::checkpoint_error,
-           "conflicting round requests: " + request->plugin + " needs round " +
-               std::to_string(request->round) + ", " + plugin_label(kind, name) + " needs round " +
-               std::to_string(round));
+      fail(StopReason::checkpoint_error, "conflicting round requests: " + request->plugin +
+                                             " needs round " + std::to_string(request->round) +
+                                             ", " + plugin_label(kind, name) + " needs round " +
+                                             std::to_string(round));
       return false;
     }
     request = Request{plugin_label(kind, name), round};
@@ -327,13 +337,12 @@ void Pipeline::run_importer() {
   while (!stop.stop_requested()) {
     BlockData block;
     std::chrono::nanoseconds elapsed{0};
-    bool ok = attempt(PluginKind::importer, plugins_.importer_name, round, stop,
-                      [&] {
-                        InCall guard(in_call(0));
-                        auto started = std::chrono::steady_clock::now();
-                        block = plugins_.importer->get_block(round, stop);
-                        elapsed = std::chrono::steady_clock::now() - started;
-                      });
+    bool ok = attempt(PluginKind::importer, plugins_.importer_name, round, stop, [&] {
+      InCall guard(in_call(0));
+      auto started = std::chrono::steady_clock::now();
+      block = plugins_.importer->get_block(round, stop);
+      elapsed = std::chrono::steady_clock::now() - started;
+    });
     if (!ok) break;
     if (observer_)
       observer_->on_plugin_time(PluginKind::importer, plugins_.importer_name, round, elapsed);
@@ -358,13 +367,12 @@ void Pipeline::run_processor(std::size_t index) {
   while (auto block = in.pop(now)) {
     uint64_t round = block->round();
     std::chrono::nanoseconds elapsed{0};
-    if (!attempt(PluginKind::processor, name, round, now,
-                 [&] {
-                   InCall guard(in_call(index + 1));
-                   auto started = std::chrono::steady_clock::now();
-                   plugins_.processors[index]->process(*block, now);
-                   elapsed = std::chrono::steady_clock::now() - started;
-                 }))
+    if (!attempt(PluginKind::processor, name, round, now, [&] {
+          InCall guard(in_call(index + 1));
+          auto started = std::chrono::steady_clock::now();
+          plugins_.processors[index]->process(*block, now);
+          elapsed = std::chrono::steady_clock::now() - started;
+        }))
       break;
     if (observer_) observer_->on_plugin_time(PluginKind::processor, name, round, elapsed);
     if (!out.push(std::move(*block), now)) break;
@@ -384,21 +392,20 @@ void Pipeline::run_exporter() {
       break;
     }
     std::chrono::nanoseconds elapsed{0};
-    if (!attempt(PluginKind::exporter, plugins_.exporter_name, expected, now,
-                 [&] {
-                   InCall guard(in_call(exporter_stage()));
-                   auto started = std::chrono::steady_clock::now();
-                   plugins_.exporter->receive(*block, now);
-                   elapsed = std::chrono::steady_clock::now() - started;
-                 }))
+    if (!attempt(PluginKind::exporter, plugins_.exporter_name, expected, now, [&] {
+          InCall guard(in_call(exporter_stage()));
+          auto started = std::chrono::steady_clock::now();
+          plugins_.exporter->receive(*block, now);
+          elapsed = std::chrono::steady_clock::now() - started;
+        }))
       break;
     // Committed by the exporter: the checkpoint must follow, even under `now`.
     metadata_.next_round = expected + 1;
     try {
       checkpoint_.store(metadata_);
     } catch (const CheckpointError& e) {
-      fail(StopReason::checkpoint_error, std::string(e.what()) + " after exporting round " +
-                                             std::to_string(expected));
+      fail(StopReason::checkpoint_error,
+           std::string(e.what()) + " after exporting round " + std::to_string(expected));
       break;
     }
     next_round_ = expected + 1;

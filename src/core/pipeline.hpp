@@ -9,16 +9,16 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
 #include <vector>
 
 #include "core/checkpoint.hpp"
-#include "core/queue.hpp"
 #include "core/log.hpp"
+#include "core/queue.hpp"
 #include "core/registry.hpp"
 #include "core/stop.hpp"
 

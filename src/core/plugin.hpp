@@ -56,8 +56,8 @@ class PluginError : public std::runtime_error {
 
 // What init() gets (Go Conduit: InitProvider + PluginConfig.DataDir).
 struct InitContext {
-  std::filesystem::path data_dir;  // DIR/<type>_<name>/, created before init
-  uint64_t next_round = 0;         // the first round the pipeline will ask for
+  std::filesystem::path data_dir;    // DIR/<type>_<name>/, created before init
+  uint64_t next_round = 0;           // the first round the pipeline will ask for
   const Genesis* genesis = nullptr;  // null for the importer (it reports it)
   Logger* logger = nullptr;
 };

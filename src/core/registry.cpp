@@ -4,9 +4,12 @@ namespace conduit {
 
 std::string_view to_string(PluginKind kind) {
   switch (kind) {
-    case PluginKind::importer: return "importer";
-    case PluginKind::processor: return "processor";
-    case PluginKind::exporter: return "exporter";
+    case PluginKind::importer:
+      return "importer";
+    case PluginKind::processor:
+      return "processor";
+    case PluginKind::exporter:
+      return "exporter";
   }
   return "plugin";
 }
@@ -81,8 +84,8 @@ PipelinePlugins build_plugins(const Registry& registry, Config& config) {
                                      registry, PluginKind::importer);
   plugins.importer_name = config.importer.name;
   for (auto& spec : config.processors) {
-    plugins.processors.push_back(make_configured(registry.make_processor(spec.name), spec, registry,
-                                                 PluginKind::processor));
+    plugins.processors.push_back(
+        make_configured(registry.make_processor(spec.name), spec, registry, PluginKind::processor));
     plugins.processor_names.push_back(spec.name);
   }
   plugins.exporter = make_configured(registry.make_exporter(config.exporter.name), config.exporter,

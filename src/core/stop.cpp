@@ -42,11 +42,16 @@ std::optional<StopReason> parse_stop_reason(std::string_view text) {
 
 std::string_view to_string(State state) {
   switch (state) {
-    case State::starting: return "starting";
-    case State::running: return "running";
-    case State::stopping: return "stopping";
-    case State::reloading: return "reloading";
-    case State::stopped: return "stopped";
+    case State::starting:
+      return "starting";
+    case State::running:
+      return "running";
+    case State::stopping:
+      return "stopping";
+    case State::reloading:
+      return "reloading";
+    case State::stopped:
+      return "stopped";
   }
   return "stopped";
 }

@@ -3,7 +3,9 @@
 namespace conduit {
 
 Supervisor::Supervisor(const Registry& registry, SupervisorOptions options, Logger& logger)
-    : registry_(registry), options_(std::move(options)), logger_(logger),
+    : registry_(registry),
+      options_(std::move(options)),
+      logger_(logger),
       started_(std::chrono::steady_clock::now()) {
   config_ = load_config(options_.data_dir);
   pending_ = build_plugins(registry_, config_);
@@ -65,8 +67,9 @@ void Supervisor::on_ready(uint64_t next_round) {
   std::lock_guard lock(notify_mutex_);
   if (observer_) {
     observer_->on_ready(next_round);
-    if (was_reload) observer_->on_reload_finished(true, "reloaded; resuming at round " +
-                                                            std::to_string(next_round));
+    if (was_reload)
+      observer_->on_reload_finished(true,
+                                    "reloaded; resuming at round " + std::to_string(next_round));
   }
 }
 
@@ -102,7 +105,8 @@ void Supervisor::stop(StopMode mode, const std::string& origin) {
   if (!pipeline_) return;
   if (reloading_ && first && mode == StopMode::end_of_round) {
     // The reload is already draining at end of round: just don't restart.
-    logger_.info("stop requested by " + origin + " during a reload: finishing the drain, then stopping");
+    logger_.info("stop requested by " + origin +
+                 " during a reload: finishing the drain, then stopping");
     publish(State::stopping);
     return;
   }
@@ -147,9 +151,8 @@ StopCause Supervisor::run() {
           Pipeline discard(std::move(*pending_), {.data_dir = options_.data_dir}, logger_);
           pending_.reset();
         }
-        final_cause_ = {StopReason::stop_requested,
-                        stop_origin_ + " requested stop (" +
-                            std::string(to_string(*stop_mode_)) + ")"};
+        final_cause_ = {StopReason::stop_requested, stop_origin_ + " requested stop (" +
+                                                        std::string(to_string(*stop_mode_)) + ")"};
         break;
       }
       if (pending_config_) {
@@ -190,7 +193,8 @@ StopCause Supervisor::run() {
     if (cause.reason == StopReason::stop_requested && stop_mode_) {
       // A stop during a reload drain: name the stop, not the reload.
       if (cause.detail.rfind("reload", 0) == 0)
-        cause.detail = stop_origin_ + " requested stop (" + std::string(to_string(*stop_mode_)) + ")";
+        cause.detail =
+            stop_origin_ + " requested stop (" + std::string(to_string(*stop_mode_)) + ")";
     }
     final_cause_ = cause;
     break;

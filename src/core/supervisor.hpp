@@ -98,7 +98,7 @@ class Supervisor : public PipelineObserver {
 
   mutable std::mutex mutex_;
   Config config_;
-  std::unique_ptr<Pipeline> pipeline_;  // the one running now
+  std::unique_ptr<Pipeline> pipeline_;      // the one running now
   std::optional<PipelinePlugins> pending_;  // validated plugins for a reload
   std::optional<Config> pending_config_;
   // Read by the pipeline's state callbacks, which run while Supervisor::stop holds

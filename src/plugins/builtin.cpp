@@ -1,9 +1,9 @@
 #include "conduit_config.h"
 #include "core/registry.hpp"
-#include "plugins/noop.hpp"
-#include "plugins/file_plugins.hpp"
 #include "plugins/algod.hpp"
+#include "plugins/file_plugins.hpp"
 #include "plugins/filter_processor.hpp"
+#include "plugins/noop.hpp"
 #include "plugins/postgresql.hpp"
 
 namespace conduit {

@@ -2,11 +2,11 @@
 // function of (seed, round) so that a restart reproduces the same chain. The
 // embedded default, the demo and the benchmark source.
 #include <array>
-#include <cstring>
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
+#include <cstring>
 #include <msgpack.hpp>
+#include <mutex>
 
 #include "core/block_msgpack.hpp"
 #include "plugins/noop.hpp"

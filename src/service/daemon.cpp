@@ -1,12 +1,12 @@
 #include "service/daemon.hpp"
 
+#include <unistd.h>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
-#include <unistd.h>
 
 #include "conduit_config.h"
 #include "core/pidfile.hpp"
@@ -30,10 +30,18 @@ constexpr const char* kUnexpectedStopId = "e2c94f1d7a3b4c6d8e9f0a1b2c3d4e02";
 std::string signal_origin(const signalfd_siginfo& info) {
   const char* name = "signal";
   switch (info.ssi_signo) {
-    case SIGTERM: name = "SIGTERM"; break;
-    case SIGINT: name = "SIGINT"; break;
-    case SIGUSR1: name = "SIGUSR1"; break;
-    case SIGHUP: name = "SIGHUP"; break;
+    case SIGTERM:
+      name = "SIGTERM";
+      break;
+    case SIGINT:
+      name = "SIGINT";
+      break;
+    case SIGUSR1:
+      name = "SIGUSR1";
+      break;
+    case SIGHUP:
+      name = "SIGHUP";
+      break;
   }
   return std::string(name) + " from pid " + std::to_string(info.ssi_pid);
 }

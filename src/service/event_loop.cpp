@@ -1,9 +1,9 @@
 #include "service/event_loop.hpp"
 
-#include <csignal>
-#include <stdexcept>
 #include <sys/eventfd.h>
 #include <systemd/sd-event.h>
+#include <csignal>
+#include <stdexcept>
 
 namespace conduit::service {
 
@@ -97,9 +97,13 @@ void EventLoop::post(std::function<void()> fn) {
   (void)!::write(wake_fd_.get(), &one, sizeof one);
 }
 
-int EventLoop::run() { return sd_event_loop(event_); }
+int EventLoop::run() {
+  return sd_event_loop(event_);
+}
 
-void EventLoop::exit(int code) { sd_event_exit(event_, code); }
+void EventLoop::exit(int code) {
+  sd_event_exit(event_, code);
+}
 
 void block_signals() {
   sigset_t set;

@@ -3,11 +3,11 @@
 // handler: signals arrive through signalfd as ordinary events.
 #pragma once
 
+#include <sys/signalfd.h>
 #include <chrono>
 #include <deque>
 #include <functional>
 #include <mutex>
-#include <sys/signalfd.h>
 #include <vector>
 
 #include "core/fs.hpp"

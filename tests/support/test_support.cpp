@@ -1,10 +1,10 @@
 #include "test_support.hpp"
 
+#include <unistd.h>
 #include <cstring>
 #include <fstream>
 #include <msgpack.hpp>
 #include <sstream>
-#include <unistd.h>
 
 #include "core/block_msgpack.hpp"
 #include "core/checkpoint.hpp"
@@ -61,9 +61,15 @@ namespace {
 World* g_world = nullptr;
 }
 
-World::World() { g_world = this; }
-World::~World() { g_world = nullptr; }
-World* World::current() { return g_world; }
+World::World() {
+  g_world = this;
+}
+World::~World() {
+  g_world = nullptr;
+}
+World* World::current() {
+  return g_world;
+}
 
 void World::record(const Call& call, const std::string& what) {
   std::lock_guard lock(mutex_);
@@ -101,9 +107,8 @@ void World::signal(const std::string& name) {
 
 void World::wait(const std::string& name) {
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [&] {
-    return std::find(signals_.begin(), signals_.end(), name) != signals_.end();
-  });
+  changed_.wait(
+      lock, [&] { return std::find(signals_.begin(), signals_.end(), name) != signals_.end(); });
 }
 
 bool World::wait_for(const std::string& name, std::stop_token stop) {
@@ -235,10 +240,10 @@ std::string test_config(int processors, const std::string& extra_top) {
 
 }  // namespace conduit::test
 
-#include <csignal>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <csignal>
 
 extern char** environ;
 
@@ -319,7 +324,9 @@ int Subprocess::wait() {
   return *status_;
 }
 
-void Subprocess::signal(int sig) { ::kill(pid_, sig); }
+void Subprocess::signal(int sig) {
+  ::kill(pid_, sig);
+}
 
 std::pair<int, std::string> run_command(std::vector<std::string> argv,
                                         std::vector<std::string> extra_env) {

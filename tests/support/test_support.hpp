@@ -32,9 +32,9 @@ class TempDir {
 
 // ../shared/fixtures/conduit-blocks, or empty when absent (tests then skip).
 std::filesystem::path fixtures_dir();
-#define CONDUIT_REQUIRE_FIXTURES()                                                       \
-  do {                                                                                   \
-    if (::conduit::test::fixtures_dir().empty())                                      \
+#define CONDUIT_REQUIRE_FIXTURES()                                                          \
+  do {                                                                                      \
+    if (::conduit::test::fixtures_dir().empty())                                            \
       GTEST_SKIP() << "../shared/fixtures/conduit-blocks not found (set CONDUIT_FIXTURES)"; \
   } while (0)
 

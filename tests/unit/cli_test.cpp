@@ -48,7 +48,8 @@ TEST(Cli, BadConfigExitsWith2BeforeAnyPluginRuns) {
   write_text(dir / "conduit.toml", "retry-count = \"x\"\n" + generator_config());
   auto [status, out] = run_command({conduit_bin(), "-d", dir.path().string()});
   EXPECT_EQ(status, 2);
-  EXPECT_NE(out.find("conduit.toml:1:15: retry-count: expected an integer"), std::string::npos) << out;
+  EXPECT_NE(out.find("conduit.toml:1:15: retry-count: expected an integer"), std::string::npos)
+      << out;
   EXPECT_FALSE(std::filesystem::exists(dir / "metadata.json"));
   EXPECT_FALSE(std::filesystem::exists(dir / "importer_generator"));
 }
@@ -67,7 +68,9 @@ TEST(Cli, InitWritesAConfigThatRunsAndListShowsPlugins) {
   EXPECT_TRUE(std::filesystem::exists(dir / "d" / "conduit.toml"));
   EXPECT_EQ(run_command({conduit_bin(), "init", "-d", (dir / "d").string()}).first, 2)
       << "init refuses to overwrite";
-  EXPECT_EQ(run_command({conduit_bin(), "init", "-d", (dir / "e").string(), "--importer", "nope"}).first, 2);
+  EXPECT_EQ(
+      run_command({conduit_bin(), "init", "-d", (dir / "e").string(), "--importer", "nope"}).first,
+      2);
   auto [lstatus, list] = run_command({conduit_bin(), "list"});
   EXPECT_EQ(lstatus, 0);
   for (const char* name : {"generator", "noop", "txns-per-round"})
@@ -127,7 +130,8 @@ TEST(Cli, StopRefusesAStalePidFile) {
   TempDir dir;
   write_text(dir / "conduit.toml", generator_config());
   write_text(dir / "conduit.pid", std::to_string(::getpid()) + "\n");
-  auto [status, out] = run_command({conduit_bin(), "stop", "--pid-file", (dir / "conduit.pid").string()});
+  auto [status, out] =
+      run_command({conduit_bin(), "stop", "--pid-file", (dir / "conduit.pid").string()});
   EXPECT_EQ(status, 1);
   EXPECT_NE(out.find("stale PID file"), std::string::npos) << out;
   // And a daemon starts over a stale PID file.
@@ -142,7 +146,8 @@ TEST(Cli, SighupReloadsInTheSameProcessAndABadReloadIsRefused) {
   write_text(dir / "conduit.toml", generator_config());
   Subprocess daemon({conduit_bin(), "-d", dir.path().string()});
   ASSERT_TRUE(daemon.wait_for_line("pipeline running from round"));
-  write_text(dir / "conduit.toml", "[importer]\nname = \"generator\"\n[exporter]\nname = \"nope\"\n");
+  write_text(dir / "conduit.toml",
+             "[importer]\nname = \"generator\"\n[exporter]\nname = \"nope\"\n");
   daemon.signal(SIGHUP);
   ASSERT_TRUE(daemon.wait_for_line("reload refused"));
   EXPECT_NE(daemon.output().find("unknown exporter 'nope'"), std::string::npos);

@@ -9,7 +9,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-Config parse(const std::string& text) { return parse_config(text, "/data", "/data/conduit.toml"); }
+Config parse(const std::string& text) {
+  return parse_config(text, "/data", "/data/conduit.toml");
+}
 
 std::string error_of(const std::string& text, bool build = true) {
   try {
@@ -125,13 +127,15 @@ INSTANTIATE_TEST_SUITE_P(
                   "stop-timeout: must be greater than zero"},
         Rejection{"bad_level", std::string("log-level = \"loud\"\n") + kMinimal,
                   "/data/conduit.toml:1:13: log-level: unknown level \"loud\""},
-        Rejection{"missing_importer", "[exporter]\nname = \"noop\"\n", "missing [importer] section"},
-        Rejection{"missing_exporter", "[importer]\nname = \"noop\"\n", "missing [exporter] section"},
+        Rejection{"missing_importer", "[exporter]\nname = \"noop\"\n",
+                  "missing [importer] section"},
+        Rejection{"missing_exporter", "[importer]\nname = \"noop\"\n",
+                  "missing [exporter] section"},
         Rejection{"missing_name", "[importer]\n[exporter]\nname = \"noop\"\n",
                   "importer.name: a plugin name is required"},
-        Rejection{"unknown_importer",
-                  "[importer]\nname = \"nope\"\n[exporter]\nname = \"noop\"\n",
-                  "/data/conduit.toml:2:8: unknown importer 'nope' (known: generator, noop, test_importer)"},
+        Rejection{"unknown_importer", "[importer]\nname = \"nope\"\n[exporter]\nname = \"noop\"\n",
+                  "/data/conduit.toml:2:8: unknown importer 'nope' (known: generator, noop, "
+                  "test_importer)"},
         Rejection{"unknown_processor",
                   std::string(kMinimal) + "[[processors]]\nname = \"filterz\"\n",
                   "/data/conduit.toml:6:8: unknown processor 'filterz'"},
@@ -141,7 +145,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "[importer]\nname = \"noop\"\nkind = 1\n[exporter]\nname = \"noop\"\n",
                   "/data/conduit.toml:3:1: unknown key 'importer.kind'"},
         Rejection{"unknown_plugin_config_key",
-                  "[importer]\nname = \"generator\"\n[importer.config]\ntxns = 5\n[exporter]\nname = \"noop\"\n",
+                  "[importer]\nname = \"generator\"\n[importer.config]\ntxns = 5\n[exporter]\nname "
+                  "= \"noop\"\n",
                   "/data/conduit.toml:4:1: unknown key 'importer.config.txns'"},
         Rejection{"plugin_config_wrong_type",
                   "[importer]\nname = \"generator\"\n[importer.config]\ntxns-per-round = \"many\"\n"

@@ -10,8 +10,8 @@ namespace {
 
 std::unique_ptr<Importer> generator(const std::string& config_text) {
   static Registry registry = test::test_registry();
-  Config config = parse_config("[importer]\nname = \"generator\"\n[importer.config]\n" + config_text +
-                                   "\n[exporter]\nname = \"noop\"\n",
+  Config config = parse_config("[importer]\nname = \"generator\"\n[importer.config]\n" +
+                                   config_text + "\n[exporter]\nname = \"noop\"\n",
                                "/tmp", "conduit.toml");
   auto plugins = build_plugins(registry, config);
   return std::move(plugins.importer);

@@ -77,7 +77,8 @@ TEST_F(PipelineTest, EndOfRoundExportsEveryDeliveredRoundInOrder) {
   EXPECT_EQ(rounds("processor1", "enter"), iota(0, 21));
   EXPECT_EQ(checkpoint_round(dir_.path()), 21u);
   EXPECT_EQ(pipeline->next_round(), 21u);
-  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "processor0", "processor1", "exporter"}));
+  EXPECT_EQ(closes(),
+            (std::vector<std::string>{"importer", "processor0", "processor1", "exporter"}));
   EXPECT_EQ(pipeline->state(), State::stopped);
   EXPECT_EQ(pipeline->why_stopped().reason, StopReason::stop_requested);
 }
@@ -187,7 +188,8 @@ TEST_F(PipelineTest, RetriesExhaustedStopWithThePluginsError) {
   auto pipeline = make(1);  // retry-count = 3 in test_config
   StopCause cause = pipeline->run();
   EXPECT_EQ(cause.reason, StopReason::processor_error);
-  EXPECT_NE(cause.detail.find("processor:test_processor failed at round 4: bad block (gave up after 4 attempts)"),
+  EXPECT_NE(cause.detail.find(
+                "processor:test_processor failed at round 4: bad block (gave up after 4 attempts)"),
             std::string::npos)
       << cause.detail;
   EXPECT_EQ(cause.exit_code(), 1);
@@ -241,8 +243,9 @@ TEST_F(PipelineTest, ImporterReturningTheWrongRoundIsAnImporterError) {
     void close() override {}
   };
   registry_.add_processor({"rewriter", "", "", false}, [] { return std::make_unique<Rewriter>(); });
-  write_text(dir_ / "conduit.toml", "[importer]\nname = \"test_importer\"\n[[processors]]\nname = "
-                                    "\"rewriter\"\n[exporter]\nname = \"test_exporter\"\n");
+  write_text(dir_ / "conduit.toml",
+             "[importer]\nname = \"test_importer\"\n[[processors]]\nname = "
+             "\"rewriter\"\n[exporter]\nname = \"test_exporter\"\n");
   Config config = load_config(dir_.path());
   Pipeline pipeline(build_plugins(registry_, config), {.data_dir = dir_.path()}, logger_);
   StopCause cause = pipeline.run();
@@ -279,7 +282,8 @@ TEST_F(PipelineTest, OverrideAndRoundRequests) {
     auto pipeline = make(0);
     p = pipeline.get();
     pipeline->run();
-    EXPECT_EQ(rounds("importer", "enter").front(), 30u) << "the exporter's request wins over metadata";
+    EXPECT_EQ(rounds("importer", "enter").front(), 30u)
+        << "the exporter's request wins over metadata";
   }
   {
     PipelineOptions options;
@@ -287,9 +291,10 @@ TEST_F(PipelineTest, OverrideAndRoundRequests) {
     auto pipeline = make(0, options);
     StopCause cause = pipeline->run();
     EXPECT_EQ(cause.reason, StopReason::checkpoint_error);
-    EXPECT_NE(cause.detail.find("next-round override 12 conflicts with exporter:test_exporter, which "
-                                "must resume at round 30"),
-              std::string::npos)
+    EXPECT_NE(
+        cause.detail.find("next-round override 12 conflicts with exporter:test_exporter, which "
+                          "must resume at round 30"),
+        std::string::npos)
         << cause.detail;
   }
   world_.round_request = [](const std::string& plugin) -> uint64_t {
@@ -333,7 +338,8 @@ TEST_F(PipelineTest, StopBeforeRunClosesEverythingOnce) {
   pipeline->stop(StopMode::now, "again");
   EXPECT_EQ(pipeline->run().reason, StopReason::stop_requested);
   EXPECT_TRUE(rounds("importer", "enter").empty());
-  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "processor0", "processor1", "exporter"}));
+  EXPECT_EQ(closes(),
+            (std::vector<std::string>{"importer", "processor0", "processor1", "exporter"}));
 }
 
 TEST_F(PipelineTest, InitFailureNamesThePlugin) {

@@ -25,8 +25,8 @@ namespace {
 enum class Action {
   stop_now,
   stop_end_of_round,
-  reload,           // then an end-of-round stop in the second generation
-  eor_then_eor,     // second request escalates to now
+  reload,        // then an end-of-round stop in the second generation
+  eor_then_eor,  // second request escalates to now
   eor_then_now,
   retry_then_stop,  // a retryable failure, then a stop during the (1h) retry wait
   fatal_error,
@@ -34,10 +34,10 @@ enum class Action {
 constexpr int kActions = 7;
 
 enum class Delivery {
-  inline_call,     // the hook itself calls stop() from the plugin thread
-  controller,      // a controller thread calls stop(); the hook carries on at once
-  wait_requested,  // a controller calls stop(); the hook waits until it has
-  block_cancelled, // a controller calls stop(); the hook blocks until its token fires
+  inline_call,      // the hook itself calls stop() from the plugin thread
+  controller,       // a controller thread calls stop(); the hook carries on at once
+  wait_requested,   // a controller calls stop(); the hook waits until it has
+  block_cancelled,  // a controller calls stop(); the hook blocks until its token fires
 };
 
 struct Scenario {
@@ -52,7 +52,8 @@ struct Scenario {
   bool second_from_controller;
 
   std::string describe() const {
-    static const char* actions[] = {"now", "end-of-round", "reload", "eor+eor", "eor+now", "retry+stop", "fatal"};
+    static const char* actions[] = {"now",     "end-of-round", "reload", "eor+eor",
+                                    "eor+now", "retry+stop",   "fatal"};
     static const char* deliveries[] = {"inline", "controller", "wait-requested", "block-cancelled"};
     return "seed " + std::to_string(seed) + ": " + std::to_string(processors) + " processors, " +
            actions[static_cast<int>(action)] + " via " + deliveries[static_cast<int>(delivery)] +
@@ -74,7 +75,7 @@ Scenario make_scenario(uint64_t seed) {
   plugins.push_back("exporter");
   s.plugin = plugins[rng() % plugins.size()];
   bool at_init = rng() % 6 == 0;
-  s.step = at_init ? "init"
+  s.step = at_init                  ? "init"
            : s.plugin == "importer" ? "get"
            : s.plugin == "exporter" ? "receive"
                                     : "process";
@@ -153,7 +154,8 @@ Outcome run_first(const Scenario& s, const std::filesystem::path& dir, const Reg
         return [&] { supervisor.stop(StopMode::end_of_round, "test"); };
       case Action::reload:
         return [&] {
-          write_text(dir / "conduit.toml", test_config(s.reload_processors, "stop-timeout = \"1h\"\n"));
+          write_text(dir / "conduit.toml",
+                     test_config(s.reload_processors, "stop-timeout = \"1h\"\n"));
           std::string result = supervisor.reload("test");
           // The reload may lose a race with the pipeline stopping for no
           // reason we caused; it may not fail otherwise.
@@ -265,7 +267,8 @@ std::vector<uint64_t> collect(const std::vector<Event>& events, const std::strin
                               const std::string& what, int generation = 0) {
   std::vector<uint64_t> out;
   for (const auto& e : events)
-    if (e.call.plugin == plugin && e.what == what && (generation == 0 || e.call.generation == generation))
+    if (e.call.plugin == plugin && e.what == what &&
+        (generation == 0 || e.call.generation == generation))
       out.push_back(e.call.round);
   return out;
 }
@@ -290,7 +293,8 @@ void check_scenario(const Scenario& s, const Registry& registry) {
 
   // Committed rounds: contiguous from 0, no duplicates, checkpoint right after.
   auto commits = collect(first.events, "exporter", "commit");
-  for (size_t i = 0; i < commits.size(); ++i) ASSERT_EQ(commits[i], i) << "round skipped or repeated";
+  for (size_t i = 0; i < commits.size(); ++i)
+    ASSERT_EQ(commits[i], i) << "round skipped or repeated";
   auto checkpoint = checkpoint_round(dir.path());
   if (!commits.empty() || checkpoint) {
     EXPECT_EQ(checkpoint.value_or(0), commits.size());
@@ -301,12 +305,13 @@ void check_scenario(const Scenario& s, const Registry& registry) {
                     (s.action == Action::retry_then_stop && s.plugin == "importer");
   if (pure_drain) {
     for (int g = 1; g <= world.generation(); ++g)
-      EXPECT_EQ(collect(first.events, "importer", "deliver", g), collect(first.events, "exporter", "commit", g))
+      EXPECT_EQ(collect(first.events, "importer", "deliver", g),
+                collect(first.events, "exporter", "commit", g))
           << "generation " << g;
   }
   // `now` while the exporter blocks on round k: exactly rounds [0, k) committed.
-  if (s.action == Action::stop_now && s.delivery == Delivery::block_cancelled && s.plugin == "exporter" &&
-      s.step == "receive") {
+  if (s.action == Action::stop_now && s.delivery == Delivery::block_cancelled &&
+      s.plugin == "exporter" && s.step == "receive") {
     EXPECT_EQ(commits.size(), s.round);
   }
   if (s.action == Action::reload && s.step != "init" && world.generation() >= 2) {
@@ -349,11 +354,13 @@ TEST(StopProperty, StopAnywhere) {
     check_scenario(s, registry);
     if (::testing::Test::HasFatalFailure() || ::testing::Test::HasFailure()) {
       ADD_FAILURE() << "first failing case: " << s.describe()
-                    << " (rerun with CONDUIT_PROPERTY_SEED=" << seed << " CONDUIT_PROPERTY_CASES=1)";
+                    << " (rerun with CONDUIT_PROPERTY_SEED=" << seed
+                    << " CONDUIT_PROPERTY_CASES=1)";
       break;
     }
   }
   if (cases >= 100) {
-    for (int a = 0; a < kActions; ++a) EXPECT_GT(by_action[a], 0) << "action " << a << " never drawn";
+    for (int a = 0; a < kActions; ++a)
+      EXPECT_GT(by_action[a], 0) << "action " << a << " never drawn";
   }
 }

@@ -103,7 +103,8 @@ TEST_F(SupervisorTest, InvalidReloadIsRefusedAndThePipelineKeepsRunning) {
   };
   std::jthread controller([&] {
     world_.wait("reload");
-    write_text(dir_ / "conduit.toml", "[importer]\nname = \"test_importer\"\n[exporter]\nname = \"nope\"\n");
+    write_text(dir_ / "conduit.toml",
+               "[importer]\nname = \"test_importer\"\n[exporter]\nname = \"nope\"\n");
     reload_result = supervisor.reload("test");
     world_.signal("refused");
     world_.wait("stop");
@@ -115,7 +116,8 @@ TEST_F(SupervisorTest, InvalidReloadIsRefusedAndThePipelineKeepsRunning) {
   EXPECT_NE(reload_result.find("unknown exporter 'nope'"), std::string::npos) << reload_result;
   EXPECT_EQ(cause.reason, StopReason::stop_requested);
   for (const auto& e : world_.events())
-    EXPECT_EQ(e.call.generation, 1) << "the pipeline was not rebuilt: " << e.call.plugin << " " << e.call.step;
+    EXPECT_EQ(e.call.generation, 1)
+        << "the pipeline was not rebuilt: " << e.call.plugin << " " << e.call.step;
   EXPECT_GE(commits().size(), 5u);
 }
 
