@@ -15,6 +15,7 @@
 #include <cctype>
 #include <memory>
 
+#include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
 #include "core/plugin.hpp"
 #include "plugins/http_client.hpp"
@@ -41,26 +42,6 @@ catchup-config = { catchpoint = "", admin-token = "" }
 constexpr auto kLongPollTimeout = std::chrono::seconds(120);
 constexpr auto kShortTimeout = std::chrono::seconds(30);
 constexpr auto kTransferStall = std::chrono::seconds(60);
-
-std::string base64_encode(std::string_view bytes) {
-  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out += table[(v >> s) & 63];
-  }
-  size_t rest = bytes.size() - i;
-  if (rest) {
-    uint32_t v = uint8_t(bytes[i]) << 16;
-    if (rest == 2) v |= uint8_t(bytes[i + 1]) << 8;
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += rest == 2 ? table[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
 
 // A catchpoint label is "ROUND#HASH", HASH being 32 bytes in unpadded base32.
 bool valid_catchpoint(const std::string& label) {
@@ -312,7 +293,7 @@ class AlgodImporter final : public Importer {
     const auto* header = mp::find(block.tree().root, "block");
     const auto* gh = header ? mp::find(*header, "gh") : nullptr;
     if (!gh || gh->type != msgpack::type::BIN || genesis_hash_.empty()) return;
-    std::string hash = base64_encode({gh->via.bin.ptr, gh->via.bin.size});
+    std::string hash = algorand::base64_encode({gh->via.bin.ptr, gh->via.bin.size});
     if (hash != genesis_hash_)
       throw PluginError("algod importer: round " + std::to_string(round) + ": " +
                             client_->url(path) + " is a block of another chain (genesis hash " +

@@ -8,6 +8,7 @@
 #include <msgpack.hpp>
 #include <mutex>
 
+#include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
 #include "plugins/noop.hpp"
 
@@ -62,7 +63,7 @@ class Generator final : public Importer {
     Genesis g;
     g.network = network_;
     g.id = "v1";
-    g.hash = base64(hash);
+    g.hash = algorand::base64_encode(std::string_view(hash.data(), hash.size()));
     return g;
   }
 
@@ -83,22 +84,6 @@ class Generator final : public Importer {
   void close() override {}
 
  private:
-  static std::string base64(const Bytes32& bytes) {
-    static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 3 <= bytes.size(); i += 3) {
-      uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
-      for (int s = 18; s >= 0; s -= 6) out += table[(v >> s) & 63];
-    }
-    uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8);
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += table[(v >> 6) & 63];
-    out += '=';
-    return out;
-  }
-
   template <class P>
   static void pack_bin(P& packer, const char* data, size_t size) {
     packer.pack_bin(static_cast<uint32_t>(size));
