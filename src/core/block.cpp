@@ -188,6 +188,19 @@ BlockData BlockData::decode_msgpack(std::string_view bytes) {
   return block;
 }
 
+BlockData BlockData::empty(uint64_t round) {
+  msgpack::sbuffer buffer;
+  msgpack::packer packer(buffer);
+  packer.pack_map(1);
+  packer.pack("block");
+  packer.pack_map(round ? 1 : 0);
+  if (round) {
+    packer.pack("rnd");
+    packer.pack(round);
+  }
+  return decode_msgpack({buffer.data(), buffer.size()});
+}
+
 std::string BlockData::encode_msgpack() const {
   msgpack::sbuffer buffer;
   msgpack::pack(buffer, tree_->root);

@@ -89,6 +89,9 @@ class BlockData {
 
   // Parses a msgpack-encoded BlockData; throws BlockDecodeError on malformed input.
   static BlockData decode_msgpack(std::string_view bytes);
+  // A block with only a header round: {"block": {"rnd": round}} (round 0 omitted,
+  // as Go's codec omits zero values). What the noop importer produces.
+  static BlockData empty(uint64_t round);
   std::string encode_msgpack() const;
   BlockData clone() const;
 

@@ -2,10 +2,6 @@
 // exporter that do nothing. Useful for measuring the framework itself.
 #include "plugins/noop.hpp"
 
-#include <msgpack.hpp>
-
-#include "core/block_msgpack.hpp"
-
 namespace conduit::plugins {
 namespace {
 
@@ -15,17 +11,7 @@ class NoopImporter final : public Importer {
   Genesis init(const InitContext&, std::stop_token) override { return {}; }
   BlockData get_block(uint64_t round, std::stop_token stop) override {
     if (stop.stop_requested()) throw Cancelled();
-    // {"block": {"rnd": round}}; a zero round is omitted, as Go's codec does.
-    msgpack::sbuffer buffer;
-    msgpack::packer packer(buffer);
-    packer.pack_map(1);
-    packer.pack("block");
-    packer.pack_map(round ? 1 : 0);
-    if (round) {
-      packer.pack("rnd");
-      packer.pack(round);
-    }
-    return BlockData::decode_msgpack({buffer.data(), buffer.size()});
+    return BlockData::empty(round);
   }
   void close() override {}
 };
