@@ -10,6 +10,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libmsgpack-cxx-dev
   zlib1g-dev libssl-dev libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
   libpq-dev libcurl4-openssl-dev libcpp-httplib-dev
+  libre2-dev libyaml-cpp-dev libdeflate-dev
   # tests
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   dbus dbus-daemon systemd systemd-container postgresql util-linux procps
@@ -17,6 +18,8 @@ packages=(
   libclang-rt-14-dev
   # docs and tooling
   scdoc man-db groff-base clang-format gnuplot-nox
+  # packaging (debian/)
+  debhelper dpkg-dev fakeroot lintian
 )
 
 missing=()
