@@ -1,7 +1,13 @@
 // Stop latency (issue 2's report, issue 10 figure 3) and peak RSS (figure 4):
 // runs the conduit binary many times and measures the time from the signal to
 // the process's exit, while rounds are flowing and while the importer is
-// blocked waiting for a block. Prints one JSON object per line.
+// blocked waiting for a block, and (issue 13) from the blocking points of the
+// core: a round call blocked until cancelled (the test-only `wedge` processor
+// with honour-cancellation), a retry wait (retry-delay 1h after a failing
+// round, the test-only `corrupt` importer). Those two cases need a conduit
+// built with -Dtest_plugins=true and are skipped otherwise. PostgreSQL and HTTP
+// blocking points are measured by bench/postgresql_bench.cpp and the HTTP API's
+// own bench. Prints one JSON object per line.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -98,12 +104,29 @@ Sample stop_once(const std::string& bin, const std::string& dir, int sig, const 
   return {ms, usage.ru_maxrss};
 }
 
-void write_config(const std::string& dir, const std::string& importer_config) {
+void write_config(const std::string& dir, const std::string& importer_config,
+                  const std::string& processor = "[[processors]]\nname = \"noop\"\n",
+                  const std::string& top = "") {
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/conduit.toml")
       << "hide-banner = true\nlog-level = \"info\"\n"
-         "[importer]\nname = \"generator\"\n[importer.config]\n"
-      << importer_config << "\n[[processors]]\nname = \"noop\"\n[exporter]\nname = \"noop\"\n";
+      << top << "[importer]\n"
+      << (importer_config.rfind("name", 0) == 0 ? "" : "name = \"generator\"\n[importer.config]\n")
+      << importer_config << "\n"
+      << processor << "[exporter]\nname = \"noop\"\n";
+}
+
+// Whether `bin list KIND` shows plugin `name` (the test-only ones are optional).
+bool has_plugin(const std::string& bin, const std::string& kind, const std::string& name) {
+  std::string command = bin + " list " + kind + " 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return false;
+  std::string out;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+  pclose(pipe);
+  return out.find("  " + name + " ") != std::string::npos;
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -128,16 +151,59 @@ int main(int argc, char** argv) {
       {"importer-blocked-sigterm", "txns-per-round = 100\nround-interval = \"1h\"", SIGTERM},
       {"importer-blocked-sigusr1", "txns-per-round = 100\nround-interval = \"1h\"", SIGUSR1},
   };
+  auto report = [&](const char* name, const std::vector<double>& ms) {
+    std::printf(
+        "{\"bench\": \"stop-latency\", \"name\": \"%s\", \"runs\": %zu, \"median_ms\": %.2f, "
+        "\"p99_ms\": %.2f, \"max_ms\": %.2f}\n",
+        name, ms.size(), percentile(ms, 0.5), percentile(ms, 0.99), percentile(ms, 1.0));
+    std::fflush(stdout);
+  };
   for (const auto& c : cases) {
     std::filesystem::remove_all(dir);
     write_config(dir, c.importer_config);
     std::vector<double> ms;
     for (int i = 0; i < runs; ++i) ms.push_back(stop_once(bin, dir, c.sig, "pipeline running").ms);
-    std::printf(
-        "{\"bench\": \"stop-latency\", \"name\": \"%s\", \"runs\": %d, \"median_ms\": %.2f, "
-        "\"p99_ms\": %.2f, \"max_ms\": %.2f}\n",
-        c.name, runs, percentile(ms, 0.5), percentile(ms, 0.99), percentile(ms, 1.0));
-    std::fflush(stdout);
+    report(c.name, ms);
+  }
+  // Blocking points of the core (issue 13): the time from SIGTERM, sent once the
+  // call is known to block (its log line), to the exit.
+  struct Blocked {
+    const char* name;
+    const char* importer_config;
+    const char* processor;
+    const char* top;
+    const char* ready;  // the log line that says the call is blocking
+    const char* needs_kind;
+    const char* needs;
+  } blocked[] = {
+      {"round-blocked-until-cancelled-sigterm", "txns-per-round = 10",
+       "[[processors]]\nname = \"wedge\"\n[processors.config]\nwedge-at-round = 3\n"
+       "honour-cancellation = true\n",
+       "", "wedge: blocking at round 3 until cancelled", "processors", "wedge"},
+      // file_reader over an empty block dir: "does not exist (yet)" is retryable.
+      {"retry-wait-sigterm",
+       "name = \"file_reader\"\n[importer.config]\nblock-dir = \"@DIR@/blocks\"\n"
+       "missing-file-wait = \"1ms\"",
+       "", "retry-count = 0\nretry-delay = \"1h\"\n", "; retry 1", "importers", "file_reader"},
+  };
+  for (const auto& c : blocked) {
+    if (!has_plugin(bin, c.needs_kind, c.needs)) {
+      std::printf(
+          "{\"bench\": \"stop-latency\", \"name\": \"%s\", \"skipped\": \"no %s plugin\"}\n",
+          c.name, c.needs);
+      continue;
+    }
+    std::filesystem::remove_all(dir);
+    std::string importer = c.importer_config;
+    if (auto at = importer.find("@DIR@"); at != std::string::npos) importer.replace(at, 5, dir);
+    write_config(dir, importer, c.processor, c.top);
+    std::filesystem::create_directories(dir + "/blocks");
+    std::ofstream(dir + "/blocks/genesis.json")
+        << R"({"id": "v1", "network": "bench-net", "proto": "bench", "rwd": "bench", )"
+           R"("fees": "bench", "timestamp": 0})";
+    std::vector<double> ms;
+    for (int i = 0; i < runs; ++i) ms.push_back(stop_once(bin, dir, SIGTERM, c.ready).ms);
+    report(c.name, ms);
   }
   // Peak RSS must not grow with the number of rounds: 1 s against 8 s of flow.
   std::filesystem::remove_all(dir);

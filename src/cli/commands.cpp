@@ -198,9 +198,11 @@ int cmd_stop(const StopOptions& options) {
     return 1;
   }
   if (!info) {
-    std::fprintf(stderr, "conduit stop: no conduit is running (no PID file %s)\n",
+    // Already stopped (CONTRACT section 3): success, as when systemd runs
+    // ExecStop= after conduit has exited on its own.
+    std::fprintf(stderr, "conduit stop: no conduit is running (no PID file %s); nothing to stop\n",
                  pid_file.c_str());
-    return 1;
+    return 0;
   }
   if (!info->held || info->pid <= 0) {
     std::fprintf(stderr,

@@ -291,6 +291,7 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   config.retry_delay = top.get_duration("retry-delay", config.retry_delay);
   config.stop_timeout = top.get_duration("stop-timeout", config.stop_timeout);
   if (config.stop_timeout.count() == 0) top.fail("stop-timeout", "must be greater than zero");
+  config.wedge_timeout = top.get_duration("wedge-timeout", config.wedge_timeout);
   std::string pid_file = top.get_string("pid-file", "");
   config.pid_file = pid_file.empty() ? data_dir / "conduit.pid" : std::filesystem::path(pid_file);
   if (config.pid_file.is_relative()) config.pid_file = data_dir / config.pid_file;

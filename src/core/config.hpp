@@ -93,6 +93,9 @@ struct Config {
   uint64_t retry_count = 10;  // 0 = retry forever
   std::chrono::nanoseconds retry_delay = std::chrono::seconds(1);
   std::chrono::nanoseconds stop_timeout = std::chrono::seconds(30);
+  // A round call, checkpoint write or close() stuck this long is a wedge (no more
+  // watchdog pings); 0 = the unit's watchdog period (WatchdogSec=).
+  std::chrono::nanoseconds wedge_timeout{0};
   std::filesystem::path pid_file;  // resolved: empty in the file means DIR/conduit.pid
   bool hide_banner = false;
   ApiConfig api;

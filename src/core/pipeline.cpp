@@ -46,31 +46,43 @@ Pipeline::Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& log
       logger_(logger),
       observer_(observer),
       checkpoint_(options_.data_dir, options_.durable_checkpoint),
-      in_call_since_(new std::atomic<int64_t>[plugins_.processors.size() + 2]) {
-  for (size_t i = 0; i < plugins_.processors.size() + 2; ++i) in_call_since_[i] = 0;
+      in_call_since_(new std::atomic<int64_t>[plugins_.processors.size() + 4]),
+      in_call_what_(new std::atomic<const char*>[plugins_.processors.size() + 4]) {
+  for (size_t i = 0; i < slot_count(); ++i) {
+    in_call_since_[i] = 0;
+    in_call_what_[i] = "";
+  }
 }
 
-Pipeline::InCall::InCall(std::atomic<int64_t>& since) : since_(since) {
-  since_ = steady_now_ns();
+Pipeline::InCall::InCall(Pipeline& pipeline, std::size_t slot, const char* call)
+    : pipeline_(pipeline), slot_(slot) {
+  pipeline_.in_call_what_[slot_] = call;
+  pipeline_.in_call_since_[slot_] = steady_now_ns();
 }
 Pipeline::InCall::~InCall() {
-  since_ = 0;
+  pipeline_.in_call_since_[slot_] = 0;
+}
+
+std::string Pipeline::slot_label(std::size_t slot) const {
+  if (slot == checkpoint_slot()) return "checkpoint (metadata.json)";
+  if (slot == 0 || slot == fetch_slot())
+    return plugin_label(PluginKind::importer, plugins_.importer_name);
+  if (slot == exporter_stage()) return plugin_label(PluginKind::exporter, plugins_.exporter_name);
+  return plugin_label(PluginKind::processor, plugins_.processor_names[slot - 1]);
 }
 
 std::optional<std::string> Pipeline::wedged_stage(std::chrono::nanoseconds bound) const {
   int64_t now = steady_now_ns();
-  for (size_t i = 0; i <= plugins_.processors.size() + 1; ++i) {
+  for (size_t i = 0; i < slot_count(); ++i) {
     int64_t since = in_call_since_[i].load();
     if (since == 0) continue;
-    if (i == 0) {
+    if (i == fetch_slot()) {
       int64_t cancelled = importer_cancelled_at_.load();
       if (cancelled == 0) continue;  // waiting for a block
       since = std::max(since, cancelled);
     }
     if (now - since <= bound.count()) continue;
-    if (i == 0) return plugin_label(PluginKind::importer, plugins_.importer_name);
-    if (i == exporter_stage()) return plugin_label(PluginKind::exporter, plugins_.exporter_name);
-    return plugin_label(PluginKind::processor, plugins_.processor_names[i - 1]);
+    return slot_label(i) + " in " + in_call_what_[i].load();
   }
   return std::nullopt;
 }
@@ -103,39 +115,52 @@ std::optional<StopMode> Pipeline::stop_mode() const {
   return mode_;
 }
 
-void Pipeline::stop(StopMode mode, const std::string& origin) {
+void Pipeline::cancel_locked(StopMode mode) {
+  mode_ = mode;
+  importer_stop_.request_stop();
+  mark_once(importer_cancelled_at_);
+  if (mode == StopMode::now) {
+    drain_deadline_.reset();
+    now_.request_stop();
+    mark_once(now_cancelled_at_);
+  } else {
+    drain_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout;
+  }
+  changed_.notify_all();
+}
+
+void Pipeline::drain(const StopCause& why) {
   {
     std::lock_guard lock(mutex_);
     if (!mode_) {
-      mode_ = mode;
-      cause_ = {StopReason::stop_requested,
-                origin + " requested stop (" + std::string(to_string(mode)) + ")"};
-      importer_stop_.request_stop();
-      mark_once(importer_cancelled_at_);
-      if (mode == StopMode::now) {
-        now_.request_stop();
-        mark_once(now_cancelled_at_);
-      } else {
-        drain_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout;
-      }
+      cause_ = why;
+      cause_.mode = StopMode::end_of_round;
+      cancel_locked(StopMode::end_of_round);
     } else if (*mode_ == StopMode::end_of_round) {
-      escalate_locked("second stop request (" + origin + ", " + std::string(to_string(mode)) + ")");
+      escalate_locked("second stop request (" + why.origin + ", end-of-round)");
     }
-    // A stop after `now` is a no-op.
-    changed_.notify_all();
+    // A drain after `now` is a no-op.
   }
-  logger_.info("stop requested by " + origin + ": " + std::string(to_string(mode)));
+  set_state(State::stopping);
+}
+
+void Pipeline::abort(const StopCause& why) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!mode_) {
+      cause_ = why;
+      cause_.mode = StopMode::now;
+      cancel_locked(StopMode::now);
+    } else if (*mode_ == StopMode::end_of_round) {
+      escalate_locked("second stop request (" + why.origin + ", now)");
+    }
+  }
   set_state(State::stopping);
 }
 
 void Pipeline::escalate_locked(const std::string& why) {
-  mode_ = StopMode::now;
-  drain_deadline_.reset();
-  if (cause_.reason == StopReason::stop_requested) cause_.detail += "; escalated to now by " + why;
-  now_.request_stop();
-  mark_once(now_cancelled_at_);
-  importer_stop_.request_stop();
-  mark_once(importer_cancelled_at_);
+  cause_.escalate(why);
+  cancel_locked(StopMode::now);
 }
 
 void Pipeline::fail(StopReason reason, const std::string& detail) {
@@ -146,20 +171,15 @@ void Pipeline::fail(StopReason reason, const std::string& detail) {
     bool replace = cause_.reason == StopReason::none ||
                    (cause_.reason == StopReason::stop_requested && mode_ == StopMode::end_of_round);
     if (!replace) return;
-    cause_ = {reason, detail};
-    mode_ = StopMode::now;
-    drain_deadline_.reset();
-    now_.request_stop();
-    mark_once(now_cancelled_at_);
-    importer_stop_.request_stop();
-    mark_once(importer_cancelled_at_);
-    changed_.notify_all();
+    cause_ = StopCause::failure(reason, detail);
+    cancel_locked(StopMode::now);
   }
   // warn, not error: the final stop entry (service layer) repeats this cause at
   // priority err with the unexpected-stop MESSAGE_ID, and an operator must find
   // exactly one err entry per failed run (CONTRACT section 6).
   logger_.warn(detail, {.stop_reason = std::string(to_string(reason))});
   set_state(State::stopping);
+  if (observer_) observer_->on_failed(StopCause::failure(reason, detail));
 }
 
 template <class F>
@@ -224,9 +244,13 @@ void Pipeline::initialise() {
     uint64_t round;
   };
   std::optional<Request> request;
-  auto ask = [&](Plugin& plugin, PluginKind kind, const std::string& name) {
+  auto ask = [&](Plugin& plugin, PluginKind kind, const std::string& name, std::size_t slot) {
     fs::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
-    uint64_t round = plugin.round_request(dir);
+    uint64_t round = 0;
+    {
+      InCall guard(*this, slot, "round_request()");
+      round = plugin.round_request(dir);
+    }
     if (round == 0) return true;
     if (request && request->round != round) {
       fail(StopReason::checkpoint_error, "conflicting round requests: " + request->plugin +
@@ -239,10 +263,12 @@ void Pipeline::initialise() {
     return true;
   };
   try {
-    if (!ask(*plugins_.importer, PluginKind::importer, plugins_.importer_name)) return;
+    if (!ask(*plugins_.importer, PluginKind::importer, plugins_.importer_name, 0)) return;
     for (size_t i = 0; i < plugins_.processors.size(); ++i)
-      if (!ask(*plugins_.processors[i], PluginKind::processor, plugins_.processor_names[i])) return;
-    if (!ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name)) return;
+      if (!ask(*plugins_.processors[i], PluginKind::processor, plugins_.processor_names[i], i + 1))
+        return;
+    if (!ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name, exporter_stage()))
+      return;
   } catch (const std::exception& e) {
     fail(StopReason::checkpoint_error, std::string("round request failed: ") + e.what());
     return;
@@ -283,7 +309,6 @@ void Pipeline::initialise() {
   InitContext ctx{.next_round = next, .genesis = nullptr, .logger = &logger_};
   if (!guarded(PluginKind::importer, plugins_.importer_name, [&] {
         ctx.data_dir = init_dir(PluginKind::importer, plugins_.importer_name);
-        InCall guard(in_call(0));
         genesis_ = plugins_.importer->init(ctx, stop);
       }))
     return;
@@ -311,14 +336,12 @@ void Pipeline::initialise() {
     const auto& name = plugins_.processor_names[i];
     if (!guarded(PluginKind::processor, name, [&] {
           ctx.data_dir = init_dir(PluginKind::processor, name);
-          InCall guard(in_call(i + 1));
           plugins_.processors[i]->init(ctx, stop);
         }))
       return;
   }
   guarded(PluginKind::exporter, plugins_.exporter_name, [&] {
     ctx.data_dir = init_dir(PluginKind::exporter, plugins_.exporter_name);
-    InCall guard(in_call(exporter_stage()));
     plugins_.exporter->init(ctx, stop);
   });
 }
@@ -338,7 +361,7 @@ void Pipeline::run_importer() {
     BlockData block;
     std::chrono::nanoseconds elapsed{0};
     bool ok = attempt(PluginKind::importer, plugins_.importer_name, round, stop, [&] {
-      InCall guard(in_call(0));
+      InCall guard(*this, fetch_slot(), "get_block()");
       auto started = std::chrono::steady_clock::now();
       block = plugins_.importer->get_block(round, stop);
       elapsed = std::chrono::steady_clock::now() - started;
@@ -368,7 +391,7 @@ void Pipeline::run_processor(std::size_t index) {
     uint64_t round = block->round();
     std::chrono::nanoseconds elapsed{0};
     if (!attempt(PluginKind::processor, name, round, now, [&] {
-          InCall guard(in_call(index + 1));
+          InCall guard(*this, index + 1, "process()");
           auto started = std::chrono::steady_clock::now();
           plugins_.processors[index]->process(*block, now);
           elapsed = std::chrono::steady_clock::now() - started;
@@ -393,7 +416,7 @@ void Pipeline::run_exporter() {
     }
     std::chrono::nanoseconds elapsed{0};
     if (!attempt(PluginKind::exporter, plugins_.exporter_name, expected, now, [&] {
-          InCall guard(in_call(exporter_stage()));
+          InCall guard(*this, exporter_stage(), "receive()");
           auto started = std::chrono::steady_clock::now();
           plugins_.exporter->receive(*block, now);
           elapsed = std::chrono::steady_clock::now() - started;
@@ -402,6 +425,7 @@ void Pipeline::run_exporter() {
     // Committed by the exporter: the checkpoint must follow, even under `now`.
     metadata_.next_round = expected + 1;
     try {
+      InCall guard(*this, checkpoint_slot(), "store()");
       checkpoint_.store(metadata_);
     } catch (const CheckpointError& e) {
       fail(StopReason::checkpoint_error,
@@ -420,19 +444,28 @@ void Pipeline::run_exporter() {
 void Pipeline::close_plugins() {
   if (closed_) return;
   closed_ = true;
-  auto close_one = [&](Plugin* plugin, PluginKind kind, const std::string& name) {
+  // Never throws: a close that fails is logged and the next plugin is closed.
+  auto close_one = [&](Plugin* plugin, PluginKind kind, const std::string& name, size_t slot) {
     if (!plugin) return;
+    std::string error;
     try {
+      InCall guard(*this, slot, "close()");
       plugin->close();
     } catch (const std::exception& e) {
-      logger_.error(plugin_label(kind, name) + " failed to close: " + e.what(),
-                    {.plugin = plugin_label(kind, name)});
+      error = e.what();
+    } catch (...) {
+      error = "unknown exception";
     }
+    if (!error.empty())
+      logger_.error(plugin_label(kind, name) + " failed to close: " + error,
+                    {.plugin = plugin_label(kind, name)});
   };
-  close_one(plugins_.importer.get(), PluginKind::importer, plugins_.importer_name);
+  close_one(plugins_.importer.get(), PluginKind::importer, plugins_.importer_name, 0);
   for (size_t i = 0; i < plugins_.processors.size(); ++i)
-    close_one(plugins_.processors[i].get(), PluginKind::processor, plugins_.processor_names[i]);
-  close_one(plugins_.exporter.get(), PluginKind::exporter, plugins_.exporter_name);
+    close_one(plugins_.processors[i].get(), PluginKind::processor, plugins_.processor_names[i],
+              i + 1);
+  close_one(plugins_.exporter.get(), PluginKind::exporter, plugins_.exporter_name,
+            exporter_stage());
 }
 
 StopCause Pipeline::run() {
@@ -441,73 +474,87 @@ StopCause Pipeline::run() {
     if (ran_) throw std::logic_error("Pipeline::run() called twice");
     ran_ = true;
   }
+  // Nothing escapes run(): whatever throws becomes an internal-error, and the
+  // plugins are closed all the same.
   try {
     initialise();
   } catch (const std::exception& e) {
     fail(StopReason::internal_error, std::string("initialisation failed: ") + e.what());
+  } catch (...) {
+    fail(StopReason::internal_error, "initialisation failed: unknown exception");
   }
-
-  bool start = !importer_stop_.stop_requested();
-  if (start) {
-    for (size_t i = 0; i <= plugins_.processors.size(); ++i)
-      queues_.push_back(std::make_unique<BoundedQueue<BlockData>>(options_.queue_capacity));
-    {
-      std::lock_guard lock(mutex_);
-      running_stages_ = static_cast<int>(plugins_.processors.size()) + 2;
-    }
-    set_state(State::running);
-    if (observer_) observer_->on_ready(next_round_.load());
-    logger_.info("pipeline running from round " + std::to_string(next_round_.load()));
-
-    std::vector<std::jthread> threads;
-    // Each stage reports when it has finished so the wait below can escalate.
-    auto spawn = [&](auto body) {
-      threads.emplace_back([this, body] {
-        try {
-          body();
-        } catch (const std::exception& e) {
-          fail(StopReason::internal_error, std::string("pipeline stage crashed: ") + e.what());
-        }
-        stage_finished();
-      });
-    };
-    spawn([this] { run_importer(); });
-    for (size_t i = 0; i < plugins_.processors.size(); ++i) spawn([this, i] { run_processor(i); });
-    spawn([this] { run_exporter(); });
-
-    {
-      std::unique_lock lock(mutex_);
-      while (running_stages_ > 0) {
-        if (drain_deadline_) {
-          auto deadline = *drain_deadline_;
-          if (changed_.wait_until(lock, deadline) == std::cv_status::timeout &&
-              running_stages_ > 0 && drain_deadline_ &&
-              std::chrono::steady_clock::now() >= *drain_deadline_) {
-            escalate_locked("stop-timeout (" + format_duration(options_.stop_timeout) + ")");
-            lock.unlock();
-            logger_.warn("end-of-round drain exceeded stop-timeout " +
-                         format_duration(options_.stop_timeout) + "; stopping now");
-            lock.lock();
-          }
-        } else {
-          changed_.wait(lock);
-        }
-      }
-    }
-    for (auto& thread : threads) thread.join();
-  }
+  if (!importer_stop_.stop_requested()) run_stages();
 
   close_plugins();
   StopCause cause = why_stopped();
   if (cause.reason == StopReason::none) {
     // Every stage ended without a stop request or an error: the importer
     // reported end of input by being cancelled. Not expected in production.
-    std::lock_guard lock(mutex_);
-    cause_ = {StopReason::internal_error, "pipeline stages ended without a stop request"};
-    cause = cause_;
+    fail(StopReason::internal_error, "pipeline stages ended without a stop request");
+    cause = why_stopped();
   }
   set_state(State::stopped);
   return cause;
+}
+
+void Pipeline::run_stages() {
+  std::vector<std::jthread> threads;
+  try {
+    for (size_t i = 0; i <= plugins_.processors.size(); ++i)
+      queues_.push_back(std::make_unique<BoundedQueue<BlockData>>(options_.queue_capacity));
+    set_state(State::running);
+    if (observer_) observer_->on_ready(next_round_.load());
+    logger_.info("pipeline running from round " + std::to_string(next_round_.load()));
+
+    // Each stage reports when it has finished so the wait below can escalate.
+    auto spawn = [&](std::size_t stage, auto body) {
+      if (options_.before_stage_start) options_.before_stage_start(stage);
+      threads.emplace_back([this, body] {
+        try {
+          body();
+        } catch (const std::exception& e) {
+          fail(StopReason::internal_error, std::string("pipeline stage crashed: ") + e.what());
+        } catch (...) {
+          fail(StopReason::internal_error, "pipeline stage crashed: unknown exception");
+        }
+        stage_finished();
+      });
+      std::lock_guard lock(mutex_);
+      ++running_stages_;
+    };
+    spawn(0, [this] { run_importer(); });
+    for (size_t i = 0; i < plugins_.processors.size(); ++i)
+      spawn(i + 1, [this, i] { run_processor(i); });
+    spawn(exporter_stage(), [this] { run_exporter(); });
+  } catch (const std::exception& e) {
+    // The stages already started end on the abort: none waits for a stage that
+    // never came.
+    fail(StopReason::internal_error, std::string("pipeline failed to start: ") + e.what());
+  } catch (...) {
+    fail(StopReason::internal_error, "pipeline failed to start: unknown exception");
+  }
+
+  {
+    std::unique_lock lock(mutex_);
+    while (running_stages_ > 0) {
+      if (drain_deadline_) {
+        auto deadline = *drain_deadline_;
+        if (changed_.wait_until(lock, deadline) == std::cv_status::timeout && running_stages_ > 0 &&
+            drain_deadline_ && std::chrono::steady_clock::now() >= *drain_deadline_) {
+          std::string why = "stop-timeout (" + format_duration(options_.stop_timeout) + ")";
+          escalate_locked(why);
+          lock.unlock();
+          logger_.warn("end-of-round drain exceeded stop-timeout " +
+                       format_duration(options_.stop_timeout) + "; stopping now");
+          if (observer_) observer_->on_drain_timeout(why);
+          lock.lock();
+        }
+      } else {
+        changed_.wait(lock);
+      }
+    }
+  }
+  for (auto& thread : threads) thread.join();
 }
 
 }  // namespace conduit

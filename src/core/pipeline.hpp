@@ -1,7 +1,8 @@
 // One run of a configured pipeline: importer -> processors -> exporter, each on
 // its own thread, joined by bounded queues. Run() blocks until everything has
-// stopped and returns why; Stop() may be called from any thread, any number of
-// times (CONTRACT section 2).
+// stopped and returns why. The pipeline holds no stop policy of its own: its
+// owner (the Supervisor) asks it to drain() or abort(), from any thread, any
+// number of times (CONTRACT section 2).
 #pragma once
 
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,6 +34,9 @@ struct PipelineOptions {
   std::optional<uint64_t> next_round_override;
   std::size_t queue_capacity = 2;  // rounds buffered between two stages
   bool durable_checkpoint = true;  // false only for benchmarks
+  // Test seam: called before each stage thread starts (0 importer, 1.. processors,
+  // then the exporter); an exception here is a stage that failed to start.
+  std::function<void(std::size_t stage)> before_stage_start;
 };
 
 // Told about progress. Called from pipeline threads, never with a pipeline lock
@@ -56,6 +61,12 @@ class PipelineObserver {
   }
   // A plugin call failed (it may be retried); `message` names plugin and round.
   virtual void on_plugin_error(const std::string& message) { (void)message; }
+  // The pipeline stopped itself because of `cause` (not stop_requested); it is
+  // already aborting. Never called with a pipeline lock held.
+  virtual void on_failed(const StopCause& cause) { (void)cause; }
+  // An end-of-round drain exceeded stop-timeout; the pipeline has escalated it to
+  // `now` itself. `why` says so ("stop-timeout (30s)"). No pipeline lock held.
+  virtual void on_drain_timeout(const std::string& why) { (void)why; }
 };
 
 class Pipeline {
@@ -70,9 +81,19 @@ class Pipeline {
   // exactly once (importer, processors in order, exporter) and returns the cause.
   StopCause run();
 
-  // Thread-safe and idempotent. A second request while an end-of-round drain is
-  // in progress escalates it to `now`. `origin` says who asked ("SIGTERM", ...).
-  void stop(StopMode mode, const std::string& origin);
+  // Thread-safe and idempotent. drain(): the importer's fetch is cancelled and
+  // every delivered round is exported; a second drain() escalates to abort().
+  // abort(): every plugin call is cancelled, uncommitted rounds are abandoned.
+  // `why` (reason stop_requested) is the cause run() returns unless a failure
+  // during a drain replaces it.
+  void drain(const StopCause& why);
+  void abort(const StopCause& why);
+  // For a pipeline run on its own (tests, benchmarks): drain() or abort() with
+  // StopCause::requested(mode, origin).
+  void stop(StopMode mode, const std::string& origin) {
+    auto why = StopCause::requested(mode, origin);
+    mode == StopMode::now ? abort(why) : drain(why);
+  }
 
   // The cause once the pipeline has stopped (or is stopping); reason `none` before.
   StopCause why_stopped() const;
@@ -82,31 +103,38 @@ class Pipeline {
   // The mode in force, if a stop was requested.
   std::optional<StopMode> stop_mode() const;
 
-  // Health for a watchdog: the label of a wedged stage, or nullopt. Wedged means
-  // stuck inside one plugin call for longer than `bound`:
-  //  - a processor or exporter: counted from the start of the call, since it
-  //    always has its block in hand and never waits for input inside a call;
-  //  - the importer: counted from the cancellation of the call (a stop), since
-  //    waiting for the next block (algod's next round) is legitimate for ever,
-  //    but a cancelled call must return promptly.
+  // Health for a watchdog: the label of a wedged call ("processor:wedge in
+  // process()"), or nullopt. Wedged means stuck inside one call for longer than
+  // `bound`. Watched: round requests, every round call, checkpoint writes and
+  // close(); not init (a schema migration may take long; systemd's start timeout
+  // and EXTEND_TIMEOUT_USEC cover it). Counted from the start of the call,
+  // except the importer's fetch: waiting for the next block (algod's next
+  // round) is legitimate for ever, so it counts from the fetch's cancellation.
   std::optional<std::string> wedged_stage(std::chrono::nanoseconds bound) const;
 
  private:
-  // Marks a stage as inside a plugin call (the watchdog heartbeat).
+  // Marks a watched slot as inside a call (the watchdog heartbeat). Slots: one
+  // per plugin (0 importer, 1.. processors, then the exporter), then the
+  // importer's fetch, then the checkpoint write.
   class InCall {
    public:
-    explicit InCall(std::atomic<int64_t>& since);
+    InCall(Pipeline& pipeline, std::size_t slot, const char* call);
     ~InCall();
 
    private:
-    std::atomic<int64_t>& since_;
+    Pipeline& pipeline_;
+    std::size_t slot_;
   };
-  std::atomic<int64_t>& in_call(std::size_t stage) { return in_call_since_[stage]; }
   std::size_t exporter_stage() const { return plugins_.processors.size() + 1; }
+  std::size_t fetch_slot() const { return plugins_.processors.size() + 2; }
+  std::size_t checkpoint_slot() const { return plugins_.processors.size() + 3; }
+  std::size_t slot_count() const { return plugins_.processors.size() + 4; }
+  std::string slot_label(std::size_t slot) const;
 
   enum class Stage { importer, processor, exporter };
 
   void initialise();
+  void run_stages();
   void run_importer();
   void run_processor(std::size_t index);
   void run_exporter();
@@ -117,6 +145,7 @@ class Pipeline {
                F&& call);
   void fail(StopReason reason, const std::string& detail);
   void escalate_locked(const std::string& why);
+  void cancel_locked(StopMode mode);
   void set_state(State state);
   void stage_finished();
   std::string plugin_label(PluginKind kind, const std::string& name) const;
@@ -147,10 +176,11 @@ class Pipeline {
   std::atomic<State> state_{State::starting};
   std::atomic<uint64_t> next_round_{0};
 
-  // Steady-clock nanoseconds (0 = not set): when each stage (importer,
-  // processors..., exporter) entered its current plugin call, and when its calls
-  // were cancelled (importer_stop_ / now_).
+  // Steady-clock nanoseconds (0 = not set): when each watched slot entered its
+  // current call, and which call it is (a string literal); and when calls were
+  // cancelled (importer_stop_ / now_).
   std::unique_ptr<std::atomic<int64_t>[]> in_call_since_;
+  std::unique_ptr<std::atomic<const char*>[]> in_call_what_;
   std::atomic<int64_t> importer_cancelled_at_{0};
   std::atomic<int64_t> now_cancelled_at_{0};
 };

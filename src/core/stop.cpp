@@ -40,6 +40,28 @@ std::optional<StopReason> parse_stop_reason(std::string_view text) {
   return std::nullopt;
 }
 
+StopCause StopCause::requested(StopMode mode, const std::string& origin) {
+  StopCause cause;
+  cause.reason = StopReason::stop_requested;
+  cause.mode = mode;
+  cause.origin = origin;
+  cause.detail = origin + " requested stop (" + std::string(to_string(mode)) + ")";
+  return cause;
+}
+
+StopCause StopCause::failure(StopReason reason, const std::string& detail) {
+  StopCause cause;
+  cause.reason = reason;
+  cause.detail = detail;
+  return cause;
+}
+
+void StopCause::escalate(const std::string& why) {
+  if (reason != StopReason::stop_requested || mode == StopMode::now) return;
+  mode = StopMode::now;
+  detail += "; escalated to now by " + why;
+}
+
 std::string_view to_string(State state) {
   switch (state) {
     case State::starting:

@@ -27,10 +27,22 @@ std::optional<StopMode> parse_stop_mode(std::string_view text);
 std::string_view to_string(StopReason reason);
 std::optional<StopReason> parse_stop_reason(std::string_view text);
 
-// Why a pipeline stopped. A value, not a log line: callers branch on `reason`.
+// Why a pipeline stopped. A value, not a log line: callers branch on `reason`
+// (and `mode`, `origin`); `detail` is the human text, built once with the value.
 struct StopCause {
   StopReason reason = StopReason::none;
   std::string detail;
+  // For stop_requested: the mode in force at the end (`now` once escalated) and
+  // who asked first ("SIGTERM from pid 1", "D-Bus caller :1.4", ...).
+  std::optional<StopMode> mode;
+  std::string origin;
+
+  // `origin` requested a stop in `mode`: detail "<origin> requested stop (<mode>)".
+  static StopCause requested(StopMode mode, const std::string& origin);
+  // An unexpected stop.
+  static StopCause failure(StopReason reason, const std::string& detail);
+  // An end-of-round stop escalated to `now` by `why` (a second request, stop-timeout).
+  void escalate(const std::string& why);
 
   bool expected() const { return reason == StopReason::stop_requested; }
   // Process exit status for this cause (CONTRACT section 2).

@@ -23,6 +23,7 @@ struct SupervisorOptions {
   std::optional<uint64_t> next_round_override;  // first pipeline run only
   std::size_t queue_capacity = 2;
   bool durable_checkpoint = true;
+  std::function<void(std::size_t stage)> before_stage_start;  // PipelineOptions' test seam
 };
 
 // A snapshot of what D-Bus, `conduit status` and sd_notify show.
@@ -54,6 +55,21 @@ class SupervisorObserver {
   virtual void on_plugin_error(const std::string& message) { (void)message; }
 };
 
+// What the service is asked to do. It only moves up (like PostgreSQL's smart /
+// fast / immediate shutdown), with one exception: a reload returns to `run`
+// once the rebuilt pipeline is ready.
+enum class Objective { run, reload, drain, abort };
+std::string_view to_string(Objective objective);
+
+// The one owner of the stop state. Every request (signal, D-Bus, CLI,
+// stop-timeout, a pipeline failure) goes through request(); the published
+// State and the observer's notifications are derived from the objective and
+// the pipeline's progress, in order, so they never go backwards or skip
+// `stopping`:
+//
+//   starting --ready--> running --reload--> reloading --ready--> running
+//      |                   |                    |
+//      +-------------------+--------------------+--stop/failure--> stopping --exit--> stopped
 class Supervisor : public PipelineObserver {
  public:
   // Loads and validates the configuration: throws ConfigError (exit code 2).
@@ -64,48 +80,72 @@ class Supervisor : public PipelineObserver {
   void set_observer(SupervisorObserver* observer) { observer_ = observer; }
 
   // Runs pipelines until a stop (reloads in between); returns the final cause.
+  // Never throws: anything escaping a pipeline is an internal-error.
   StopCause run();
 
-  // Thread-safe, idempotent (CONTRACT section 2).
+  // Thread-safe, idempotent (CONTRACT section 2): request(drain or abort).
   void stop(StopMode mode, const std::string& origin);
 
-  // Validates the configuration on disk. On success an end-of-round drain starts
-  // and the pipeline is rebuilt with it; returns an empty string. On failure the
-  // running pipeline is untouched and the error text is returned.
+  // Validates the configuration on disk (bounded work: a size-limited file and
+  // plugin configure(), which does no I/O). On success an end-of-round drain
+  // starts and the pipeline is rebuilt with it; returns an empty string. On
+  // failure the running pipeline is untouched and the error text is returned.
   std::string reload(const std::string& origin);
 
   Status status() const;
+  Objective objective() const;
 
-  // The running pipeline's wedged stage, if any (Pipeline::wedged_stage).
+  // The running pipeline's wedged call, if any (Pipeline::wedged_stage).
   std::optional<std::string> wedged_stage(std::chrono::nanoseconds bound) const;
 
  private:
+  struct Prepared {
+    Config config;
+    PipelinePlugins plugins;
+  };
+  // The entry point of every request. `why`: for drain/abort the cause this
+  // request gives the stop (a failure's cause, or StopCause::requested); for a
+  // reload only its origin. Returns a refusal's text, or empty.
+  std::string request(Objective target, const StopCause& why,
+                      std::optional<Prepared> next = std::nullopt);
+  std::string request_locked(Objective target, const StopCause& why, std::optional<Prepared> next,
+                             std::string& note);
+  // The State the objective and the pipeline's progress give; mutex_ held.
+  State derive_locked() const;
+  // Tells the observer about a State change; mutex_ held (which orders them).
+  void publish_locked();
+  // Runs one pipeline; returns its cause, internal-error for anything thrown.
+  StopCause run_one(Pipeline& pipeline);
+
   // PipelineObserver
-  void on_state(State state) override;
   void on_ready(uint64_t next_round) override;
   void on_exported(uint64_t round, std::size_t txn_count) override;
   void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) override;
   void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
                       std::chrono::nanoseconds elapsed) override;
   void on_plugin_error(const std::string& message) override;
-
-  void publish(State state);
+  void on_failed(const StopCause& cause) override;
+  void on_drain_timeout(const std::string& why) override;
 
   const Registry& registry_;
   SupervisorOptions options_;
   Logger& logger_;
   SupervisorObserver* observer_ = nullptr;
 
+  // Lock order: mutex_, then the pipeline's own locks, then notify_mutex_.
   mutable std::mutex mutex_;
   Config config_;
-  std::unique_ptr<Pipeline> pipeline_;      // the one running now
-  std::optional<PipelinePlugins> pending_;  // validated plugins for a reload
-  std::optional<Config> pending_config_;
-  // Read by the pipeline's state callbacks, which run while Supervisor::stop holds
-  // mutex_ (stop -> Pipeline::stop -> on_state): atomic, never under mutex_ there.
-  std::atomic<bool> reloading_{false};
-  std::optional<StopMode> stop_mode_;  // a real stop (not a reload) was requested
-  std::string stop_origin_;
+  Objective objective_ = Objective::run;
+  std::optional<StopCause> stop_cause_;  // the first stop request, escalations appended
+  std::optional<StopCause> failure_;     // a pipeline failure (wins over a requested stop)
+  std::string reload_origin_;
+  bool reload_unanswered_ = false;   // a reload was accepted and has not finished
+  std::optional<Prepared> pending_;  // validated for the next pipeline
+  Pipeline* pipeline_ = nullptr;     // the one running now (owned by run())
+  std::optional<StopMode> asked_;    // what pipeline_ has been asked to do
+  bool ready_ = false;               // pipeline_ has reported on_ready
+  bool finished_ = false;            // run() is done: stopped
+  State published_ = State::starting;
   StopCause final_cause_;
   std::chrono::steady_clock::time_point started_;
 

@@ -47,11 +47,15 @@ std::string signal_origin(const signalfd_siginfo& info) {
 }
 
 // Progress and state, handed from pipeline threads to the loop thread, which
-// tells the service manager (sd_notify), the bus and the log.
+// tells the service manager (sd_notify), the bus and the log. The Supervisor
+// publishes each State once, in order (never back from stopping); this only
+// translates: starting -> nothing, running -> READY=1 (on_ready), reloading ->
+// RELOADING=1, stopping -> STOPPING=1 (once per process, see stopping_sent()).
 class LoopObserver final : public SupervisorObserver {
  public:
-  LoopObserver(EventLoop& loop, Logger& logger, const Notifier& notifier)
-      : loop_(loop), logger_(logger), notifier_(notifier) {}
+  LoopObserver(EventLoop& loop, Logger& logger, const Notifier& notifier,
+               const Supervisor& supervisor)
+      : loop_(loop), logger_(logger), notifier_(notifier), supervisor_(supervisor) {}
 
   void set_bus(BusService* bus) { bus_ = bus; }
   // A terminal shows the progress line instead of a log line a second.
@@ -61,11 +65,10 @@ class LoopObserver final : public SupervisorObserver {
     loop_.post([this, state] {
       logger_.debug("state " + std::string(to_string(state)));
       if (state == State::stopping) {
-        stopping_ = true;
-        notifier_.send("STOPPING=1\nSTATUS=stopping");
-      } else if (state == State::reloading) {
+        send_stopping();
+      } else if (state == State::reloading && !stopping_) {
         reloading_ = true;
-        notifier_.send("RELOADING=1\nSTATUS=reloading: draining to the end of the round");
+        notify("RELOADING=1\nSTATUS=reloading: draining to the end of the round");
       }
       // `stopped` is published with StopReason and StopDetail in one signal
       // (BusService::stopped), so a client never sees it without the reason.
@@ -75,7 +78,8 @@ class LoopObserver final : public SupervisorObserver {
   void on_ready(uint64_t next_round) override {
     loop_.post([this, next_round] {
       reloading_ = false;
-      notifier_.send("READY=1\nSTATUS=running from round " + std::to_string(next_round));
+      if (stopping_) return;  // never READY=1 after STOPPING=1
+      notify("READY=1\nSTATUS=running from round " + std::to_string(next_round));
     });
   }
   void on_exported(uint64_t round, std::size_t txns) override {
@@ -85,12 +89,30 @@ class LoopObserver final : public SupervisorObserver {
   }
   void on_reload_finished(bool ok, const std::string& detail) override {
     loop_.post([this, ok, detail] {
+      // A reload that did not complete always ends the run: the final stop
+      // entry says why (at err if unexpected, exactly once), so this is no err.
       if (ok)
         logger_.info(detail);
+      else if (supervisor_.status().cause.expected())
+        logger_.info(detail);
       else
-        logger_.error("reload failed: " + detail);
+        logger_.warn(detail);
       if (bus_) bus_->reload_finished(ok, detail);
     });
+  }
+
+  // STOPPING=1 exactly once per process, before it exits (loop thread only).
+  void send_stopping() {
+    if (stopping_) return;
+    stopping_ = true;
+    notify("STOPPING=1\nSTATUS=stopping");
+  }
+
+  // A state message to the service manager, also logged at debug (the
+  // end-to-end tests count them in the journal).
+  void notify(const std::string& message) {
+    notifier_.send(message);
+    logger_.debug("sd_notify " + message.substr(0, message.find('\n')));
   }
 
   // Called once a second on the loop thread: the log line, STATUS=, the bus's
@@ -113,6 +135,7 @@ class LoopObserver final : public SupervisorObserver {
   EventLoop& loop_;
   Logger& logger_;
   const Notifier& notifier_;
+  const Supervisor& supervisor_;
   BusService* bus_ = nullptr;
   bool quiet_progress_ = false;
   bool stopping_ = false;   // loop thread only
@@ -123,20 +146,21 @@ class LoopObserver final : public SupervisorObserver {
 };
 
 // WATCHDOG=1 only while healthy: this runs on the loop thread (so a stuck loop
-// stops the pings) and skips the ping while a stage is wedged
-// (Pipeline::wedged_stage, with one watchdog period as the bound): a processor
-// or exporter inside one call for longer than that, or an importer still inside
-// a call that long after it was cancelled. An importer merely waiting for the
-// next block is healthy. systemd kills the service at most one more watchdog
-// period later (Result=watchdog) and Restart=on-failure restarts it.
+// stops the pings) and skips the ping while a call is wedged
+// (Pipeline::wedged_stage, bound by wedge-timeout, default one watchdog
+// period): a round call, round request, checkpoint write or close() running
+// longer than that, or an importer's fetch still running that long after it
+// was cancelled. An importer merely waiting for the next block, or a plugin's
+// init, is healthy. systemd kills the service at most one more watchdog period
+// later (Result=watchdog) and Restart=on-failure restarts it.
 class Watchdog {
  public:
-  Watchdog(const Notifier& notifier, const Supervisor& supervisor, Logger& logger)
-      : notifier_(notifier), supervisor_(supervisor), logger_(logger) {}
+  Watchdog(const Notifier& notifier, const Supervisor& supervisor, Logger& logger,
+           std::chrono::nanoseconds bound)
+      : notifier_(notifier), supervisor_(supervisor), logger_(logger), bound_(bound) {}
 
   void tick() {
-    auto bound = std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_period());
-    auto wedged = supervisor_.wedged_stage(bound);
+    auto wedged = supervisor_.wedged_stage(bound_);
     if (!wedged) {
       unhealthy_since_.reset();
       last_status_.clear();
@@ -146,8 +170,11 @@ class Watchdog {
     auto now = std::chrono::steady_clock::now();
     if (!unhealthy_since_) {
       unhealthy_since_ = now;
-      logger_.error(*wedged + " is stuck in a plugin call; no more watchdog pings",
-                    {.plugin = *wedged});
+      // The one err entry of this run: systemd's watchdog kill follows.
+      std::string plugin = wedged->substr(0, wedged->find(' '));
+      logger_.error("internal-error: " + *wedged + " is stuck for longer than " +
+                        format_duration(bound_) + "; no more watchdog pings",
+                    {.plugin = plugin, .stop_reason = "internal-error"});
     }
     auto seconds =
         std::chrono::duration_cast<std::chrono::seconds>(now - *unhealthy_since_).count();
@@ -162,6 +189,7 @@ class Watchdog {
   const Notifier& notifier_;
   const Supervisor& supervisor_;
   Logger& logger_;
+  std::chrono::nanoseconds bound_;
   std::optional<std::chrono::steady_clock::time_point> unhealthy_since_;
   std::string last_status_;
 };
@@ -218,7 +246,7 @@ int run_daemon(const DaemonOptions& options) {
 
   EventLoop loop;
   Notifier notifier;
-  LoopObserver observer(loop, logger, notifier);
+  LoopObserver observer(loop, logger, notifier, *supervisor);
   ObserverFanout observers;
   observers.add(&observer);
   // [api] and [metrics]: read at start-up only (a reload keeps the servers).
@@ -255,7 +283,10 @@ int run_daemon(const DaemonOptions& options) {
                    " bus as " + name + ": " + e.what());
     }
   }
-  Watchdog watchdog(notifier, *supervisor, logger);
+  std::chrono::nanoseconds wedge_bound = config.wedge_timeout.count() > 0
+                                             ? config.wedge_timeout
+                                             : std::chrono::nanoseconds(notifier.watchdog_period());
+  Watchdog watchdog(notifier, *supervisor, logger, wedge_bound);
   if (notifier.watchdog_period().count() > 0)
     loop.every(notifier.watchdog_period() / 2, [&] { watchdog.tick(); });
 
@@ -278,12 +309,22 @@ int run_daemon(const DaemonOptions& options) {
 
   StopCause cause;
   std::jthread runner([&] {
-    cause = supervisor->run();
+    // Supervisor::run never throws; this guard keeps it that way for anything
+    // added around it: no path ends in std::terminate.
+    try {
+      cause = supervisor->run();
+    } catch (const std::exception& e) {
+      cause = StopCause::failure(StopReason::internal_error,
+                                 std::string("supervisor failed: ") + e.what());
+    } catch (...) {
+      cause = StopCause::failure(StopReason::internal_error, "supervisor failed");
+    }
     loop.post([&] { loop.exit(0); });
   });
   loop.run();
   runner.join();
   if (terminal) terminal->finish();
+  observer.send_stopping();  // a no-op unless `stopping` was somehow never published
 
   notifier.send("STATUS=stopped: " + std::string(to_string(cause.reason)) + ": " + cause.detail);
   if (bus) bus->stopped(cause);

@@ -20,7 +20,7 @@ SOURCE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly SOURCE_ROOT
 readonly BUILD_DIR=${CONDUIT_E2E_BUILD_DIR:-$SOURCE_ROOT/build-e2e}
 readonly ALL_SCENARIOS=(start stop_end_of_round stop_now reload importer_failure watchdog
-                        access_denied instances)
+                        access_denied instances reload_then_stop stop_sequences)
 readonly BUS_PATH=/org/conduit/Pipeline BUS_IFACE=org.conduit.Pipeline
 readonly EXPECTED_STOP_ID=6b0a1c7e3d2f4e58a9c1b2d3e4f5a601
 readonly UNEXPECTED_STOP_ID=e2c94f1d7a3b4c6d8e9f0a1b2c3d4e02
@@ -592,6 +592,105 @@ scenario_instances() {
     n=$(count_entries "e.get('MESSAGE_ID') == '$EXPECTED_STOP_ID'" <<<"$j")
     expect_eq "expected-stop entries of conduit@$inst" 1 "$n" || return 1
   done
+}
+
+# Issue 13 item 1: Reload() and at once Stop(): conduit exits 0, then systemd runs
+# ExecStop= after the exit; the unit must end Result=success and not restart.
+scenario_reload_then_stop() {
+  write_config $DATA
+  local mode
+  for mode in end-of-round now; do
+    start_running conduit.service org.conduit.Pipeline || return 1
+    wait_for 20 "a few rounds" next_round_above org.conduit.Pipeline 2 || return 1
+    mark_journal
+    cx busctl --system --expect-reply=no call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Reload \
+      || { fail "busctl Reload failed"; return 1; }
+    cx busctl --system call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Stop s $mode \
+      || { fail "busctl Stop $mode failed"; return 1; }
+    wait_for 30 "conduit.service to go inactive" unit_is conduit.service inactive || return 1
+    expect_eq "how the run ended (Reload + Stop $mode)" "success exited 0" "$(last_exit conduit.service)" || return 1
+    expect_eq "NRestarts after Reload + Stop $mode" 0 "$(unit_prop conduit.service NRestarts)" || return 1
+    check_expected_stop_journal conduit.service "$mode" || return 1
+  done
+  check_output $DATA 0
+}
+
+# Issue 13: seeded random sequences of Reload(), Stop(now), Stop(end-of-round),
+# systemctl stop, systemctl reload, SIGUSR1 and SIGHUP, fired back to back or
+# after an event, against the real systemd and system bus. After each: the run
+# ended "success exited 0", NRestarts=0, exactly one STOPPING=1 (conduit logs
+# each sd_notify state message at debug), no err entry from conduit or systemd
+# about the run, and the block files are exactly the rounds below the checkpoint.
+# E2E_SEQUENCES (default 100) and E2E_SEED (default 1) choose the sequences.
+readonly SEQUENCE_ACTIONS=(bus_reload bus_stop_now bus_stop_eor systemctl_stop systemctl_reload sigusr1 sighup)
+fire() {  # action
+  case $1 in
+    bus_reload) cx busctl --system --expect-reply=no call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Reload ;;
+    bus_stop_now) cx busctl --system --expect-reply=no call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Stop s now ;;
+    bus_stop_eor) cx busctl --system --expect-reply=no call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Stop s end-of-round ;;
+    systemctl_stop) cx systemctl --no-block stop conduit.service ;;
+    systemctl_reload) cx systemctl --no-block reload conduit.service ;;
+    sigusr1) cx systemctl kill --kill-whom=main -s USR1 conduit.service ;;
+    sighup) cx systemctl kill --kill-whom=main -s HUP conduit.service ;;
+  esac
+}
+scenario_stop_sequences() {
+  local IMPORTER_TOML=$'[importer]\nname = "generator"\n[importer.config]\nround-interval = "20ms"\ntxns-per-round = 2'
+  write_config $DATA
+  sed -i 's/^log-level = "info"/log-level = "debug"/' "$(croot)$DATA/conduit.toml"
+  local n=${E2E_SEQUENCES:-100} seed=${E2E_SEED:-1} i k action actions runs_before runs_after inv
+  RANDOM=$seed
+  for ((i = 0; i < n; i++)); do
+    runs_before=$(wc -l <"$(croot)/run/conduit-e2e/conduit.service.exit" 2>/dev/null || echo 0)
+    cx systemctl start conduit.service || { fail "sequence $i: systemctl start failed"; return 1; }
+    inv=$(unit_prop conduit.service InvocationID)
+    wait_for 10 "rounds before sequence $i" next_round_above org.conduit.Pipeline 0 || return 1
+    actions=""
+    local requested_stop=0 count=$((1 + RANDOM % 4))
+    for ((k = 0; k < count; k++)); do
+      action=${SEQUENCE_ACTIONS[RANDOM % ${#SEQUENCE_ACTIONS[@]}]}
+      # Sometimes let the previous request take effect first (an event, bounded).
+      if [ $((RANDOM % 3)) = 0 ]; then
+        wait_for 5 "State running" bash -c "[ \"\$(nsenter -t $CONTAINER_PID -m -u -i -p -- busctl --system get-property org.conduit.Pipeline $BUS_PATH $BUS_IFACE State 2>/dev/null)\" != 's \"reloading\"' ]" 2>/dev/null
+        FAILED_BECAUSE=""
+      fi
+      actions+="$action "
+      fire "$action" >/dev/null 2>&1
+      case $action in bus_stop_now|bus_stop_eor|systemctl_stop|sigusr1) requested_stop=1 ;; esac
+    done
+    [ $requested_stop = 1 ] || { actions+="systemctl_stop"; cx systemctl --no-block stop conduit.service; }
+    wait_for 40 "inactive after [$actions]" unit_is conduit.service inactive || { FAILED_BECAUSE="sequence $i ($actions): $FAILED_BECAUSE"; return 1; }
+    runs_after=$(wc -l <"$(croot)/run/conduit-e2e/conduit.service.exit")
+    expect_eq "sequence $i [$actions]: runs recorded" "$((runs_before + 1))" "$runs_after" || return 1
+    expect_eq "sequence $i [$actions]: how the run ended" "success exited 0" "$(last_exit conduit.service)" || return 1
+    expect_eq "sequence $i [$actions]: NRestarts" 0 "$(unit_prop conduit.service NRestarts)" || return 1
+    cx journalctl --sync 2>/dev/null
+    local counts
+    counts=$(cx journalctl --no-pager -q -o json "_SYSTEMD_INVOCATION_ID=$inv" + "INVOCATION_ID=$inv" | python3 -c '
+import json, sys
+stopping = errs = final = 0
+bad = []
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    e = json.loads(line)
+    msg = str(e.get("MESSAGE", ""))
+    if msg == "sd_notify STOPPING=1":
+        stopping += 1
+    if e.get("MESSAGE_ID") == sys.argv[1] and e.get("CONDUIT_STOP_REASON") == "stop-requested":
+        final += 1
+    if int(e.get("PRIORITY", 6)) <= 3:
+        errs += 1
+        bad.append(msg)
+print(stopping, final, errs, " | ".join(bad[:3]))' "$EXPECTED_STOP_ID")
+    local stopping final errs
+    read -r stopping final errs _ <<<"$counts"
+    expect_eq "sequence $i [$actions]: STOPPING=1 sent" 1 "$stopping" || return 1
+    expect_eq "sequence $i [$actions]: expected-stop entries" 1 "$final" || return 1
+    expect_eq "sequence $i [$actions]: err entries (${counts#* * * })" 0 "$errs" || return 1
+    check_output $DATA 0 || { FAILED_BECAUSE="sequence $i ($actions): $FAILED_BECAUSE"; return 1; }
+  done
+  log "stop_sequences: $n sequences from seed $seed passed"
 }
 
 # ---------------------------------------------------------------- main

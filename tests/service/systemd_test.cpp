@@ -112,6 +112,55 @@ TEST_F(NotifyTest, Reload) {
   EXPECT_EQ(rest().size(), 1u);
 }
 
+// Issue 13 items 2 and 4: a stop right behind a reload (the signals arrive
+// together) is one ordinary stop: STOPPING=1 exactly once, no READY=1 after it,
+// exit 0, no "reload failed" error.
+TEST_F(NotifyTest, StopRightBehindAReloadStopsOnce) {
+  for (int sig : {SIGTERM, SIGUSR1}) {
+    SCOPED_TRACE(sig == SIGTERM ? "SIGTERM" : "SIGUSR1");
+    all_.clear();
+    start(generator_config("5ms"));
+    std::string ready = next();  // the data dir carries the checkpoint over
+    EXPECT_EQ(ready.rfind("READY=1\nSTATUS=running from round ", 0), 0u) << ready;
+    conduit_->signal(SIGHUP);
+    conduit_->signal(sig);
+    EXPECT_EQ(conduit_->wait(), 0) << conduit_->output();
+    rest();
+    int stopping = 0;
+    bool ready_after_stopping = false;
+    for (const auto& m : all_) {
+      if (m.rfind("STOPPING=1", 0) == 0) ++stopping;
+      if (stopping && m.rfind("READY=1", 0) == 0) ready_after_stopping = true;
+    }
+    EXPECT_EQ(stopping, 1) << conduit_->output();
+    EXPECT_FALSE(ready_after_stopping);
+    ASSERT_FALSE(all_.empty());
+    EXPECT_EQ(all_.back().rfind("STATUS=stopped: stop-requested: ", 0), 0u) << all_.back();
+    EXPECT_EQ(conduit_->output().find("reload failed"), std::string::npos) << conduit_->output();
+    EXPECT_EQ(conduit_->output().find("error"), std::string::npos) << conduit_->output();
+  }
+}
+
+// Item 2: Stop("now") reported `stopped` without `stopping` about 1 run in 15.
+TEST_F(NotifyTest, EveryStopSendsStoppingOnceBeforeTheExit) {
+  for (int run = 0; run < 20; ++run) {
+    SCOPED_TRACE("run " + std::to_string(run));
+    all_.clear();
+    start(generator_config("0s"));
+    std::string ready = next();  // the data dir carries the checkpoint over
+    EXPECT_EQ(ready.rfind("READY=1\nSTATUS=running from round ", 0), 0u) << ready;
+    conduit_->signal(run % 2 ? SIGUSR1 : SIGTERM);
+    EXPECT_EQ(conduit_->wait(), 0) << conduit_->output();
+    rest();
+    std::vector<std::string> important;
+    for (const auto& m : all_)
+      if (!periodic(m) && m.rfind("STATUS=round", 0) != 0) important.push_back(m);
+    ASSERT_EQ(important.size(), 3u) << conduit_->output();
+    EXPECT_EQ(important[1], "STOPPING=1\nSTATUS=stopping");
+    EXPECT_EQ(important[2].rfind("STATUS=stopped: stop-requested", 0), 0u) << important[2];
+  }
+}
+
 TEST_F(NotifyTest, WaitingForABlockKeepsPinging) {
   // The importer waits (cancellably) for a block that is an hour away.
   start(generator_config("1h"));
@@ -130,7 +179,8 @@ TEST_F(NotifyTest, WedgedProcessorStopsThePings) {
       "0s", "[[processors]]\nname = \"wedge\"\n[processors.config]\nwedge-at-round = 3\n"));
   EXPECT_EQ(next(), "READY=1\nSTATUS=running from round 0");
   std::string first = next();
-  EXPECT_EQ(first.rfind("STATUS=wedged: processor:wedge is stuck in a plugin call", 0), 0u)
+  EXPECT_EQ(first.rfind("STATUS=wedged: processor:wedge in process() is stuck in a plugin call", 0),
+            0u)
       << first;
   size_t wedged_at = all_.size();
   std::string second = next();  // a later tick: the seconds count moved on
@@ -138,7 +188,25 @@ TEST_F(NotifyTest, WedgedProcessorStopsThePings) {
   EXPECT_NE(first, second);
   for (size_t i = wedged_at; i < all_.size(); ++i) EXPECT_NE(all_[i], "WATCHDOG=1");
   EXPECT_TRUE(conduit_->wait_for_line("wedge: blocking at round 3"));
+  // Journaled as an internal-error naming the plugin (issue 13 item 7).
+  EXPECT_TRUE(conduit_->wait_for_line("internal-error: processor:wedge in process() is stuck"))
+      << conduit_->output();
   conduit_->signal(SIGKILL);  // what systemd's watchdog does
+  EXPECT_EQ(conduit_->wait(), 128 + SIGKILL);
+}
+
+// wedge-timeout (issue 13 item 7): the bound is a config key, not fixed to the
+// watchdog period. A long bound keeps the pings going through the same wedge.
+TEST_F(NotifyTest, WedgeTimeoutIsConfigurable) {
+  start(generator_config(
+      "0s", "[[processors]]\nname = \"wedge\"\n[processors.config]\nwedge-at-round = 3\n",
+      "wedge-timeout = \"1h\"\n"));
+  EXPECT_EQ(next(), "READY=1\nSTATUS=running from round 0");
+  ASSERT_TRUE(conduit_->wait_for_line("wedge: blocking at round 3")) << conduit_->output();
+  // Pings continue (each one awaited as an event; WATCHDOG_USEC=1s, ticks at 0.5s).
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(wait_for("WATCHDOG=1"));
+  for (const auto& m : all_) EXPECT_EQ(m.rfind("STATUS=wedged", 0), std::string::npos) << m;
+  conduit_->signal(SIGKILL);
   EXPECT_EQ(conduit_->wait(), 128 + SIGKILL);
 }
 

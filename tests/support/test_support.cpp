@@ -1,6 +1,7 @@
 #include "test_support.hpp"
 
 #include <unistd.h>
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <msgpack.hpp>
@@ -95,7 +96,9 @@ void World::block_until_cancelled(std::stop_token stop) {
   std::mutex mutex;
   std::condition_variable_any cv;
   std::unique_lock lock(mutex);
-  cv.wait(lock, stop, [] { return false; });
+  // A deadline, so a stop that never comes fails the test instead of hanging it.
+  if (!cv.wait_for(lock, stop, kWaitLimit, [&] { return stop.stop_requested(); }))
+    ADD_FAILURE() << "blocked " << kWaitLimit.count() << "s waiting for a cancellation";
   throw Cancelled();
 }
 
@@ -107,15 +110,20 @@ void World::signal(const std::string& name) {
 
 void World::wait(const std::string& name) {
   std::unique_lock lock(mutex_);
-  changed_.wait(
-      lock, [&] { return std::find(signals_.begin(), signals_.end(), name) != signals_.end(); });
+  if (!changed_.wait_for(lock, kWaitLimit, [&] {
+        return std::find(signals_.begin(), signals_.end(), name) != signals_.end();
+      }))
+    ADD_FAILURE() << "waited " << kWaitLimit.count() << "s for '" << name << "'";
 }
 
 bool World::wait_for(const std::string& name, std::stop_token stop) {
   std::unique_lock lock(mutex_);
-  return changed_.wait(lock, stop, [&] {
+  bool done = changed_.wait_for(lock, stop, kWaitLimit, [&] {
     return std::find(signals_.begin(), signals_.end(), name) != signals_.end();
   });
+  if (!done && !stop.stop_requested())
+    ADD_FAILURE() << "waited " << kWaitLimit.count() << "s for '" << name << "'";
+  return done;
 }
 
 bool World::signalled(const std::string& name) const {
@@ -132,23 +140,28 @@ class Scripted {
   Call enter(const std::string& step, uint64_t round, std::stop_token stop) {
     Call call{name_, step, round, generation_};
     World* world = World::current();
-    world->record(call, "enter");
+    world->record(call, closed_ ? "after-close" : "enter");
     if (world->hook) world->hook(call, stop);
     return call;
   }
   void closed() {
     Call call{name_, "close", 0, generation_};
-    World::current()->record(call, "closed");
+    World* world = World::current();
+    if (world->close_hook) world->close_hook(call);
+    world->record(call, closed_ ? "after-close" : "closed");
+    closed_ = true;
   }
   uint64_t requested() {
     World* world = World::current();
     if (!world->round_request) return 0;
     Call call{name_, "round_request", 0, generation_};
     world->record(call, "enter");
+    if (world->hook) world->hook(call, {});
     return world->round_request(name_);
   }
   std::string name_;
   int generation_ = 0;
+  std::atomic<bool> closed_{false};
 };
 
 class TestImporter final : public Importer, Scripted {
@@ -216,8 +229,9 @@ Registry test_registry() {
 }
 
 std::string test_config(int processors, const std::string& extra_top) {
-  std::string text = "retry-count = 3\nretry-delay = \"1ms\"\n" + extra_top +
-                     "\n[importer]\nname = \"test_importer\"\n";
+  std::string text = "retry-count = 3\n";
+  if (extra_top.find("retry-delay") == std::string::npos) text += "retry-delay = \"1ms\"\n";
+  text += extra_top + "\n[importer]\nname = \"test_importer\"\n";
   for (int i = 0; i < processors; ++i)
     text += "[[processors]]\nname = \"test_processor\"\n[processors.config]\nindex = " +
             std::to_string(i) + "\n";

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
@@ -56,8 +57,14 @@ struct Call {
 
 struct Event {
   Call call;
-  std::string what;  // "enter", "deliver" (importer), "commit" (exporter), "closed"
+  // "enter", "deliver" (importer), "commit" (exporter), "closed", and
+  // "after-close" for any call to an instance already closed (a bug).
+  std::string what;
 };
+
+// Every wait of the test support gives up after this (and fails the test), so a
+// bug fails instead of hanging until meson's timeout.
+inline constexpr std::chrono::seconds kWaitLimit{60};
 
 class World {
  public:
@@ -71,6 +78,8 @@ class World {
   Genesis genesis{"test-network", "v1", "dGVzdC1nZW5lc2lz", ""};
   // Round requests per plugin name ("exporter" etc.); 0 = none.
   std::function<uint64_t(const std::string& plugin)> round_request;
+  // Runs at the start of every close() (no stop token: close is not cancellable).
+  std::function<void(const Call&)> close_hook;
 
   void record(const Call& call, const std::string& what);
   std::vector<Event> events() const;

@@ -3,9 +3,12 @@
 // latches, never by sleeping.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <thread>
 
 #include "core/checkpoint.hpp"
+#include "core/fs.hpp"
 #include "core/pipeline.hpp"
 #include "test_support.hpp"
 
@@ -370,4 +373,145 @@ TEST_F(PipelineTest, PluginDataDirectoriesAreCreated) {
   EXPECT_TRUE(std::filesystem::is_directory(dir_ / "importer_test_importer"));
   EXPECT_TRUE(std::filesystem::is_directory(dir_ / "processor_test_processor"));
   EXPECT_TRUE(std::filesystem::is_directory(dir_ / "exporter_test_exporter"));
+}
+
+// ---------------------------------------------------------------------------
+// Issue 13 item 7: the watchdog sees wedged close(), checkpoint writes and round
+// requests, and not init. wedged_stage(0ns): any call still running is past the
+// bound, so no timing is involved.
+
+namespace {
+
+// Runs `pipeline` on a thread; the caller stops it. Joined with a deadline by
+// the caller's latch waits.
+struct Background {
+  explicit Background(Pipeline& p) : thread([&p, this] { cause = p.run(); }) {}
+  StopCause cause;
+  std::jthread thread;
+};
+
+}  // namespace
+
+TEST_F(PipelineTest, WedgeWatchCoversCloseButNotInit) {
+  world_.hook = [&](const Call& c, std::stop_token stop) {
+    if (c.plugin == "exporter" && c.step == "init") {
+      world_.signal("in-init");
+      world_.wait("init-checked");
+    }
+    if (c.step == "get" && c.round == 2) World::block_until_cancelled(stop);
+  };
+  world_.close_hook = [&](const Call& c) {
+    if (c.plugin != "processor0") return;
+    world_.signal("in-close");
+    world_.wait("close-checked");
+  };
+  auto pipeline = make(1);
+  Background run(*pipeline);
+  world_.wait("in-init");
+  EXPECT_EQ(pipeline->wedged_stage(std::chrono::nanoseconds(0)), std::nullopt)
+      << "init is not bounded by the wedge timeout";
+  world_.signal("init-checked");
+  pipeline->stop(StopMode::now, "test");
+  world_.wait("in-close");
+  EXPECT_EQ(pipeline->wedged_stage(std::chrono::nanoseconds(0)),
+            "processor:test_processor in close()");
+  world_.signal("close-checked");
+  run.thread.join();
+  EXPECT_EQ(run.cause.reason, StopReason::stop_requested);
+}
+
+TEST_F(PipelineTest, WedgeWatchCoversRoundRequests) {
+  world_.round_request = [](const std::string&) -> uint64_t { return 0; };
+  world_.hook = [&](const Call& c, std::stop_token stop) {
+    if (c.plugin == "exporter" && c.step == "round_request") {
+      world_.signal("in-request");
+      world_.wait("request-checked");
+    }
+    if (c.step == "get") World::block_until_cancelled(stop);
+  };
+  auto pipeline = make(0);
+  Background run(*pipeline);
+  world_.wait("in-request");
+  EXPECT_EQ(pipeline->wedged_stage(std::chrono::nanoseconds(0)),
+            "exporter:test_exporter in round_request()");
+  pipeline->stop(StopMode::now, "test");
+  world_.signal("request-checked");
+  run.thread.join();
+}
+
+#if defined(__linux__)
+// A checkpoint write stuck in the kernel (here: metadata.json.tmp is a FIFO no
+// one reads, so open() blocks) is a wedge like a stuck plugin call.
+TEST_F(PipelineTest, WedgeWatchCoversCheckpointWrites) {
+  world_.hook = [&](const Call& c, std::stop_token) {
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 1) {
+      ASSERT_EQ(::mkfifo((dir_ / "metadata.json.tmp").c_str(), 0600), 0);
+      world_.signal("fifo");
+    }
+  };
+  auto pipeline = make(0);
+  Background run(*pipeline);
+  world_.wait("fifo");
+  std::optional<std::string> wedged;
+  // The exporter reaches the write right after receive() returns: wait for it
+  // (bounded; each check is an event, not a timed sleep).
+  auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
+  while (!wedged && std::chrono::steady_clock::now() < deadline) {
+    wedged = pipeline->wedged_stage(std::chrono::nanoseconds(0));
+    if (wedged && wedged->find("checkpoint") == std::string::npos) wedged.reset();
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(wedged, "checkpoint (metadata.json) in store()");
+  pipeline->stop(StopMode::now, "test");
+  // Release the writer: open the FIFO for reading and drain it.
+  {
+    UniqueFd reader(::open((dir_ / "metadata.json.tmp").c_str(), O_RDONLY | O_CLOEXEC));
+    char buffer[4096];
+    while (reader && ::read(reader.get(), buffer, sizeof buffer) > 0) {
+    }
+  }
+  run.thread.join();
+}
+#endif
+
+// Issue 13 item 8: nothing that throws ends in std::terminate or a hang.
+TEST_F(PipelineTest, ObserverThrowingIsAnInternalErrorWithPluginsClosed) {
+  struct Throwing : PipelineObserver {
+    void on_ready(uint64_t) override { throw std::runtime_error("observer broke"); }
+  } observer;
+  write_text(dir_ / "conduit.toml", test_config(1));
+  Config config = load_config(dir_.path());
+  Pipeline pipeline(build_plugins(registry_, config), {.data_dir = dir_.path()}, logger_,
+                    &observer);
+  StopCause cause;
+  EXPECT_NO_THROW(cause = pipeline.run());
+  EXPECT_EQ(cause.reason, StopReason::internal_error);
+  EXPECT_NE(cause.detail.find("observer broke"), std::string::npos) << cause.detail;
+  EXPECT_EQ(closes(), (std::vector<std::string>{"importer", "processor0", "exporter"}));
+}
+
+TEST_F(PipelineTest, AStageThatFailsToStartAbortsTheOthers) {
+  for (std::size_t failing : {0u, 1u, 2u, 3u}) {
+    SCOPED_TRACE("stage " + std::to_string(failing) + " fails to start");
+    size_t mark = world_.events().size();
+    TempDir dir;
+    write_text(dir / "conduit.toml", test_config(2));
+    Config config = load_config(dir.path());
+    PipelineOptions options{.data_dir = dir.path()};
+    options.before_stage_start = [failing](std::size_t stage) {
+      if (stage == failing)
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                                "thread");
+    };
+    Pipeline pipeline(build_plugins(registry_, config), options, logger_);
+    StopCause cause = pipeline.run();  // returns: the started stages were aborted
+    EXPECT_EQ(cause.reason, StopReason::internal_error);
+    EXPECT_NE(cause.detail.find("failed to start"), std::string::npos) << cause.detail;
+    std::vector<std::string> closed;
+    auto events = world_.events();
+    for (size_t i = mark; i < events.size(); ++i)
+      if (events[i].what == "closed") closed.push_back(events[i].call.plugin);
+    EXPECT_EQ(closed,
+              (std::vector<std::string>{"importer", "processor0", "processor1", "exporter"}));
+  }
 }

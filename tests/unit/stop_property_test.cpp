@@ -1,14 +1,19 @@
 // Stop-anywhere property test (issue 2). Seeded random scenarios stop, reload,
 // double-stop, fail or retry at random points of random pipelines, with the
 // trigger fired inline from a plugin call or from a controller thread, and then
-// a restart. Invariants (CONTRACT section 2):
-//   - every plugin instance is closed exactly once, importer -> processors -> exporter;
+// a restart. Windows: any round call, init, a round request, a real (1h) retry
+// wait, and after a reload: the rebuilt pipeline's init and round requests and
+// the old pipeline's close() (issue 13). Invariants (CONTRACT section 2):
+//   - every plugin instance of every generation is closed exactly once,
+//     importer -> processors -> exporter, and never called after its close();
+//   - the supervisor stops: every wait has a deadline, a lost stop fails;
 //   - end-of-round exports every round the importer delivered;
 //   - after `now` the checkpoint is the first uncommitted round;
 //   - across the stop and a restart no round is exported twice or skipped.
 // CONDUIT_PROPERTY_CASES overrides the number of cases, CONDUIT_PROPERTY_SEED the first seed.
 #include <gtest/gtest.h>
 
+#include <future>
 #include <map>
 #include <random>
 #include <set>
@@ -30,8 +35,16 @@ enum class Action {
   eor_then_now,
   retry_then_stop,  // a retryable failure, then a stop during the (1h) retry wait
   fatal_error,
+  reload_then_stop,  // a reload, then a stop (either mode) in a window of the rebuild
 };
-constexpr int kActions = 7;
+constexpr int kActions = 8;
+
+// Where reload_then_stop's stop fires.
+enum class RebuildWindow {
+  old_close,         // the old pipeline's close() of `plugin`
+  new_init,          // the rebuilt pipeline's init of `plugin`
+  new_round_request  // the rebuilt pipeline's round request of `plugin`
+};
 
 enum class Delivery {
   inline_call,      // the hook itself calls stop() from the plugin thread
@@ -50,14 +63,23 @@ struct Scenario {
   std::string step;
   uint64_t round;
   bool second_from_controller;
+  RebuildWindow window = RebuildWindow::old_close;
+  std::string window_plugin;  // for reload_then_stop
+  StopMode rebuild_stop_mode = StopMode::now;
 
   std::string describe() const {
     static const char* actions[] = {"now",     "end-of-round", "reload", "eor+eor",
-                                    "eor+now", "retry+stop",   "fatal"};
+                                    "eor+now", "retry+stop",   "fatal",  "reload+stop"};
     static const char* deliveries[] = {"inline", "controller", "wait-requested", "block-cancelled"};
-    return "seed " + std::to_string(seed) + ": " + std::to_string(processors) + " processors, " +
-           actions[static_cast<int>(action)] + " via " + deliveries[static_cast<int>(delivery)] +
-           " at " + plugin + "." + step + "(" + std::to_string(round) + ")";
+    static const char* windows[] = {"old close", "new init", "new round_request"};
+    std::string text = "seed " + std::to_string(seed) + ": " + std::to_string(processors) +
+                       " processors, " + actions[static_cast<int>(action)] + " via " +
+                       deliveries[static_cast<int>(delivery)] + " at " + plugin + "." + step + "(" +
+                       std::to_string(round) + ")";
+    if (action == Action::reload_then_stop)
+      text += ", then " + std::string(to_string(rebuild_stop_mode)) + " in " +
+              windows[static_cast<int>(window)] + " of " + window_plugin;
+    return text;
   }
 };
 
@@ -74,19 +96,36 @@ Scenario make_scenario(uint64_t seed) {
   for (int i = 0; i < s.processors; ++i) plugins.push_back("processor" + std::to_string(i));
   plugins.push_back("exporter");
   s.plugin = plugins[rng() % plugins.size()];
-  bool at_init = rng() % 6 == 0;
+  unsigned where = rng() % 8;
+  bool at_init = where == 0;
+  bool at_round_request = where == 1;
   s.step = at_init                  ? "init"
+           : at_round_request       ? "round_request"
            : s.plugin == "importer" ? "get"
            : s.plugin == "exporter" ? "receive"
                                     : "process";
-  s.round = at_init ? 0 : rng() % 8;
+  s.round = at_init || at_round_request ? 0 : rng() % 8;
+  // The rebuild's windows: any plugin of the old (close) or the new pipeline.
+  s.window = static_cast<RebuildWindow>(rng() % 3);
+  s.rebuild_stop_mode = rng() % 2 ? StopMode::now : StopMode::end_of_round;
+  {
+    int window_processors =
+        s.window == RebuildWindow::old_close ? s.processors : s.reload_processors;
+    std::vector<std::string> names{"importer"};
+    for (int i = 0; i < window_processors; ++i) names.push_back("processor" + std::to_string(i));
+    names.push_back("exporter");
+    s.window_plugin = names[rng() % names.size()];
+  }
   // Failures and reloads are scripted on round calls, not init.
   bool round_step_only = s.action == Action::retry_then_stop || s.action == Action::fatal_error ||
-                         s.action == Action::reload;
-  if (round_step_only && s.step == "init")
+                         s.action == Action::reload || s.action == Action::reload_then_stop;
+  if (round_step_only && (s.step == "init" || s.step == "round_request"))
     s.step = s.plugin == "importer" ? "get" : s.plugin == "exporter" ? "receive" : "process";
   if (s.action == Action::retry_then_stop || s.action == Action::fatal_error)
     s.delivery = Delivery::controller;
+  // A round request has no stop token to block on.
+  if (s.step == "round_request" && s.delivery == Delivery::block_cancelled)
+    s.delivery = Delivery::wait_requested;
   // Blocking until cancelled must be released by something: the importer's and
   // init's tokens fire on any stop; processors and exporters only on `now`.
   bool token_fires_for_any_stop = s.plugin == "importer" || s.step == "init";
@@ -135,8 +174,12 @@ class Controller {
 
 Outcome run_first(const Scenario& s, const std::filesystem::path& dir, const Registry& registry,
                   Logger& logger, World& world) {
-  write_text(dir / "conduit.toml", test_config(s.processors, "stop-timeout = \"1h\"\n"));
+  // A real retry wait: the stop must interrupt it, or the run hits the deadline.
+  std::string top = "stop-timeout = \"1h\"\n";
+  if (s.action == Action::retry_then_stop) top += "retry-delay = \"1h\"\n";
+  write_text(dir / "conduit.toml", test_config(s.processors, top));
   Supervisor supervisor(registry, {.data_dir = dir, .durable_checkpoint = false}, logger);
+  world.round_request = [](const std::string&) -> uint64_t { return 0; };
   Controller controller(world);
   std::jthread controller_thread([&](std::stop_token st) { controller.run(st); });
   std::atomic<bool> fired{false};
@@ -153,6 +196,7 @@ Outcome run_first(const Scenario& s, const std::filesystem::path& dir, const Reg
       case Action::eor_then_now:
         return [&] { supervisor.stop(StopMode::end_of_round, "test"); };
       case Action::reload:
+      case Action::reload_then_stop:
         return [&] {
           write_text(dir / "conduit.toml",
                      test_config(s.reload_processors, "stop-timeout = \"1h\"\n"));
@@ -177,7 +221,21 @@ Outcome run_first(const Scenario& s, const std::filesystem::path& dir, const Reg
     if (s.action == Action::eor_then_now) supervisor.stop(StopMode::now, "second");
   };
 
+  auto rebuild_stop = [&] {
+    if (!second_fired.exchange(true)) supervisor.stop(s.rebuild_stop_mode, "test-rebuild");
+  };
+  if (s.action == Action::reload_then_stop && s.window == RebuildWindow::old_close) {
+    world.close_hook = [&](const Call& c) {
+      if (c.generation == 1 && c.plugin == s.window_plugin && fired.load()) rebuild_stop();
+    };
+  }
   world.hook = [&](const Call& c, std::stop_token stop) {
+    if (s.action == Action::reload_then_stop && c.generation == 2 && c.plugin == s.window_plugin &&
+        ((s.window == RebuildWindow::new_init && c.step == "init") ||
+         (s.window == RebuildWindow::new_round_request && c.step == "round_request"))) {
+      rebuild_stop();
+      return;
+    }
     // Second generation (after a reload): stop two rounds in.
     if (c.generation >= 2 && c.plugin == "exporter" && c.step == "receive") {
       std::lock_guard lock(reload_mutex);
@@ -235,31 +293,48 @@ Outcome run_first(const Scenario& s, const std::filesystem::path& dir, const Reg
   };
 
   Outcome out;
-  out.cause = supervisor.run();
+  std::promise<StopCause> done;
+  auto result = done.get_future();
+  std::jthread runner([&] { done.set_value(supervisor.run()); });
+  if (result.wait_for(kWaitLimit) != std::future_status::ready) {
+    ADD_FAILURE() << s.describe() << ": the supervisor did not stop";
+    supervisor.stop(StopMode::now, "test deadline");
+  }
+  out.cause = result.get();
+  runner.join();
   controller_thread.request_stop();
   controller_thread.join();
   world.hook = nullptr;
+  world.close_hook = nullptr;
   out.events = world.events();
   return out;
 }
 
-void check_closes(const Scenario& s, const std::vector<Event>& events) {
-  // Per generation: each plugin closed once, in pipeline order.
+// Per generation built (whether or not it recorded any other event): every
+// plugin closed once, in pipeline order, and nothing called after its close.
+void check_closes(const Scenario& s, const std::vector<Event>& events, int generations,
+                  const std::map<int, int>& processors_of) {
   std::map<int, std::vector<std::string>> closed;
-  std::set<int> generations;
   for (const auto& e : events) {
-    generations.insert(e.call.generation);
     if (e.what == "closed") closed[e.call.generation].push_back(e.call.plugin);
+    EXPECT_NE(e.what, "after-close") << s.describe() << ": " << e.call.plugin << "." << e.call.step
+                                     << " called after its close()";
   }
-  for (int g : generations) {
-    const auto& order = closed[g];
-    ASSERT_FALSE(order.empty()) << s.describe() << ": generation " << g << " never closed";
-    EXPECT_EQ(order.front(), "importer") << s.describe();
-    EXPECT_EQ(order.back(), "exporter") << s.describe();
-    for (size_t i = 1; i + 1 < order.size(); ++i)
-      EXPECT_EQ(order[i], "processor" + std::to_string(i - 1)) << s.describe();
-    std::set<std::string> unique(order.begin(), order.end());
-    EXPECT_EQ(unique.size(), order.size()) << s.describe() << ": a plugin closed twice";
+  for (int g = 1; g <= generations; ++g) {
+    std::vector<std::string> expected{"importer"};
+    auto it = processors_of.find(g);
+    int processors = it == processors_of.end() ? -1 : it->second;
+    for (int i = 0; i < processors; ++i) expected.push_back("processor" + std::to_string(i));
+    expected.push_back("exporter");
+    if (processors < 0) {
+      // Unknown processor count: only importer first, exporter last, no repeats.
+      const auto& order = closed[g];
+      ASSERT_FALSE(order.empty()) << s.describe() << ": generation " << g << " never closed";
+      EXPECT_EQ(order.front(), "importer") << s.describe();
+      EXPECT_EQ(order.back(), "exporter") << s.describe();
+      continue;
+    }
+    EXPECT_EQ(closed[g], expected) << s.describe() << ": generation " << g;
   }
 }
 
@@ -289,7 +364,11 @@ void check_scenario(const Scenario& s, const Registry& registry) {
   } else {
     EXPECT_EQ(first.cause.reason, StopReason::stop_requested) << first.cause.detail;
   }
-  check_closes(s, first.events);
+  // Generation 1 has s.processors; a reload's validated build s.reload_processors.
+  std::map<int, int> processors_of{{1, s.processors}};
+  if (s.action == Action::reload || s.action == Action::reload_then_stop)
+    processors_of[2] = s.reload_processors;
+  check_closes(s, first.events, world.generation(), processors_of);
 
   // Committed rounds: contiguous from 0, no duplicates, checkpoint right after.
   auto commits = collect(first.events, "exporter", "commit");
@@ -302,7 +381,8 @@ void check_scenario(const Scenario& s, const Registry& registry) {
 
   // End-of-round: every delivered round exported (per generation).
   bool pure_drain = s.action == Action::stop_end_of_round || s.action == Action::reload ||
-                    (s.action == Action::retry_then_stop && s.plugin == "importer");
+                    (s.action == Action::retry_then_stop && s.plugin == "importer") ||
+                    (s.action == Action::reload_then_stop && s.window != RebuildWindow::old_close);
   if (pure_drain) {
     for (int g = 1; g <= world.generation(); ++g)
       EXPECT_EQ(collect(first.events, "importer", "deliver", g),
@@ -316,6 +396,11 @@ void check_scenario(const Scenario& s, const Registry& registry) {
   }
   if (s.action == Action::reload && s.step != "init" && world.generation() >= 2) {
     EXPECT_FALSE(collect(first.events, "exporter", "commit", 2).empty()) << "reloaded pipeline ran";
+  }
+  // A stop in the rebuild's init or round request: the rebuilt pipeline never ran.
+  if (s.action == Action::reload_then_stop && s.window != RebuildWindow::old_close) {
+    EXPECT_TRUE(collect(first.events, "importer", "deliver", 2).empty()) << "rebuilt pipeline ran";
+    EXPECT_TRUE(collect(first.events, "exporter", "commit", 2).empty()) << "rebuilt pipeline ran";
   }
 
   // Restart: resumes at the checkpoint and continues without gaps or repeats.
