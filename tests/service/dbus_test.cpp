@@ -160,6 +160,38 @@ TEST_F(DbusTest, ReloadRepliesWhenTheNewPipelineRuns) {
   EXPECT_NE(conduit_->output().find("stop-reason=stop-requested"), std::string::npos);
 }
 
+// Issue 13 items 1, 3 and 4: Reload() followed at once by Stop(): one ordinary
+// stop (exit 0, State ... reloading -> stopping -> stopped, never back to
+// running), the pending Reload() answered, nothing logged as an error.
+TEST_F(DbusTest, StopRightAfterReloadIsAnOrdinaryStop) {
+  for (std::string mode : {"end-of-round", "now"}) {
+    SCOPED_TRACE(mode);
+    start(generator_config("5ms"));
+    // Reload() without waiting for its reply (it comes when the reload ends).
+    auto [status, out] = run_command(
+        {"/usr/bin/busctl", "--user", "--expect-reply=no", "call", kName, kPath, kName, "Reload"});
+    ASSERT_EQ(status, 0) << out;
+    proxy_->Stop(mode);
+    ASSERT_TRUE(pump_until(*connection_, [&] { return proxy_->has_change("State=stopped"); }))
+        << conduit_->output();
+    EXPECT_EQ(conduit_->wait(), 0) << conduit_->output();
+    std::vector<std::string> states;
+    for (const auto& c : proxy_->changes)
+      if (c.rfind("State=", 0) == 0) states.push_back(c.substr(6));
+    auto stopping = std::find(states.begin(), states.end(), "stopping");
+    ASSERT_NE(stopping, states.end()) << ::testing::PrintToString(states);
+    EXPECT_EQ(std::vector<std::string>(stopping, states.end()),
+              (std::vector<std::string>{"stopping", "stopped"}))
+        << ::testing::PrintToString(states);
+    EXPECT_TRUE(proxy_->has_change("StopReason=stop-requested"));
+    EXPECT_EQ(conduit_->output().find("reload failed"), std::string::npos) << conduit_->output();
+    EXPECT_EQ(conduit_->output().find(" error "), std::string::npos) << conduit_->output();
+    proxy_.reset();
+    connection_.reset();
+    conduit_.reset();
+  }
+}
+
 TEST_F(DbusTest, ReloadWithABadConfigFailsAndKeepsRunning) {
   start(generator_config("5ms"));
   write_text(data_ / "conduit.toml", generator_config("5ms") + "bogus-key = 1\n");
