@@ -641,7 +641,7 @@ scenario_stop_sequences() {
   local n=${E2E_SEQUENCES:-100} seed=${E2E_SEED:-1} i k action actions runs_before runs_after inv
   RANDOM=$seed
   for ((i = 0; i < n; i++)); do
-    runs_before=$(wc -l <"$(croot)/run/conduit-e2e/conduit.service.exit" 2>/dev/null || echo 0)
+    runs_before=$(cat "$(croot)/run/conduit-e2e/conduit.service.exit" 2>/dev/null | wc -l)
     cx systemctl start conduit.service || { fail "sequence $i: systemctl start failed"; return 1; }
     inv=$(unit_prop conduit.service InvocationID)
     wait_for 10 "rounds before sequence $i" next_round_above org.conduit.Pipeline 0 || return 1
