@@ -679,16 +679,16 @@ scenario_stop_sequences() {
   done
   unset 'matches[${#matches[@]}-1]'
   cx journalctl --no-pager -q -o json "${matches[@]}" >"$WORK/sequences.json"
-  python3 - "$EXPECTED_STOP_ID" "$invocations" <"$WORK/sequences.json" >"$WORK/why" <<'EOF' || { fail "$(cat "$WORK/why")"; return 1; }
+  python3 - "$EXPECTED_STOP_ID" "$invocations" "$WORK/sequences.json" >"$WORK/why" <<'EOF' || { fail "$(cat "$WORK/why")"; return 1; }
 import collections, json, re, sys
-expected_id, listing = sys.argv[1], sys.argv[2]
+expected_id, listing, journal = sys.argv[1], sys.argv[2], sys.argv[3]
 runs = {}
 for m in re.finditer(r"(\w+)=(\d+) \[([^\]]*)\]", listing):
     runs[m.group(1)] = (int(m.group(2)), m.group(3))
 stopping = collections.Counter()
 final = collections.Counter()
 errs = collections.defaultdict(list)
-for line in sys.stdin:
+for line in open(journal):
     if not line.strip():
         continue
     e = json.loads(line)
