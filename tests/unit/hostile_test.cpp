@@ -5,9 +5,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <set>
+
 #include "core/checkpoint.hpp"
 #include "core/config.hpp"
 #include "core/fs.hpp"
+#include "core/pipeline.hpp"
+#include "core/registry.hpp"
+#include "plugins/block_files.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;
@@ -208,4 +214,197 @@ TEST(Checkpoint, WritesCompactJsonAndKeepsUnknownKeys) {
   Checkpoint(other.path()).store({"h", "n", 1});
   EXPECT_EQ(test::read_text(other / "metadata.json"),
             "{\"genesis-hash\":\"h\",\"network\":\"n\",\"next-round\":1}\n");
+}
+
+// Item 8 and "Also": failures injected into the file layer. After each one the
+// checkpoint names no round whose file is not in place, and a restart leaves
+// every round's file exactly once.
+namespace {
+
+namespace fs = std::filesystem;
+
+class StopAfter : public PipelineObserver {
+ public:
+  explicit StopAfter(uint64_t last) : last_(last) {}
+  Pipeline* pipeline = nullptr;
+  void on_exported(uint64_t round, std::size_t) override {
+    if (round == last_) pipeline->stop(StopMode::end_of_round, "test");
+  }
+
+ private:
+  uint64_t last_;
+};
+
+struct FaultCase {
+  const char* name;
+  FsOp op;
+  std::function<bool(const fs::path& path, const fs::path& data, const fs::path& out)> matches;
+  int nth;     // fail the nth matching call
+  int error;   // with this errno
+  bool fatal;  // the pipeline must stop (not retry)
+};
+
+class FaultyDisk : public ::testing::TestWithParam<FaultCase> {
+ protected:
+  StopCause run(uint64_t last) {
+    std::string text =
+        "[importer]\nname = \"generator\"\n[importer.config]\ntxns-per-round = 1\n"
+        "[exporter]\nname = \"file_writer\"\n[exporter.config]\nblock-dir = \"" +
+        out_.string() + "\"\nfilename-pattern = \"%[1]d_block.json\"\n";
+    Config config = parse_config(text, data_, "conduit.toml");
+    StopAfter observer(last);
+    PipelineOptions options{.data_dir = data_, .retry_count = 1, .retry_delay = {}};
+    Pipeline pipeline(build_plugins(builtin_registry(), config), options, logger_, &observer);
+    observer.pipeline = &pipeline;
+    return pipeline.run();
+  }
+  std::set<std::string> files() const {
+    std::set<std::string> names;
+    for (const auto& entry : fs::directory_iterator(out_))
+      names.insert(entry.path().filename().string());
+    return names;
+  }
+
+  test::TempDir dir_;
+  fs::path data_ = dir_.path();
+  fs::path out_ = dir_ / "out";
+  Logger logger_{nullptr, LogLevel::error};
+};
+
+}  // namespace
+
+TEST_P(FaultyDisk, TheCheckpointNeverPassesDataThatIsNotDurableAndARestartHeals) {
+  const auto& fault = GetParam();
+  std::atomic<int> seen{0};
+  std::atomic<bool> injected{false};
+  StopCause cause;
+  {
+    FaultInjection faults([&](FsOp op, const fs::path& path) {
+      if (op != fault.op || !fault.matches(path, data_, out_)) return 0;
+      if (++seen != fault.nth) return 0;
+      injected = true;
+      return fault.error;
+    });
+    cause = run(8);
+  }
+  ASSERT_TRUE(injected) << "the fault never fired";
+  if (fault.fatal) {
+    EXPECT_NE(cause.reason, StopReason::stop_requested) << cause.detail;
+    EXPECT_NE(cause.detail.find(std::strerror(fault.error)), std::string::npos) << cause.detail;
+  }
+  auto next = test::checkpoint_round(data_);
+  uint64_t committed = next.value_or(0);
+  for (uint64_t r = 0; r < committed; ++r)
+    EXPECT_TRUE(fs::exists(out_ / (std::to_string(r) + "_block.json")))
+        << "the checkpoint says " << committed << " but round " << r << " has no file";
+
+  // A restart without faults: every round once, no temp file, the checkpoint after the last.
+  StopCause again = run(12);
+  EXPECT_EQ(again.reason, StopReason::stop_requested) << again.detail;
+  // An end-of-round stop also exports the rounds already delivered after 12.
+  uint64_t last = test::checkpoint_round(data_).value_or(0);
+  EXPECT_GE(last, 13u);
+  std::set<std::string> expected{"genesis.json"};
+  for (uint64_t r = 0; r < last; ++r) expected.insert(std::to_string(r) + "_block.json");
+  EXPECT_EQ(files(), expected);
+}
+
+namespace {
+bool in_out_temp(const fs::path& p, const fs::path&, const fs::path& out) {
+  return p.parent_path() == out && p.filename().string().rfind(".conduit-tmp-", 0) == 0;
+}
+bool is_out_dir(const fs::path& p, const fs::path&, const fs::path& out) {
+  return p == out;
+}
+bool is_out_block(const fs::path& p, const fs::path&, const fs::path& out) {
+  return p.parent_path() == out && p.filename() != "genesis.json";
+}
+bool metadata_temp(const fs::path& p, const fs::path& data, const fs::path&) {
+  return p == data / "metadata.json.tmp";
+}
+bool metadata_file(const fs::path& p, const fs::path& data, const fs::path&) {
+  return p == data / "metadata.json";
+}
+bool is_data_dir(const fs::path& p, const fs::path& data, const fs::path&) {
+  return p == data;
+}
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(
+    Faults, FaultyDisk,
+    ::testing::Values(
+        FaultCase{"block_write_enospc", FsOp::write, in_out_temp, 4, ENOSPC, false},
+        FaultCase{"block_fsync_eio", FsOp::fsync, in_out_temp, 4, EIO, true},
+        FaultCase{"block_rename_eio", FsOp::rename, is_out_block, 4, EIO, false},
+        FaultCase{"block_dir_open_eacces", FsOp::open, is_out_dir, 4, EACCES, true},
+        FaultCase{"block_dir_fsync_eio", FsOp::fsync, is_out_dir, 4, EIO, true},
+        FaultCase{"checkpoint_write_enospc", FsOp::write, metadata_temp, 4, ENOSPC, true},
+        FaultCase{"checkpoint_fsync_eio", FsOp::fsync, metadata_temp, 4, EIO, true},
+        FaultCase{"checkpoint_rename_eio", FsOp::rename, metadata_file, 4, EIO, true},
+        FaultCase{"checkpoint_dir_fsync_eio", FsOp::fsync, is_data_dir, 4, EIO, true}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// Item 8: main ignored a failed fsync of the block directory and moved the
+// checkpoint past the round.
+TEST(FaultyDiskFileWriter, AFailedDirectoryFsyncKeepsTheCheckpointAtThatRound) {
+  test::TempDir dir;
+  fs::path out = dir / "out";
+  std::string text =
+      "[importer]\nname = \"generator\"\n[importer.config]\ntxns-per-round = 1\n"
+      "[exporter]\nname = \"file_writer\"\n[exporter.config]\nblock-dir = \"" +
+      out.string() + "\"\nfilename-pattern = \"%[1]d_block.json\"\n";
+  Config config = parse_config(text, dir.path(), "conduit.toml");
+  Logger logger{nullptr, LogLevel::error};
+  StopAfter observer(20);
+  PipelineOptions options{.data_dir = dir.path(), .retry_count = 3, .retry_delay = {}};
+  Pipeline pipeline(build_plugins(builtin_registry(), config), options, logger, &observer);
+  observer.pipeline = &pipeline;
+  FaultInjection faults([&](FsOp op, const fs::path& path) {
+    return op == FsOp::fsync && path == out && fs::exists(out / "3_block.json") ? EIO : 0;
+  });
+  StopCause cause = pipeline.run();
+  EXPECT_EQ(cause.reason, StopReason::exporter_error) << cause.detail;
+  EXPECT_NE(cause.detail.find("fsync " + out.string() + ": Input/output error"), std::string::npos)
+      << cause.detail;
+  EXPECT_EQ(test::checkpoint_round(dir.path()), 3u);
+}
+
+// Item 7: accepted at configuration on main, failing at run time (ENAMETOOLONG).
+TEST(HostilePattern, AnAbsurdWidthIsRefusedAtConfiguration) {
+  using plugins::FilenamePattern;
+  for (std::string pattern :
+       {std::string("%[1]05000d.msgp"), std::string("%[1]99999999999999999999999999d.msgp"),
+        std::string("%[1]065d_block.json"), std::string(240, 'x') + "%[1]d.json"})
+    EXPECT_THROW(FilenamePattern::parse(pattern), std::invalid_argument) << pattern;
+  EXPECT_EQ(FilenamePattern::parse("%[1]064d.json").format(7).size(), 69u);
+  EXPECT_EQ(FilenamePattern::parse("%[1]d_block.msgp.gz").format(12), "12_block.msgp.gz");
+
+  test::TempDir dir;
+  Config config = parse_config(
+      "[importer]\nname = \"noop\"\n[exporter]\nname = \"file_writer\"\n[exporter.config]\n"
+      "filename-pattern = \"%[1]05000d.msgp\"\n",
+      dir.path(), "conduit.toml");
+  try {
+    build_plugins(builtin_registry(), config);
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("conduit.toml:6:20: exporter.config.filename-pattern: "
+                                         "filename-pattern '%[1]05000d.msgp': width 5000"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Item 11: a block whose rnd is not an integer said "holds round 0".
+TEST(HostileMessages, ABlockWithANonIntegerRoundSaysSo) {
+  using plugins::FilenamePattern;
+  for (std::string text :
+       {R"({"block": {"rnd": "x"}})", R"({"block": {"rnd": 1.5}})", R"({"block": {"rnd": -3}})"}) {
+    try {
+      auto block = plugins::decode_block_file(text, FilenamePattern::parse("%[1]d_block.json"));
+      ADD_FAILURE() << text << " decoded as round " << block.round();
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("rnd"), std::string::npos) << text << ": " << e.what();
+    }
+  }
 }
