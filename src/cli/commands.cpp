@@ -125,11 +125,12 @@ stop-timeout = "30s"
 pid-file = ""
 hide-banner = false
 
+# Loopback only; see conduit.toml(5) to expose them to other hosts.
 # [api]
-# addr = ":8981"          # GET /health
+# addr = "127.0.0.1:8981"   # GET /health
 # [metrics]
 # mode = "ON"
-# addr = ":9999"          # GET /metrics
+# addr = "127.0.0.1:9999"   # GET /metrics
 # prefix = "conduit"
 
 )";
