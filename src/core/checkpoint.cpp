@@ -16,6 +16,7 @@ namespace {
 
 // metadata.json is a few hundred bytes; anything near this is not a checkpoint.
 constexpr size_t kMaxMetadataBytes = 1 << 20;
+constexpr size_t kMaxMetadataNesting = 64;
 
 const char* const kKnownKeys[] = {"genesis-hash", "network", "next-round"};
 
@@ -55,6 +56,33 @@ std::optional<Metadata> Checkpoint::load() const {
     return std::nullopt;
   }
 
+  return parse_metadata(text, path_.string(), &extra_);
+}
+
+Metadata parse_metadata(std::string_view text, const std::string& where,
+                        nlohmann::ordered_json* unknown_keys) {
+  auto fail = [&](const std::string& why) {
+    return CheckpointError(where + ": unreadable checkpoint: " + why);
+  };
+  // Unknown keys are kept and written back, and writing JSON recurses: bound
+  // the nesting before parsing (a checkpoint has none to speak of).
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxMetadataNesting) throw fail("nested more than 64 levels deep");
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
   nlohmann::ordered_json json;
   try {
     json = nlohmann::ordered_json::parse(text);
@@ -80,10 +108,12 @@ std::optional<Metadata> Checkpoint::load() const {
     throw fail("next-round must be an integer in [0, 18446744073709551615], not " + round->dump());
   m.next_round = round->get<uint64_t>();
   // Keys conduit does not know (Go's telemetry-id, ...) are written back as they were.
-  extra_ = nlohmann::ordered_json::object();
-  for (auto& [key, value] : json.items())
-    if (std::find(std::begin(kKnownKeys), std::end(kKnownKeys), key) == std::end(kKnownKeys))
-      extra_[key] = value;
+  if (unknown_keys) {
+    *unknown_keys = nlohmann::ordered_json::object();
+    for (auto& [key, value] : json.items())
+      if (std::find(std::begin(kKnownKeys), std::end(kKnownKeys), key) == std::end(kKnownKeys))
+        (*unknown_keys)[key] = value;
+  }
   return m;
 }
 

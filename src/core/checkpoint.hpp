@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace conduit {
 
@@ -20,6 +21,11 @@ struct Metadata {
   std::string network;
   uint64_t next_round = 0;
 };
+
+// metadata.json's text -> Metadata (the rules of Checkpoint::load, without the
+// file). `where` prefixes messages; keys conduit does not know go to `unknown_keys`.
+Metadata parse_metadata(std::string_view text, const std::string& where,
+                        nlohmann::ordered_json* unknown_keys = nullptr);
 
 class Checkpoint {
  public:

@@ -408,3 +408,19 @@ TEST(HostileMessages, ABlockWithANonIntegerRoundSaysSo) {
     }
   }
 }
+
+// Unknown keys are written back, and writing JSON recurses: a deep one is refused.
+TEST(Checkpoint, DeeplyNestedUnknownKeysAreRefused) {
+  test::TempDir dir;
+  test::write_text(dir / "metadata.json", "{\"next-round\":1,\"x\":" + std::string(100000, '[') +
+                                              std::string(100000, ']') + "}");
+  try {
+    Checkpoint(dir.path()).load();
+    FAIL() << "accepted";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("nested more than 64 levels deep"), std::string::npos)
+        << e.what();
+  }
+  Metadata m = parse_metadata("{\"next-round\":3,\"s\":\"[[[[\\\"[[\"}", "m");
+  EXPECT_EQ(m.next_round, 3u);
+}
