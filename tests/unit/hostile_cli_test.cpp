@@ -335,3 +335,27 @@ TEST(HostileHttp, SlowClientsNeitherStallHealthNorDelayTheExit) {
   }
   for (auto& client : clients) client.request_stop();
 }
+
+// Items 4 and 12 through the daemon: a corrupt checkpoint stops it untouched;
+// an empty one is a first run with a warning, as in Go Conduit.
+TEST(HostileCheckpoint, ACorruptCheckpointIsRefusedAndAnEmptyOneIsAFirstRun) {
+  TempDir dir;
+  write_text(dir / "conduit.toml", generator_config());
+  std::string corrupt = "{\"genesis-hash\":\"\",\"network\":\"\",\"next-round\":1e30}\n";
+  write_text(dir / "metadata.json", corrupt);
+  Subprocess refused({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  auto status = exit_within(refused, 60s);  // main read it as round 0 and ran on
+  ASSERT_TRUE(status) << refused.output();
+  EXPECT_EQ(*status, 1) << refused.output();
+  EXPECT_NE(refused.output().find("conduit stopped: checkpoint-error"), std::string::npos)
+      << refused.output();
+  EXPECT_EQ(read_text(dir / "metadata.json"), corrupt);
+
+  write_text(dir / "metadata.json", "");
+  Subprocess daemon({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  ASSERT_TRUE(daemon.wait_for_line("pipeline running from round 0")) << daemon.output();
+  EXPECT_NE(daemon.output().find("metadata.json is empty; treated as absent"), std::string::npos)
+      << daemon.output();
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0);
+}
