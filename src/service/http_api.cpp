@@ -325,9 +325,11 @@ class HttpApi::Server {
     for (;;) {
       fds.clear();
       fds.push_back({wakeup_.get(), POLLIN, 0});
-      fds.push_back({listener_.get(), POLLIN, 0});
       auto now = Clock::now();
+      // Out of descriptors (EMFILE): the listener rests a moment rather than spin.
+      fds.push_back({now < accept_paused_until_ ? -1 : listener_.get(), POLLIN, 0});
       auto next_deadline = now + std::chrono::hours(1);
+      if (now < accept_paused_until_) next_deadline = accept_paused_until_;
       for (auto& c : connections_) {
         fds.push_back({c.fd.get(), static_cast<short>(sending(c) ? POLLOUT : POLLIN), 0});
         next_deadline = std::min(next_deadline, c.deadline);
@@ -355,7 +357,11 @@ class HttpApi::Server {
   void accept_all() {
     for (;;) {
       UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-      if (!fd) return;  // EAGAIN, or a transient error: poll reports the next one
+      if (!fd) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+          accept_paused_until_ = Clock::now() + std::chrono::milliseconds(100);
+        return;  // EAGAIN, or a transient error: poll reports the next one
+      }
       if (connections_.size() >= kMaxConnections) {
         // Evict one that is lingering after its response, else the one that
         // has waited longest for its request; if all are being answered, drop the new one.
@@ -481,6 +487,7 @@ class HttpApi::Server {
   int port_ = 0;
   std::map<std::string, Handler> routes_;
   std::vector<Connection> connections_;  // serve() thread only
+  Clock::time_point accept_paused_until_{};
   std::thread thread_;
 };
 
