@@ -77,7 +77,9 @@ pid_t lock_holder(int fd) {
 
 std::optional<PidFileInfo> probe_pid_file(const std::filesystem::path& pid_file) {
   PidFileInfo info;
-  info.fd.reset(::open(pid_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  // O_NOFOLLOW: a symlink planted as the PID file must not lead to another conduit.
+  info.fd.reset(
+      ::open(pid_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW));
   if (!info.fd) {
     if (errno == ENOENT) return std::nullopt;
     throw_errno("open " + pid_file.string());

@@ -359,3 +359,22 @@ TEST(HostileCheckpoint, ACorruptCheckpointIsRefusedAndAnEmptyOneIsAFirstRun) {
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(), 0);
 }
+
+// Item 2's neighbour: a symlink planted as conduit.pid made root's daemon
+// truncate its target on main.
+TEST(HostileStop, APidFileSymlinkIsNotFollowed) {
+  TempDir dir;
+  write_text(dir / "conduit.toml", generator_config());
+  write_text(dir / "precious", "precious\n");
+  std::filesystem::create_symlink(dir / "precious", dir / "conduit.pid");
+  Subprocess daemon({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  auto status = exit_within(daemon, 60s);
+  ASSERT_TRUE(status) << daemon.output();
+  EXPECT_EQ(*status, 2) << daemon.output();
+  EXPECT_NE(daemon.output().find("Too many levels of symbolic links"), std::string::npos)
+      << daemon.output();
+  EXPECT_EQ(read_text(dir / "precious"), "precious\n");
+  auto [stop_status, out] =
+      run_command({conduit_bin(), "stop", "-d", dir.path().string(), "--bus", "none"});
+  EXPECT_EQ(stop_status, 1) << out;
+}
