@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
                  "start at this round instead of the checkpoint")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {  // not "-1", which would wrap to 2^64-1
-            bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+            bool digits =
+                !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
             bool fits = text.size() < 20 || (text.size() == 20 && text <= "18446744073709551615");
             return digits && fits ? "" : "must be an integer in [0, 18446744073709551615]";
           },
