@@ -378,3 +378,23 @@ TEST(HostileStop, APidFileSymlinkIsNotFollowed) {
       run_command({conduit_bin(), "stop", "-d", dir.path().string(), "--bus", "none"});
   EXPECT_EQ(stop_status, 1) << out;
 }
+
+// Item 3: more idle connections than the server keeps: the oldest idle one
+// makes room, so /health is still answered.
+TEST(HostileHttp, MoreIdleConnectionsThanTheLimitDoNotStarveHealth) {
+  TempDir dir;
+  write_text(dir / "conduit.toml", generator_config("[api]\naddr = \"127.0.0.1:0\"\n"));
+  Subprocess daemon({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  ASSERT_TRUE(daemon.wait_for_line("serving /health on"));
+  int port = port_from_log(daemon, "/health");
+  ASSERT_GT(port, 0);
+  std::vector<UniqueFd> idle;
+  for (int i = 0; i < 100; ++i) idle.push_back(connect_loopback(port));
+  std::string ok = http_exchange(port, "GET /health HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << ok;
+  // The first idle connections were closed to make room.
+  char byte;
+  EXPECT_EQ(::recv(idle.front().get(), &byte, 1, 0), 0);
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0);
+}
