@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -453,7 +454,7 @@ class HttpApi::Server {
     for (std::string header; std::getline(head, header);) {
       auto colon = header.find(':');
       std::string name = header.substr(0, colon);
-      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       std::string value = colon == std::string::npos ? "" : header.substr(colon + 1);
       value.erase(0, value.find_first_not_of(" \t"));
       value.erase(value.find_last_not_of(" \t\r") + 1);
