@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Bounded libFuzzer run of the block decoders (msgpack and JSON) under ASan+UBSan,
-# seeded with Go Conduit's fixture blocks. Fails on any crash or sanitizer report.
+# Bounded libFuzzer run of the block decoders (msgpack and JSON), the configuration
+# reader (conduit.toml) and the checkpoint reader (metadata.json) under ASan+UBSan,
+# seeded with Go Conduit's fixture blocks and sample files. Fails on any crash or
+# sanitizer report.
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 30; env FUZZ_SECONDS too)
 #        FUZZ_RUNS=N scripts/fuzz.sh             (a fixed, seeded number of runs: what CI uses,
 #                                                 so a run is reproducible and not time-dependent)
@@ -18,10 +20,11 @@ if [ ! -f "$build/build.ninja" ]; then
   CXX=clang++ CC=clang meson setup "$build" --wrap-mode=nodownload -Dfuzz=true -Dtests=false \
     -Dbench=false -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 fi
-ninja -C "$build" -j"${JOBS:-2}" fuzz/fuzz_block_msgpack fuzz/fuzz_block_json
+ninja -C "$build" -j"${JOBS:-2}" fuzz/fuzz_block_msgpack fuzz/fuzz_block_json fuzz/fuzz_config \
+  fuzz/fuzz_checkpoint
 
 # Seeds: the fixture blocks (msgpack) and small JSON blocks.
-mkdir -p "$work/msgpack" "$work/json"
+mkdir -p "$work/msgpack" "$work/json" "$work/config" "$work/checkpoint"
 if [ -d "$fixtures" ]; then
   for f in "$fixtures"/*_block.msgp.gz; do
     gunzip -c "$f" >"$work/msgpack/$(basename "$f" .gz)"
@@ -47,6 +50,40 @@ cat >"$work/json/block.json" <<'JSON'
 }
 JSON
 echo '{"block": {"rnd": 1}}' >"$work/json/min.json"
+# conduit.toml seeds: every key of the format, and the nesting shapes of issue 14.
+cat >"$work/config/full.toml" <<'TOML'
+log-level = "info"
+retry-count = 10
+retry-delay = "1s"
+stop-timeout = "30s"
+pid-file = ""
+[api]
+addr = "127.0.0.1:8981"
+[metrics]
+mode = "ON"
+addr = "127.0.0.1:9999"
+prefix = "conduit"
+[importer]
+name = "generator"
+[importer.config]
+txns-per-round = 10
+[[processors]]
+name = "filter_processor"
+[processors.config]
+search-inner = true
+[[processors.config.filters]]
+any = [ { tag = "txn.type", expression-type = "equal", expression = "pay" } ]
+[exporter]
+name = "file_writer"
+[exporter.config]
+block-dir = "/tmp/out"
+filename-pattern = "%[1]d_block.json"
+TOML
+printf '[a.b.c.d]\nx.y.z = {a = {b = [[1], [2]]}}\ns = """ "[" %s """\n' "'''" >"$work/config/nesting.toml"
+# metadata.json seeds.
+printf '{"genesis-hash":"aGFzaA==","network":"mainnet","next-round":7,"telemetry-id":"x"}\n' \
+  >"$work/checkpoint/metadata.json"
+printf '{"next-round":18446744073709551615,"x":{"n":[1,2,{"k":null}]}}' >"$work/checkpoint/max.json"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -55,11 +92,12 @@ if [ -n "${FUZZ_RUNS:-}" ]; then
 else
   bound="-max_total_time=$seconds"
 fi
-for target in msgpack json; do
-  echo "== fuzz_block_$target ($bound)"
+for target in block_msgpack block_json config checkpoint; do
+  corpus=${target#block_}
+  echo "== fuzz_$target ($bound)"
   mkdir -p "$work/artifacts-$target"
   rc=0
-  "$build/fuzz/fuzz_block_$target" "$work/$target" \
+  "$build/fuzz/fuzz_$target" "$work/$corpus" \
     $bound -max_len=$((512 * 1024)) -timeout=20 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts-$target/" >"$work/$target.log" 2>&1 || rc=$?
   tail -n 12 "$work/$target.log"
@@ -67,7 +105,7 @@ for target in msgpack json; do
     grep -m1 -A30 "ERROR\|runtime error" "$work/$target.log" >&2 || true
     mkdir -p fuzz-artifacts
     cp "$work/artifacts-$target/"* fuzz-artifacts/ 2>/dev/null || true
-    echo "fuzz.sh: fuzz_block_$target found a crash; inputs copied to fuzz-artifacts/" >&2
+    echo "fuzz.sh: fuzz_$target found a crash; inputs copied to fuzz-artifacts/" >&2
     exit 1
   fi
 done

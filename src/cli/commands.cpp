@@ -125,11 +125,12 @@ stop-timeout = "30s"
 pid-file = ""
 hide-banner = false
 
+# Loopback only; see conduit.toml(5) to expose them to other hosts.
 # [api]
-# addr = ":8981"          # GET /health
+# addr = "127.0.0.1:8981"   # GET /health
 # [metrics]
 # mode = "ON"
-# addr = ":9999"          # GET /metrics
+# addr = "127.0.0.1:9999"   # GET /metrics
 # prefix = "conduit"
 
 )";
@@ -181,6 +182,16 @@ int cmd_stop(const StopOptions& options) {
   // caller that may not signal the service user's process.
   // Only for a conduit of this data dir: its PID file is held (by the PID that
   // owns the bus name, checked there), or unreadable to us (another user's).
+  // Issue 14: whoever can write the data dir can put any PID in the file and
+  // hold some lock on it. Only the process that holds the file's lock and is
+  // the PID the file names is a conduit of this data dir.
+  if (info && info->held && !info->proven()) {
+    std::fprintf(stderr,
+                 "conduit stop: PID file %s names pid %d but its lock is held by pid %d; not "
+                 "a conduit of this data dir, not signalling anyone\n",
+                 pid_file.c_str(), info->pid, info->holder);
+    return 1;
+  }
   bool maybe_running = !probe_error.empty() || (info && info->held);
   if (options.bus != "none" && maybe_running) {
     std::optional<pid_t> expected;
@@ -210,11 +221,19 @@ int cmd_stop(const StopOptions& options) {
                  pid_file.c_str(), info->pid);
     return 1;
   }
-  // pidfd first, so a PID reused after an exit we miss is never signalled.
+  // pidfd first, then the lock holder checked again: the pidfd then names the
+  // process that holds the lock, never a PID reused after an exit we missed.
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, info->pid, 0));
   UniqueFd pid_handle(pidfd);
   if (!pid_handle) {
     std::fprintf(stderr, "conduit stop: pid %d: %s\n", info->pid, std::strerror(errno));
+    return 1;
+  }
+  if (pid_t holder = lock_holder(info->fd.get()); holder != info->pid) {
+    std::fprintf(stderr,
+                 "conduit stop: pid %d no longer holds the lock on %s (holder: %d); not "
+                 "signalling\n",
+                 info->pid, pid_file.c_str(), holder);
     return 1;
   }
   if (::syscall(SYS_pidfd_send_signal, pid_handle.get(), signal, nullptr, 0) != 0) {
@@ -268,7 +287,7 @@ int cmd_status(const StatusOptions& options) {
   } catch (const std::exception&) {
     unreadable = true;
   }
-  bool running = info && info->held;
+  bool running = info && info->proven();
   std::string state = running ? "running" : "stopped";
   std::optional<BusStatus> bus_status;
   if (options.bus != "none" && (running || unreadable)) {

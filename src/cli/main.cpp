@@ -27,7 +27,15 @@ int main(int argc, char** argv) {
   app.add_option("-d,--data-dir", data_dir,
                  "data directory holding conduit.toml ($CONDUIT_DATA_DIR)");
   app.add_option("-r,--next-round-override", next_round,
-                 "start at this round instead of the checkpoint");
+                 "start at this round instead of the checkpoint")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {  // not "-1", which would wrap to 2^64-1
+            bool digits =
+                !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+            bool fits = text.size() < 20 || (text.size() == 20 && text <= "18446744073709551615");
+            return digits && fits ? "" : "must be an integer in [0, 18446744073709551615]";
+          },
+          "ROUND"));
   app.add_option("--bus", bus, "D-Bus to register on")
       ->check(CLI::IsMember({"auto", "system", "session", "none"}));
 
@@ -70,6 +78,18 @@ int main(int argc, char** argv) {
     return 2;  // usage error (CONTRACT section 2)
   }
 
+  // Issue 14: the data dir is made absolute once, here, for every command, so
+  // the daemon, `stop` and `status` name the same files however it was spelt.
+  auto make_absolute = [](auto& dir) {
+    std::error_code ec;
+    if (!std::filesystem::path(dir).empty())
+      dir = std::filesystem::absolute(dir, ec).lexically_normal().string();
+  };
+  make_absolute(data_dir);
+  make_absolute(stop.data_dir);
+  make_absolute(stop.pid_file);
+  make_absolute(status.data_dir);
+  make_absolute(init.data_dir);
   if (*init_cmd) return conduit::cli::cmd_init(init);
   if (*list_cmd) return conduit::cli::cmd_list(list_which);
   if (*stop_cmd) {

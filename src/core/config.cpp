@@ -1,14 +1,19 @@
 #include "core/config.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
+
+#include "core/fs.hpp"
 
 namespace conduit {
 namespace {
@@ -42,6 +47,170 @@ std::string_view type_name(const toml::node& node) {
       return "a date/time";
   }
 }
+
+// toml++ builds nested tables recursively, so a deep enough document (50,000
+// `[a.a.a...]` components, dotted keys or inline tables) exhausts the stack.
+// This linear pre-scan measures the nesting every construct adds (table header
+// components, dotted key components, inline tables, arrays) without recursing,
+// so nothing deeper than kMaxConfigNesting reaches the parser. It skips strings
+// and comments as the parser does; malformed text is left for the parser to report.
+class NestingScanner {
+ public:
+  NestingScanner(std::string_view text, const std::string& file_name)
+      : text_(text), file_(file_name) {}
+
+  void run() {
+    while (i_ < text_.size()) {
+      char c = text_[i_];
+      if (c == '"' || c == '\'') {
+        if (mode_ == Mode::key) key_components_ = std::max<size_t>(key_components_, 1);
+        skip_string();
+      } else if (c == '#') {
+        while (i_ < text_.size() && text_[i_] != '\n') advance();
+      } else if (mode_ == Mode::key) {
+        key_char(c);
+      } else {
+        value_char(c);
+      }
+    }
+  }
+
+ private:
+  struct Frame {
+    char open;     // '[' (array) or '{' (inline table)
+    size_t depth;  // nesting of the array or inline table itself
+  };
+  enum class Mode { key, value };
+
+  void advance() {
+    if (text_[i_] == '\n') {
+      ++line_;
+      column_ = 1;
+    } else if ((static_cast<unsigned char>(text_[i_]) & 0xC0) != 0x80) {
+      ++column_;  // columns count characters, not UTF-8 continuation bytes
+    }
+    ++i_;
+  }
+
+  void check(size_t depth) const {
+    if (depth <= kMaxConfigNesting) return;
+    throw ConfigError(file_ + ":" + std::to_string(line_) + ":" + std::to_string(column_) +
+                      ": nested more than " + std::to_string(kMaxConfigNesting) +
+                      " levels deep (tables, dotted keys, inline tables and arrays all count)");
+  }
+
+  size_t quote_run(char quote) const {
+    size_t n = 0;
+    while (i_ + n < text_.size() && text_[i_ + n] == quote) ++n;
+    return n;
+  }
+
+  // A string starting at text_[i_]. A multi-line string ends at the last three
+  // quotes of a run of three to five, as TOML says (up to two belong to the string).
+  void skip_string() {
+    char quote = text_[i_];
+    size_t opening = quote_run(quote);
+    if (opening == 2) {  // an empty string
+      advance();
+      advance();
+      return;
+    }
+    bool multi = opening >= 3;
+    for (int k = 0; k < (multi ? 3 : 1); ++k) advance();
+    while (i_ < text_.size()) {
+      char c = text_[i_];
+      if (quote == '"' && c == '\\') {
+        advance();
+        if (i_ < text_.size()) advance();
+      } else if (c == quote) {
+        size_t run = multi ? quote_run(quote) : 1;
+        if (!multi || run >= 3) {
+          for (size_t k = 0; k < std::min<size_t>(run, 5); ++k) advance();
+          return;
+        }
+        for (size_t k = 0; k < run; ++k) advance();
+      } else if (c == '\n' && !multi) {
+        return;  // unterminated: the parser reports it
+      } else {
+        advance();
+      }
+    }
+  }
+
+  void key_char(char c) {
+    if (c == '\n') key_components_ = 0;
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',') {
+      advance();
+    } else if (c == '[' && frames_.empty() && key_components_ == 0) {
+      table_header();
+    } else if (c == '}' && !frames_.empty()) {  // `{}` or a trailing `}`
+      frames_.pop_back();
+      mode_ = Mode::value;
+      advance();
+    } else if (c == '=') {
+      size_t base = frames_.empty() ? header_depth_ : frames_.back().depth;
+      value_base_ = base + std::max<size_t>(key_components_, 1);
+      check(value_base_);
+      key_components_ = 0;
+      mode_ = Mode::value;
+      advance();
+    } else {
+      if (key_components_ == 0) key_components_ = 1;
+      if (c == '.') check(++key_components_);
+      advance();
+    }
+  }
+
+  // `[a.b]` or `[[a.b]]` (an array of tables nests one level more).
+  void table_header() {
+    size_t depth = 1;
+    advance();
+    bool array = i_ < text_.size() && text_[i_] == '[';
+    if (array) {
+      ++depth;
+      advance();
+    }
+    while (i_ < text_.size() && text_[i_] != ']' && text_[i_] != '\n') {
+      if (text_[i_] == '"' || text_[i_] == '\'') {
+        skip_string();
+        continue;
+      }
+      if (text_[i_] == '.') check(++depth);
+      advance();
+    }
+    check(depth);
+    for (int k = 0; k < (array ? 2 : 1) && i_ < text_.size() && text_[i_] == ']'; ++k) advance();
+    header_depth_ = depth;
+  }
+
+  void value_char(char c) {
+    if (c == '[' || c == '{') {
+      size_t outer =
+          frames_.empty() || frames_.back().open == '{' ? value_base_ : frames_.back().depth;
+      check(outer + 1);
+      frames_.push_back({c, outer + 1});
+      if (c == '{') mode_ = Mode::key;
+    } else if (c == ']' || c == '}') {
+      if (!frames_.empty()) frames_.pop_back();
+    } else if (c == ',' && !frames_.empty() && frames_.back().open == '{') {
+      mode_ = Mode::key;
+    } else if (c == '\n' && frames_.empty()) {
+      mode_ = Mode::key;
+    }
+    advance();
+  }
+
+  std::string_view text_;
+  const std::string& file_;
+  size_t i_ = 0;
+  size_t line_ = 1;
+  size_t column_ = 1;
+  std::vector<Frame> frames_;  // open arrays and inline tables of the current value
+  Mode mode_ = Mode::key;
+  size_t header_depth_ = 0;    // components of the last [table] header
+  size_t key_components_ = 0;  // components of the key being read
+  size_t value_base_ = 0;      // depth of the value after the last '='
+};
 
 }  // namespace
 
@@ -127,7 +296,7 @@ void PluginConfig::fail(std::string_view key, const std::string& message) const 
   std::string name = section_.empty() ? std::string(key)
                      : key.empty()    ? section_
                                       : section_ + "." + std::string(key);
-  throw ConfigError(where(key) + ": " + name + ": " + message);
+  throw ConfigError(where(key) + ": " + (name.empty() ? "" : name + ": ") + message);
 }
 
 std::string PluginConfig::get_string(std::string_view key, std::string fallback) {
@@ -269,6 +438,10 @@ PluginSpec read_plugin(PluginConfig& section, std::string kind, const std::strin
 
 Config parse_config(std::string_view text, const std::filesystem::path& data_dir,
                     const std::string& file_name) {
+  if (text.size() > kMaxConfigBytes)
+    throw ConfigError(file_name + ": " + std::to_string(text.size()) + " bytes; at most " +
+                      std::to_string(kMaxConfigBytes) + " are accepted");
+  NestingScanner(text, file_name).run();
   std::shared_ptr<toml::table> document;
   try {
     document = std::make_shared<toml::table>(toml::parse(text, file_name));
@@ -293,8 +466,8 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   if (config.stop_timeout.count() == 0) top.fail("stop-timeout", "must be greater than zero");
   config.wedge_timeout = top.get_duration("wedge-timeout", config.wedge_timeout);
   std::string pid_file = top.get_string("pid-file", "");
-  config.pid_file = pid_file.empty() ? data_dir / "conduit.pid" : std::filesystem::path(pid_file);
-  if (config.pid_file.is_relative()) config.pid_file = data_dir / config.pid_file;
+  // Relative to the data dir, joined once (a relative -d made it DIR/DIR/conduit.pid).
+  config.pid_file = data_dir / (pid_file.empty() ? "conduit.pid" : pid_file);
   if (!config.log_file.empty() && std::filesystem::path(config.log_file).is_relative())
     config.log_file = (data_dir / config.log_file).string();
   config.hide_banner = top.get_bool("hide-banner", false);
@@ -343,12 +516,26 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
 
 Config load_config(const std::filesystem::path& data_dir) {
   auto file = data_dir / "conduit.toml";
-  std::ifstream in(file, std::ios::binary);
-  if (!in)
-    throw ConfigError(file.string() + ": cannot read the configuration: " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_config(text.str(), data_dir, file.string());
+  auto fail = [&](const std::string& why) {
+    return ConfigError(file.string() + ": cannot read the configuration: " + why);
+  };
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) throw fail(std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw fail(std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) throw fail(std::strerror(EISDIR));
+  if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
+  // Read at most one byte more than the limit, whatever st_size says.
+  std::string text;
+  char buffer[65536];
+  while (text.size() <= kMaxConfigBytes) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw fail(std::strerror(errno));
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return parse_config(text, data_dir, file.string());
 }
 
 }  // namespace conduit

@@ -23,6 +23,11 @@ class ConfigError : public std::runtime_error {
   explicit ConfigError(const std::string& message) : std::runtime_error(message) {}
 };
 
+// Bounds on what reaches the TOML parser (conduit.toml(5), LIMITS): a larger or
+// deeper document is refused with file:line:col before it is parsed.
+constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+constexpr size_t kMaxConfigNesting = 64;
+
 // Parses Go-style durations: "1s", "250ms", "1m30s", "1.5h", "0".
 std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
 std::string format_duration(std::chrono::nanoseconds d);

@@ -1,8 +1,11 @@
-// Small POSIX helpers: an owning fd and durable atomic file replacement.
+// Small POSIX helpers: an owning fd and durable atomic file replacement, and the
+// fault-injection seam every durable write of the core and the file plugins goes through.
 #pragma once
 
+#include <sys/types.h>
 #include <unistd.h>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -40,8 +43,31 @@ class UniqueFd {
 
 [[noreturn]] void throw_errno(const std::string& what);
 
-// Writes all of `data` to `fd`, retrying on EINTR and short writes.
-void write_all(int fd, std::string_view data, const std::string& what);
+// The file layer's seam (issue 14): open, write, fsync and rename of the
+// checkpoint and of file_writer's blocks go through these, so tests can make
+// any of them fail deterministically. Without an injection they are the
+// system calls; with one, a hook returning an errno makes the call fail with it.
+enum class FsOp { open, write, fsync, rename };
+using FaultHook = std::function<int(FsOp op, const std::filesystem::path& path)>;
+
+// Installs `hook` for its lifetime (tests only; one at a time).
+class FaultInjection {
+ public:
+  explicit FaultInjection(FaultHook hook);
+  ~FaultInjection();
+  FaultInjection(const FaultInjection&) = delete;
+  FaultInjection& operator=(const FaultInjection&) = delete;
+};
+
+int fs_open(const std::filesystem::path& path, int flags, mode_t mode = 0);
+ssize_t fs_write(int fd, const void* data, size_t size, const std::filesystem::path& path);
+int fs_fsync(int fd, const std::filesystem::path& path);
+int fs_rename(const std::filesystem::path& from, const std::filesystem::path& to);
+
+// Writes all of `data` to `fd`, retrying on EINTR and short writes. `path`
+// (the file behind fd) is what a fault injection sees.
+void write_all(int fd, std::string_view data, const std::string& what,
+               const std::filesystem::path& path = {});
 
 // Replaces `path` with `data` so that readers see the old or the new content,
 // never a mix, and the new content survives a crash once this returns:

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cerrno>
 #include <cstdlib>
+#include <limits>
 
 namespace conduit {
 
@@ -19,16 +21,26 @@ InstanceLock::InstanceLock(const std::filesystem::path& data_dir,
     throw_errno("lock " + data_dir.string());
   }
   if (pid_file.has_parent_path()) std::filesystem::create_directories(pid_file.parent_path());
-  pid_fd_.reset(::open(pid_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  // O_NOFOLLOW: whoever can write the data dir must not make root truncate
+  // the target of a symlink planted as conduit.pid.
+  pid_fd_.reset(
+      ::open(pid_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
   if (!pid_fd_) throw_errno("create PID file " + pid_file.string());
-  // A `conduit stop` probing the file holds a shared lock for an instant; a
-  // short blocking wait is fine because the directory lock already excludes
-  // a second daemon. A daemon on another data dir with the same PID file fails.
-  if (::flock(pid_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) throw_errno("lock " + pid_file.string());
-    for (int i = 0; i < 100 && ::flock(pid_fd_.get(), LOCK_EX | LOCK_NB) != 0; ++i) ::usleep(10000);
-    if (::flock(pid_fd_.get(), LOCK_EX | LOCK_NB) != 0)
-      throw AlreadyRunning("PID file " + pid_file.string() + " is held by another conduit");
+  struct stat st {};
+  if (::fstat(pid_fd_.get(), &st) != 0) throw_errno("stat " + pid_file.string());
+  if (!S_ISREG(st.st_mode))
+    throw std::runtime_error("PID file " + pid_file.string() + " is not a regular file");
+  // A POSIX record lock (not flock, not an OFD lock): F_GETLK reports its
+  // holder's PID, which is how `conduit stop` proves the PID in the file is
+  // the process holding it. Nothing else in the daemon opens this file (closing
+  // any descriptor of it would drop a POSIX lock). A daemon on another data
+  // dir with the same PID file fails here.
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  if (::fcntl(pid_fd_.get(), F_SETLK, &lock) != 0) {
+    if (errno != EAGAIN && errno != EACCES) throw_errno("lock " + pid_file.string());
+    throw AlreadyRunning("PID file " + pid_file.string() + " is held by another conduit");
   }
   if (::ftruncate(pid_fd_.get(), 0) != 0) throw_errno("truncate " + pid_file.string());
   std::string line = std::to_string(::getpid()) + "\n";
@@ -55,22 +67,35 @@ void InstanceLock::release(const StopCause& cause) {
   dir_fd_.reset();
 }
 
+pid_t lock_holder(int fd) {
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_GETLK, &lock) != 0 || lock.l_type == F_UNLCK) return 0;
+  return lock.l_pid > 0 ? lock.l_pid : 0;
+}
+
 std::optional<PidFileInfo> probe_pid_file(const std::filesystem::path& pid_file) {
   PidFileInfo info;
-  info.fd.reset(::open(pid_file.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NOFOLLOW: a symlink planted as the PID file must not lead to another conduit.
+  info.fd.reset(
+      ::open(pid_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW));
   if (!info.fd) {
     if (errno == ENOENT) return std::nullopt;
     throw_errno("open " + pid_file.string());
   }
   char buffer[64] = {};
   ssize_t n = ::pread(info.fd.get(), buffer, sizeof buffer - 1, 0);
-  if (n > 0) info.pid = static_cast<pid_t>(std::strtol(buffer, nullptr, 10));
-  if (::flock(info.fd.get(), LOCK_SH | LOCK_NB) == 0) {
-    ::flock(info.fd.get(), LOCK_UN);
-    info.held = false;
-  } else {
-    info.held = true;
+  if (n > 0) {
+    char* end = nullptr;
+    errno = 0;
+    long pid = std::strtol(buffer, &end, 10);
+    if (errno == 0 && end != buffer && (*end == '\n' || *end == '\0') && pid > 0 &&
+        pid <= std::numeric_limits<pid_t>::max())
+      info.pid = static_cast<pid_t>(pid);
   }
+  info.holder = lock_holder(info.fd.get());
+  info.held = info.holder != 0;
   return info;
 }
 

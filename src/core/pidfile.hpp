@@ -1,6 +1,7 @@
 // The PID file and the data-directory lock (CONTRACT section 7): one conduit
-// per data dir. Both are advisory flock(2) locks held for the life of the
-// process, so a crashed conduit never leaves a lock behind.
+// per data dir. The data dir holds an flock(2) lock, the PID file a POSIX
+// record lock whose holder F_GETLK names; both live as long as the process,
+// so a crashed conduit never leaves a lock behind.
 #pragma once
 
 #include <sys/types.h>
@@ -40,10 +41,16 @@ class InstanceLock {
 
 // What `conduit stop` learns from a PID file.
 struct PidFileInfo {
-  pid_t pid = 0;
+  pid_t pid = 0;      // the PID written in the file (0: none or not a number)
+  pid_t holder = 0;   // the process holding the file's lock (F_GETLK), 0: none
   bool held = false;  // a live process holds the lock; false means stale
   UniqueFd fd;        // kept open to read the stop record after the process exits
+  // The file names the process that holds its lock: the only one to signal.
+  bool proven() const { return held && pid > 0 && holder == pid; }
 };
+
+// The PID of the process holding a POSIX lock on `fd`'s file, 0 when none.
+pid_t lock_holder(int fd);
 
 // Opens `pid_file`; nullopt when it does not exist.
 std::optional<PidFileInfo> probe_pid_file(const std::filesystem::path& pid_file);

@@ -230,6 +230,8 @@ void Pipeline::initialise() {
   std::optional<Metadata> stored;
   try {
     stored = checkpoint_.load();
+    if (checkpoint_.ignored_empty_file())  // as Go Conduit does
+      logger_.warn(checkpoint_.path().string() + " is empty; treated as absent (a first run)");
   } catch (const CheckpointError& e) {
     fail(StopReason::checkpoint_error, e.what());
     return;
@@ -358,6 +360,12 @@ void Pipeline::run_importer() {
   auto& out = *queues_.front();
   uint64_t round = next_round_.load();
   while (!stop.stop_requested()) {
+    if (round == UINT64_MAX) {  // issue 14: no checkpoint can name a round after it; never wrap
+      fail(StopReason::importer_error, "round " + std::to_string(round) +
+                                           " is past the largest round a checkpoint can name; "
+                                           "conduit stops here instead of wrapping to round 0");
+      break;
+    }
     BlockData block;
     std::chrono::nanoseconds elapsed{0};
     bool ok = attempt(PluginKind::importer, plugins_.importer_name, round, stop, [&] {

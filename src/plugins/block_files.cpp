@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace conduit::plugins {
@@ -24,19 +25,39 @@ FilenamePattern FilenamePattern::parse(std::string_view pattern) {
   else
     throw std::invalid_argument("unrecognized export format: '" + std::string(pattern) +
                                 "' (use .msgp or .json, optionally followed by .gz)");
-  // Validate the verbs once; format() relies on it.
+  // Validate the verbs once; format() relies on it. The longest name the
+  // pattern can produce must be a valid file name (NAME_MAX), so an absurd
+  // width fails here, at configuration, not after the data dirs were written.
   bool has_round = false;
+  size_t longest = 0;  // the longest file name the pattern can produce
   for (size_t i = 0; i < pattern.size(); ++i) {
-    if (pattern[i] != '%') continue;
-    if (++i < pattern.size() && pattern[i] == '%') continue;
+    if (pattern[i] != '%') {
+      ++longest;
+      continue;
+    }
+    if (++i < pattern.size() && pattern[i] == '%') {
+      ++longest;
+      continue;
+    }
     if (pattern.substr(i, 3) == "[1]") i += 3;
     while (i < pattern.size() && (pattern[i] == '0' || pattern[i] == '-')) ++i;
-    while (i < pattern.size() && pattern[i] >= '0' && pattern[i] <= '9') ++i;
+    size_t width = 0;
+    for (; i < pattern.size() && pattern[i] >= '0' && pattern[i] <= '9'; ++i)
+      width = std::min<size_t>(width * 10 + static_cast<size_t>(pattern[i] - '0'), 100000);
     if (i >= pattern.size() || pattern[i] != 'd')
       throw std::invalid_argument("filename-pattern '" + std::string(pattern) +
                                   "': only %d, %[1]d (with width) and %% are supported");
+    if (width > kMaxRoundWidth)
+      throw std::invalid_argument("filename-pattern '" + std::string(pattern) + "': width " +
+                                  (width >= 100000 ? "too large" : std::to_string(width)) +
+                                  " is more than " + std::to_string(kMaxRoundWidth));
+    longest += std::max<size_t>(width, 20);  // 2^64-1 has 20 digits
     has_round = true;
   }
+  if (longest > kMaxFileNameBytes)
+    throw std::invalid_argument("filename-pattern '" + std::string(pattern) + "': names up to " +
+                                std::to_string(longest) + " bytes long; a file name has at most " +
+                                std::to_string(kMaxFileNameBytes));
   if (!has_round)
     throw std::invalid_argument("filename-pattern '" + std::string(pattern) +
                                 "' has no round verb such as %[1]d");

@@ -16,11 +16,17 @@ namespace conduit::plugins {
 
 enum class BlockFormat { msgpack, json };
 
+// Bounds on filename-pattern (conduit.toml(5)): a round's width, and the
+// longest name the pattern can produce (NAME_MAX).
+constexpr size_t kMaxRoundWidth = 64;
+constexpr size_t kMaxFileNameBytes = 255;
+
 class FilenamePattern {
  public:
   // Throws std::invalid_argument naming what is wrong: verbs other than %d,
-  // %[1]d (with optional 0/- flags and width) and %%, no round verb, or an
-  // extension other than .msgp, .json, .msgp.gz, .json.gz.
+  // %[1]d (with optional 0/- flags and a width up to kMaxRoundWidth) and %%,
+  // no round verb, a name longer than kMaxFileNameBytes, or an extension other
+  // than .msgp, .json, .msgp.gz, .json.gz.
   static FilenamePattern parse(std::string_view pattern);
 
   std::string format(uint64_t round) const;

@@ -260,20 +260,30 @@ class FileWriter final : public Exporter {
       constexpr size_t kChunk = 1 << 20;
       for (size_t off = 0; off < data.size(); off += kChunk) {
         if (stop.stop_requested()) throw Cancelled();
-        write_all(fd.get(), data.substr(off, kChunk), "write " + temp);
+        write_all(fd.get(), data.substr(off, kChunk), "write " + temp, temp);
       }
       if (stop.stop_requested()) throw Cancelled();
-      if (::fsync(fd.get()) != 0) throw_errno("fsync " + temp);
+      // A failed fsync is fatal for the round, as PostgreSQL treats it: the
+      // kernel may have dropped the dirty pages, so a retried fsync proves
+      // nothing. The round is not committed; a restart rewrites it.
+      if (fs_fsync(fd.get(), temp) != 0) throw_fatal("fsync " + temp);
       fd.reset();
       if (stop.stop_requested()) throw Cancelled();
-      if (::rename(temp.c_str(), path.c_str()) != 0)
-        throw_errno("rename " + temp + " to " + path.string());
+      if (fs_rename(temp, path) != 0) throw_errno("rename " + temp + " to " + path.string());
     } catch (...) {
       ::unlink(temp.c_str());
       throw;
     }
-    UniqueFd dir(::open(block_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir) ::fsync(dir.get());
+    // Until the directory is synced the rename can vanish at power loss.
+    UniqueFd dir(fs_open(block_dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) throw_fatal("open " + block_dir_.string() + " to fsync it");
+    if (fs_fsync(dir.get(), block_dir_) != 0) throw_fatal("fsync " + block_dir_.string());
+  }
+
+  [[noreturn]] static void throw_fatal(const std::string& what) {
+    throw PluginError("file_writer: " + what + ": " + std::strerror(errno) +
+                          " (not retried: the data may not be durable)",
+                      false);
   }
 
   fs::path block_dir_;

@@ -25,7 +25,7 @@ TEST(Checkpoint, StoreThenLoadRoundTrips) {
   EXPECT_EQ(m->next_round, 42u);
   // Go Conduit's field names, and no temp file left behind.
   auto text = test::read_text(dir / "metadata.json");
-  EXPECT_NE(text.find("\"next-round\": 42"), std::string::npos);
+  EXPECT_NE(text.find("\"next-round\":42"), std::string::npos);
   EXPECT_NE(text.find("\"genesis-hash\""), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir / "metadata.json.tmp"));
 }
@@ -48,10 +48,9 @@ TEST(InstanceLock, SecondInstanceOnSameDataDirIsRefused) {
   test::TempDir dir;
   InstanceLock first(dir.path(), dir / "conduit.pid");
   EXPECT_THROW(InstanceLock(dir.path(), dir / "other.pid"), AlreadyRunning);
-  auto info = probe_pid_file(dir / "conduit.pid");
-  ASSERT_TRUE(info);
-  EXPECT_TRUE(info->held);
-  EXPECT_EQ(info->pid, ::getpid());
+  // The lock is a POSIX record lock, invisible to its own process: the
+  // holder check is in hostile_cli_test (a daemon and `conduit stop`).
+  EXPECT_EQ(std::stoi(test::read_text(dir / "conduit.pid")), ::getpid());
 }
 
 TEST(InstanceLock, ReleaseRecordsTheStopCauseAndRemovesTheFile) {
