@@ -436,10 +436,12 @@ class PostgresqlExporter final : public Exporter {
     Session session;
     session.connect(conninfo_, stop);
     try {
+      Result exists =
+          session.exec("SELECT to_regclass('metastate') IS NOT NULL", stop, PGRES_TUPLES_OK);
+      if (std::string_view(PQgetvalue(exists.get(), 0, 0)) != "t") return 0;
       Result r = session.exec(
-          "SELECT CASE WHEN to_regclass('metastate') IS NULL THEN NULL ELSE (SELECT "
-          "(v->>'next_account_round')::bigint FROM metastate WHERE k = 'state') END",
-          stop, PGRES_TUPLES_OK);
+          "SELECT (v->>'next_account_round')::bigint FROM metastate WHERE k = 'state'", stop,
+          PGRES_TUPLES_OK);
       return scalar_uint(r).value_or(0);
     } catch (const DbError& e) {
       throw PluginError(e.what(), true);
