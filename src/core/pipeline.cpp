@@ -226,7 +226,7 @@ void Pipeline::initialise() {
   std::optional<Request> request;
   auto ask = [&](Plugin& plugin, PluginKind kind, const std::string& name) {
     fs::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
-    uint64_t round = plugin.round_request(dir);
+    uint64_t round = plugin.requested_round(dir, stop);
     if (round == 0) return true;
     if (request && request->round != round) {
       fail(StopReason::checkpoint_error, "conflicting round requests: " + request->plugin +
@@ -244,6 +244,7 @@ void Pipeline::initialise() {
       if (!ask(*plugins_.processors[i], PluginKind::processor, plugins_.processor_names[i])) return;
     if (!ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name)) return;
   } catch (const std::exception& e) {
+    if (stop.stop_requested()) return;  // a stop cancelled the request
     fail(StopReason::checkpoint_error, std::string("round request failed: ") + e.what());
     return;
   }

@@ -312,6 +312,9 @@ class PostgresqlExporter final : public Exporter {
   uint64_t round_request(const std::filesystem::path&) override {
     return request_round(std::stop_token{});
   }
+  uint64_t requested_round(const std::filesystem::path&, std::stop_token stop) override {
+    return request_round(stop);
+  }
 
   void init(const InitContext& ctx, std::stop_token stop) override {
     logger_ = ctx.logger;
@@ -439,9 +442,9 @@ class PostgresqlExporter final : public Exporter {
       Result exists =
           session.exec("SELECT to_regclass('metastate') IS NOT NULL", stop, PGRES_TUPLES_OK);
       if (std::string_view(PQgetvalue(exists.get(), 0, 0)) != "t") return 0;
-      Result r = session.exec(
-          "SELECT (v->>'next_account_round')::bigint FROM metastate WHERE k = 'state'", stop,
-          PGRES_TUPLES_OK);
+      Result r =
+          session.exec("SELECT (v->>'next_account_round')::bigint FROM metastate WHERE k = 'state'",
+                       stop, PGRES_TUPLES_OK);
       return scalar_uint(r).value_or(0);
     } catch (const DbError& e) {
       throw PluginError(e.what(), true);

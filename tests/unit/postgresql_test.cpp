@@ -1411,4 +1411,28 @@ TEST_F(Postgresql, NowInterruptsAReconnectInsideReceive) {
   exporter->close();
 }
 
+TEST_F(Postgresql, NowInterruptsARoundRequestToAServerThatNeverAnswers) {
+  uint16_t port;
+  int fd = listen_tcp(16, port);
+  std::atomic<bool> accepted{false};
+  std::thread acceptor([&] {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 20000) == 1) {
+      int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+      accepted = true;
+      pollfd q{c, POLLRDHUP, 0};
+      ::poll(&q, 1, 20000);  // holds the connection, answers nothing
+      ::close(c);
+    }
+  });
+  auto exporter =
+      exporter_at("host=127.0.0.1 port=" + std::to_string(port) + " dbname=x", dir_.path());
+  EXPECT_EQ(stop_when([&](std::stop_token stop) { exporter->requested_round(dir_.path(), stop); },
+                      [&] { return accepted.load(); }),
+            "cancelled");
+  exporter->close();
+  acceptor.join();
+  ::close(fd);
+}
+
 }  // namespace
