@@ -341,7 +341,6 @@ class PostgresqlExporter final : public Exporter {
         session_.exec("BEGIN", stop);
         prune(*db_next_, stop);
         session_.exec("COMMIT", stop);
-        prune_due_ = false;
       } catch (const DbError& e) {
         session_.abandon();
         throw PluginError(e.what(), true);
@@ -352,46 +351,55 @@ class PostgresqlExporter final : public Exporter {
   }
 
   void receive(const BlockData& block, std::stop_token stop) override {
-    const BlockData* one = &block;
-    write_rounds({&one, 1}, stop);
+    stage(block, stop);
+    commit_unit(stop);
   }
 
-  // Commits `blocks` (consecutive rounds) in one database transaction: the
-  // group-commit path. Rounds the database already holds are skipped.
-  void write_rounds(std::span<const BlockData* const> blocks, std::stop_token stop) {
-    if (blocks.empty()) return;
-    uint64_t first = blocks.front()->round();
-    uint64_t last = blocks.back()->round();
-    if (db_next_ && last < *db_next_) {
-      debug("skipping rounds up to " + std::to_string(last) + ": already committed", last);
+  // Group commit: a unit of consecutive rounds is staged round by round inside
+  // one database transaction and committed at once, the metastate's next round
+  // with it. (The signatures of the pipeline's unit API: supports_units, stage,
+  // commit_unit, abort_unit.) Rounds the database already holds are skipped.
+  bool supports_units() const { return true; }
+
+  void stage(const BlockData& block, std::stop_token stop) {
+    const uint64_t round = block.round();
+    if (!unit_ && db_next_ && round < *db_next_) {
+      debug("skipping round " + std::to_string(round) + ": already committed", round);
       return;
     }
     if (stop.stop_requested()) throw Cancelled();
-    try {
-      if (!session_.connected()) session_.connect(conninfo_, stop);
-      session_.exec("BEGIN", stop);
-      std::optional<uint64_t> next = next_account_round(stop, true);
-      if (!next) throw PluginError("postgresql: the database lost its Indexer import state", false);
-      db_next_ = next;
-      if (*next > last) {
-        session_.exec("ROLLBACK", stop);
-        debug("skipping round " + std::to_string(last) + ": already committed", last);
+    guarded(stop, [&] {
+      if (!unit_) open_unit(stop);
+      if (round < unit_->next) {
+        debug("skipping round " + std::to_string(round) + ": already committed", round);
         return;
       }
-      if (*next < first)
-        throw PluginError("postgresql: round " + std::to_string(first) +
-                              " arrived but the database's next round is " + std::to_string(*next) +
-                              " (a gap)",
+      if (round != unit_->next)
+        throw PluginError("postgresql: round " + std::to_string(round) +
+                              " arrived but the database's next round is " +
+                              std::to_string(unit_->next) + " (a gap)",
                           false);
-      size_t rows = 0;
-      for (const BlockData* block : blocks) {
-        if (block->round() < *next) continue;
-        rows += write_round(*block, stop);
+      unit_->rows += write_round(block, stop);
+      unit_->next = round + 1;
+      unit_->staged = true;
+    });
+  }
+
+  void commit_unit(std::stop_token stop) {
+    if (!unit_) return;
+    guarded(stop, [&] {
+      if (!unit_->staged) {
+        session_.exec("ROLLBACK", stop);
+        unit_.reset();
+        return;
       }
-      uint64_t new_next = last + 1;
+      const uint64_t new_next = unit_->next;
+      bool pruned = false;
       if (delete_interval_ > 0 && delete_rounds_ > 0 && new_next > delete_rounds_ &&
-          new_next - prune_base_ >= static_cast<uint64_t>(delete_interval_))
+          new_next - prune_base_ >= static_cast<uint64_t>(delete_interval_)) {
         prune(new_next, stop);
+        pruned = true;
+      }
       session_.exec(
           "INSERT INTO metastate (k, v) VALUES ('state', jsonb_build_object('next_account_round', "
           "$1::bigint)) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
@@ -399,33 +407,28 @@ class PostgresqlExporter final : public Exporter {
       Result done = session_.exec("COMMIT", stop);
       // COMMIT of a failed transaction "succeeds" as ROLLBACK.
       if (std::string_view(PQcmdStatus(done.get())) != "COMMIT")
-        throw DbError("postgresql: round " + std::to_string(last) + " was rolled back", false);
-      if (prune_due_) {
-        prune_base_ = new_next;
-        prune_due_ = false;
-      }
+        throw DbError("postgresql: round " + std::to_string(new_next - 1) + " was rolled back",
+                      false);
+      if (pruned) prune_base_ = new_next;
       db_next_ = new_next;
-      debug("committed round " + std::to_string(last) + " (" + std::to_string(rows) + " rows)",
-            last);
-    } catch (const Cancelled&) {
-      session_.abandon();
-      throw;
-    } catch (const DbError& e) {
-      // Never wait on a ROLLBACK: the server rolls back when the session ends.
-      session_.abandon();
-      prune_due_ = false;
-      if (stop.stop_requested()) throw Cancelled();
-      throw PluginError(e.what(), true);
-    } catch (const PluginError&) {
-      session_.abandon();
-      prune_due_ = false;
-      throw;
-    } catch (const std::exception& e) {
-      session_.abandon();
-      prune_due_ = false;
-      if (stop.stop_requested()) throw Cancelled();
-      throw PluginError(std::string("postgresql: ") + e.what(), false);
-    }
+      debug("committed round " + std::to_string(new_next - 1) + " (" + std::to_string(unit_->rows) +
+                " rows)",
+            new_next - 1);
+      unit_.reset();
+    });
+  }
+
+  // Drops whatever the unit wrote: the connection goes, and with it the open
+  // transaction (never a ROLLBACK waited on).
+  void abort_unit() noexcept {
+    session_.abandon();
+    unit_.reset();
+  }
+
+  // Commits `blocks` (consecutive rounds) in one database transaction.
+  void write_rounds(std::span<const BlockData* const> blocks, std::stop_token stop) {
+    for (const BlockData* block : blocks) stage(*block, stop);
+    commit_unit(stop);
   }
 
   void close() override { session_.close(); }
@@ -433,6 +436,40 @@ class PostgresqlExporter final : public Exporter {
  private:
   void debug(const std::string& message, uint64_t round) {
     if (logger_) logger_->debug("postgresql: " + message, {.round = round});
+  }
+
+  // Runs a step of a unit; on any failure the unit is dropped (the connection
+  // abandoned, so the server rolls it back) and the error mapped for the pipeline.
+  template <class Step>
+  void guarded(const std::stop_token& stop, Step step) {
+    try {
+      step();
+    } catch (const Cancelled&) {
+      abort_unit();
+      throw;
+    } catch (const DbError& e) {
+      abort_unit();
+      if (stop.stop_requested()) throw Cancelled();
+      throw PluginError(e.what(), true);
+    } catch (const PluginError&) {
+      abort_unit();
+      throw;
+    } catch (const std::exception& e) {
+      abort_unit();
+      if (stop.stop_requested()) throw Cancelled();
+      throw PluginError(std::string("postgresql: ") + e.what(), false);
+    }
+  }
+
+  // BEGIN, and the database's next round, locked until the unit ends.
+  void open_unit(std::stop_token stop) {
+    if (!session_.connected()) session_.connect(conninfo_, stop);
+    session_.exec("BEGIN", stop);
+    unit_.emplace();
+    std::optional<uint64_t> next = next_account_round(stop, true);
+    if (!next) throw PluginError("postgresql: the database lost its Indexer import state", false);
+    db_next_ = next;
+    unit_->next = *next;
   }
 
   uint64_t request_round(std::stop_token stop) {
@@ -547,7 +584,6 @@ class PostgresqlExporter final : public Exporter {
         "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
         "'oldest_txn_round', $1::bigint)) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
         stop, PGRES_COMMAND_OK, {keep});
-    prune_due_ = true;
     debug("pruned transactions before round " + keep, next_round - 1);
   }
 
@@ -577,7 +613,12 @@ class PostgresqlExporter final : public Exporter {
   Session session_;
   std::optional<uint64_t> db_next_;  // metastate's next round as last seen
   uint64_t prune_base_ = 0;          // the next round at the last prune (Go's interval base)
-  bool prune_due_ = false;           // the transaction in progress prunes
+  struct Unit {
+    uint64_t next = 0;    // the next round the unit can take
+    bool staged = false;  // it holds at least one round
+    size_t rows = 0;
+  };
+  std::optional<Unit> unit_;  // the open transaction, if any
 };
 
 }  // namespace
