@@ -757,7 +757,7 @@ std::string payout_txn(const Obj& header, uint64_t round, std::string& json) {
     p.pack_bin(static_cast<uint32_t>(b.size()));
     p.pack_bin_body(b.data(), static_cast<uint32_t>(b.size()));
   };
-  uint32_t n = 8 + (gen.empty() ? 0 : 1) + (gh.empty() ? 0 : 1);
+  uint32_t n = 7 + (gen.empty() ? 0 : 1) + (gh.empty() ? 0 : 1);  // amt fv lv note rcv snd type
   p.pack_map(n);
   p.pack("amt");
   p.pack(amount);

@@ -171,6 +171,125 @@ TEST(PostgresqlEncoding, JsonOfMsgpack) {
   EXPECT_EQ(pg::type_enum("nope"), 0);
 }
 
+// Indexer's encoding overrides (idb/postgres/internal/encoding/types.go).
+TEST(PostgresqlEncoding, IndexerOverridesOfMsgpackFields) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  auto bin = [&](std::string_view b) {
+    p.pack_bin(static_cast<uint32_t>(b.size()));
+    p.pack_bin_body(b.data(), static_cast<uint32_t>(b.size()));
+  };
+  std::string address(32, '\x07');
+  p.pack_map(4);
+  // Asset params: a printable name stays, a non-printable one moves to an64.
+  p.pack("apar");
+  p.pack_map(2);
+  p.pack("an");
+  p.pack(std::string("caf\xc3\xa9"));
+  p.pack("un");
+  p.pack(std::string("\x01x"));
+  // Teal key-value: keys and byte values as base64.
+  p.pack("gs");
+  p.pack_map(1);
+  p.pack(std::string("k"));
+  p.pack_map(2);
+  p.pack("tb");
+  p.pack(std::string("v"));
+  p.pack("tt");
+  p.pack(1);
+  // Header: the proposer as its checksummed address.
+  p.pack("prp");
+  bin(address);
+  p.pack("snd");
+  bin(address);
+  msgpack::object_handle h = msgpack::unpack(buffer.data(), buffer.size());
+  const auto& m = h.get();
+  EXPECT_EQ(pg::encode_asset_params(*mp::find(m, "apar")),
+            "{\"an\":\"caf\xc3\xa9\",\"un64\":\"AXg=\"}");
+  msgpack::sbuffer app_buffer;
+  msgpack::packer<msgpack::sbuffer> ap(app_buffer);
+  ap.pack_map(1);
+  ap.pack("gs");
+  ap.pack(*mp::find(m, "gs"));
+  msgpack::object_handle app = msgpack::unpack(app_buffer.data(), app_buffer.size());
+  EXPECT_EQ(pg::encode_app_params(app.get()), "{\"gs\":{\"aw==\":{\"tb\":\"dg==\",\"tt\":1}}}");
+  std::string header = pg::encode_block_header(m);
+  EXPECT_NE(header.find("\"prp\":\"" + algorand::encode_address(address) + "\""), std::string::npos)
+      << header;
+  EXPECT_NE(header.find("\"snd\":\"" + pg::base64_encode(address) + "\""), std::string::npos)
+      << header;
+  EXPECT_TRUE(pg::printable_utf8("asset #1"));
+  EXPECT_FALSE(pg::printable_utf8(std::string("a\0b", 3)));
+  EXPECT_FALSE(pg::printable_utf8("\xff"));
+}
+
+// The proposer payout row: a payment from the fee sink whose txid is that of
+// the same payment as a signed transaction of the block would have.
+TEST(PostgresqlEncoding, ProposerPayoutIsASyntheticPaymentFromTheFeeSink) {
+  std::string sink(32, '\x01'), proposer(32, '\x02'), gh(32, '\x03');
+  auto pack_block = [&](msgpack::sbuffer& buffer) {
+    msgpack::packer<msgpack::sbuffer> p(buffer);
+    auto bin = [&](std::string_view b) {
+      p.pack_bin(static_cast<uint32_t>(b.size()));
+      p.pack_bin_body(b.data(), static_cast<uint32_t>(b.size()));
+    };
+    p.pack_map(2);
+    p.pack("block");
+    p.pack_map(6);
+    p.pack("fees");
+    bin(sink);
+    p.pack("gen");
+    p.pack("net-v1");
+    p.pack("gh");
+    bin(gh);
+    p.pack("pp");
+    p.pack(5000);
+    p.pack("prp");
+    bin(proposer);
+    p.pack("rnd");
+    p.pack(7);
+    p.pack("delta");
+    p.pack_map(0);
+  };
+  msgpack::sbuffer buffer;
+  pack_block(buffer);
+  msgpack::object_handle h = msgpack::unpack(buffer.data(), buffer.size());
+  pg::RoundRows rows = pg::round_rows(h.get(), 7);
+  EXPECT_EQ(rows.txns, 1u);
+  EXPECT_EQ(rows.participations, 2u);
+
+  msgpack::sbuffer stib;
+  msgpack::packer<msgpack::sbuffer> s(stib);
+  auto bin = [&](std::string_view b) {
+    s.pack_bin(static_cast<uint32_t>(b.size()));
+    s.pack_bin_body(b.data(), static_cast<uint32_t>(b.size()));
+  };
+  s.pack_map(2);
+  s.pack("hgi");
+  s.pack(true);
+  s.pack("txn");
+  s.pack_map(7);
+  s.pack("amt");
+  s.pack(5000);
+  s.pack("fv");
+  s.pack(7);
+  s.pack("lv");
+  s.pack(7);
+  s.pack("note");
+  bin("ProposerPayout for Round 7");
+  s.pack("rcv");
+  bin(proposer);
+  s.pack("snd");
+  bin(sink);
+  s.pack("type");
+  s.pack("pay");
+  msgpack::object_handle t = msgpack::unpack(stib.data(), stib.size());
+  std::string txid = pg::transaction_id(t.get(), *mp::find(h.get(), "block"));
+  EXPECT_EQ(rows.txn_copy.substr(0, rows.txn_copy.find('\t', 12)), "7\t0\t1\t0\t" + txid);
+  EXPECT_NE(rows.txn_copy.find("\"note\":\"" + pg::base64_encode("ProposerPayout for Round 7")),
+            std::string::npos);
+}
+
 // ---------------------------------------------------------------------------
 // A throw-away PostgreSQL cluster.
 
