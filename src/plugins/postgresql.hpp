@@ -76,7 +76,7 @@ struct RoundRows {
 RoundRows round_rows(const msgpack::object& block_data, uint64_t round);
 // The account rows of a genesis document's allocations (Indexer's LoadGenesis).
 std::string genesis_statements(std::string_view genesis_json);
-// A bytea literal: '\x...'::bytea.
+// A bytea literal, E'\\x...'::bytea (independent of standard_conforming_strings).
 std::string bytea_literal(std::string_view bytes);
 
 }  // namespace pg

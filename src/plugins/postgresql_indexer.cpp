@@ -530,7 +530,8 @@ std::string encode_app_local_state(const msgpack::object& state) {
 
 std::string bytea_literal(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "'\\x";
+  // E'' strings read the same whatever standard_conforming_strings says.
+  std::string out = "E'\\\\x";
   out.reserve(bytes.size() * 2 + 12);
   for (char c : bytes) {
     out += kHex[static_cast<uint8_t>(c) >> 4];
@@ -542,11 +543,12 @@ std::string bytea_literal(std::string_view bytes) {
 
 namespace {
 
-// A SQL string literal (standard_conforming_strings: only quotes double).
+// A SQL string literal, E'' so that it reads the same whatever
+// standard_conforming_strings says: quotes and backslashes doubled.
 std::string text_literal(std::string_view text) {
-  std::string out = "'";
+  std::string out = "E'";
   for (char c : text) {
-    if (c == '\'') out += '\'';
+    if (c == '\'' || c == '\\') out += c;
     out += c;
   }
   out += '\'';
