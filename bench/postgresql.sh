@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks the postgresql exporter against a throw-away PostgreSQL cluster
 # (initdb in a temp dir, Unix socket only, removed at exit).
-# Usage: bench/postgresql.sh [BUILD_DIR]   (default: build)
+# Usage: bench/postgresql.sh [BUILD_DIR] [BASELINE_BUILD_DIR]   (default: build)
+# BASELINE_BUILD_DIR: a build of the starting main with this bench's source
+# (bench/postgresql_bench.cpp copied in), run in the same session as the baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
+baseline=${2:-}
 bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 dir=$(mktemp -d /tmp/conduit-pgbench-XXXXXX)
 as_user=()
@@ -23,8 +26,14 @@ trap cleanup EXIT
 # Durable commits (fsync on), as a production server would run.
 "${as_user[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
   -o "-k $dir -p 5432 -c listen_addresses=''" start >/dev/null
-"$build/bench/postgresql_bench" "host=$dir port=5432 user=postgres dbname=postgres" \
-  "${CONDUIT_FIXTURES:-../shared/fixtures/conduit-blocks}"
+conninfo="host=$dir port=5432 user=postgres dbname=postgres"
+fixtures=${CONDUIT_FIXTURES:-../shared/fixtures/conduit-blocks}
+echo "== this tree ($build)"
+"$build/bench/postgresql_bench" "$conninfo" "$fixtures"
+if [ -n "$baseline" ]; then
+  echo "== baseline ($baseline)"
+  "$baseline/bench/postgresql_bench" "$conninfo" "$fixtures"
+fi
 
 # End to end: the conduit daemon, generator -> postgresql, for a few seconds each.
 for txns in 100 1000; do

@@ -1,19 +1,29 @@
-// Throughput of the postgresql exporter and its `now`-stop latency.
+// Throughput of the postgresql exporter, and its `now`-stop latency from each
+// blocking point (issue 13 item 6).
 // Usage: postgresql_bench CONNINFO [FIXTURES_DIR]   (bench/postgresql.sh starts a
-// throw-away server and runs this). Each phase starts from empty tables.
+// throw-away server and runs this, and the starting main's build of it as the
+// baseline). Each throughput phase starts from an empty database.
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <msgpack.hpp>
 #include <sstream>
 #include <thread>
 #include <vector>
 
 #include "core/block.hpp"
+#include "core/block_msgpack.hpp"
 #include "core/config.hpp"
 #include "core/registry.hpp"
 
@@ -24,21 +34,30 @@ namespace {
 
 std::string g_conninfo;
 
-void reset_tables() {
+void run_sql(const std::string& sql) {
   PGconn* c = PQconnectdb(g_conninfo.c_str());
   PQsetNoticeProcessor(
       c, [](void*, const char*) {}, nullptr);
-  PQclear(PQexec(c, "DROP TABLE IF EXISTS txn, block_header, metastate"));
+  PQclear(PQexec(c, sql.c_str()));
   PQfinish(c);
 }
 
-std::unique_ptr<Exporter> make_exporter() {
+void reset_tables() {
+  run_sql(
+      "DROP TABLE IF EXISTS txn, block_header, metastate, txn_participation, account, "
+      "account_asset, asset, app, account_app, app_box");
+}
+
+std::unique_ptr<Exporter> exporter_for(const std::string& conninfo) {
   std::string text =
       "[importer]\nname = \"noop\"\n[exporter]\nname = \"postgresql\"\n"
       "[exporter.config]\nconnection-string = \"" +
-      g_conninfo + "\"\n";
+      conninfo + "\"\n";
   Config config = parse_config(text, "/tmp", "conduit.toml");
   return std::move(build_plugins(builtin_registry(), config).exporter);
+}
+std::unique_ptr<Exporter> make_exporter() {
+  return exporter_for(g_conninfo);
 }
 
 std::vector<BlockData> generated(uint64_t first, uint64_t count, uint64_t txns) {
@@ -64,7 +83,22 @@ std::string gunzip(const std::filesystem::path& path) {
   return out;
 }
 
-// Exports `blocks` (after the rounds before them) into fresh tables; prints rates.
+// The fixtures' rounds 1..N replayed as a long chain: round numbers rewritten,
+// deltas and transactions unchanged (upserts of the same state, new txn rows).
+std::vector<BlockData> long_chain(const std::vector<BlockData>& fixtures, uint64_t rounds) {
+  std::vector<BlockData> out;
+  out.push_back(fixtures.front().clone());
+  for (uint64_t r = 1; r < rounds; ++r) {
+    BlockData b = fixtures[1 + (r - 1) % (fixtures.size() - 1)].clone();
+    if (auto* header = mp::find(b.tree().root, "block"))
+      if (auto* rnd = mp::find(*header, "rnd")) rnd->via.u64 = r;
+    b.refresh();
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+// Exports `blocks` into fresh tables; prints rates (JSON line for run.sh too).
 void throughput(const std::string& label, const std::vector<BlockData>& blocks, int repeats) {
   double best_rounds = 0, best_txns = 0;
   for (int rep = 0; rep < repeats; ++rep) {
@@ -83,52 +117,154 @@ void throughput(const std::string& label, const std::vector<BlockData>& blocks, 
     best_rounds = std::max(best_rounds, blocks.size() / secs);
     best_txns = std::max(best_txns, txns / secs);
   }
-  std::printf("%-40s %9.1f rounds/s %10.0f txn/s (best of %d)\n", label.c_str(), best_rounds,
+  std::printf("%-44s %9.1f rounds/s %10.0f txn/s (best of %d)\n", label.c_str(), best_rounds,
               best_txns, repeats);
+  std::fflush(stdout);
 }
 
-// Time from request_stop to receive() throwing Cancelled, stop requested `delay`
-// into a round of `txns` transactions.
-void stop_latency(uint64_t txns) {
-  auto blocks = generated(1, 1, txns);
-  const BlockData& big = blocks.front();
-  // The full round's duration, for choosing stop points.
-  reset_tables();
-  double full;
-  {
-    auto exporter = make_exporter();
-    Logger quiet(nullptr, LogLevel::error);
-    exporter->init(InitContext{.next_round = 1, .logger = &quiet}, {});
-    auto start = Clock::now();
-    exporter->receive(big, {});
-    full = std::chrono::duration<double>(Clock::now() - start).count();
-    exporter->close();
+int listen_tcp(int backlog, uint16_t& port) {
+  // Non-blocking: the bench drains what was accepted without waiting.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::listen(fd, backlog);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
+struct Latencies {
+  std::vector<double> ms;
+  int timeouts = 0;
+  void print(const char* label) {
+    std::sort(ms.begin(), ms.end());
+    auto at = [&](double q) {
+      return ms.empty() ? -1.0 : ms[static_cast<size_t>(q * (ms.size() - 1))];
+    };
+    std::printf(
+        "  %-52s median %7.2f ms  p99 %7.2f ms  max %7.2f ms  (n=%zu%s)\n", label, at(0.5),
+        at(0.99), ms.empty() ? -1.0 : ms.back(), ms.size(),
+        timeouts ? (", " + std::to_string(timeouts) + " not stopped within 3 s").c_str() : "");
+    std::fflush(stdout);
   }
-  std::printf("round of %llu txns: %.3f s uninterrupted\n", static_cast<unsigned long long>(txns),
-              full);
-  for (double fraction : {0.1, 0.3, 0.5, 0.7, 0.9}) {
-    reset_tables();
-    auto exporter = make_exporter();
-    Logger quiet(nullptr, LogLevel::error);
-    exporter->init(InitContext{.next_round = 1, .logger = &quiet}, {});
-    std::stop_source stop;
-    std::promise<Clock::time_point> done;
-    std::thread worker([&] {
-      try {
-        exporter->receive(big, stop.get_token());
-      } catch (const Cancelled&) {
+};
+
+// Starts `call` on a thread, waits `settle` for it to reach its blocking point,
+// requests a stop and records how long the call took to return after it. A
+// call that does not return within 3 s is abandoned (counted, its thread detached).
+template <class Call>
+void measure(Latencies& out, Call call, std::chrono::milliseconds settle) {
+  auto stop = std::make_shared<std::stop_source>();
+  auto done = std::make_shared<std::promise<Clock::time_point>>();
+  auto finished = done->get_future();
+  std::thread worker([stop, done, call] {
+    try {
+      call(stop->get_token());
+    } catch (...) {
+    }
+    done->set_value(Clock::now());
+  });
+  std::this_thread::sleep_for(settle);
+  auto requested = Clock::now();
+  stop->request_stop();
+  if (finished.wait_for(std::chrono::seconds(3)) != std::future_status::ready) {
+    ++out.timeouts;
+    worker.detach();
+    return;
+  }
+  worker.join();
+  out.ms.push_back(std::chrono::duration<double, std::milli>(finished.get() - requested).count());
+}
+
+void stop_latencies(int runs) {
+  std::printf("now-stop latency from each blocking point (%d stops each):\n", runs);
+  Logger quiet(nullptr, LogLevel::error);
+  {
+    // A server that accepts TCP and never answers: the connect's startup wait.
+    uint16_t port;
+    int fd = listen_tcp(1024, port);
+    Latencies l;
+    for (int i = 0; i < runs; ++i) {
+      auto exporter = exporter_for("host=127.0.0.1 port=" + std::to_string(port) + " dbname=x");
+      measure(
+          l,
+          [&exporter, &quiet](std::stop_token stop) {
+            exporter->init(InitContext{.next_round = 0, .logger = &quiet}, stop);
+          },
+          std::chrono::milliseconds(5));
+      if (l.timeouts) exporter.release();  // still in use by a detached thread
+      while (true) {                       // drop what was accepted meanwhile
+        int c = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK);
+        if (c < 0) break;
+        ::close(c);
       }
-      done.set_value(Clock::now());
-    });
-    std::this_thread::sleep_for(std::chrono::duration<double>(full * fraction));
-    auto requested = Clock::now();
-    stop.request_stop();
-    auto finished = done.get_future().get();
-    worker.join();
-    exporter->close();
-    double ms = std::chrono::duration<double, std::milli>(finished - requested).count();
-    std::printf("  now at %2.0f%% of the round: stopped in %7.2f ms%s\n", fraction * 100, ms,
-                finished < requested ? " (had finished)" : "");
+      if (l.timeouts) break;
+    }
+    l.print("connect, server accepts and never answers");
+    ::close(fd);
+  }
+  {
+    // A listener that never accepts (accept queue full): the TCP connect itself.
+    uint16_t port;
+    int fd = listen_tcp(0, port);
+    std::vector<int> fillers;
+    for (int i = 0; i < 4; ++i) {
+      int c = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(port);
+      ::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      fillers.push_back(c);
+    }
+    Latencies l;
+    for (int i = 0; i < runs && !l.timeouts; ++i) {
+      auto exporter = exporter_for("host=127.0.0.1 port=" + std::to_string(port) + " dbname=x");
+      measure(
+          l,
+          [&exporter, &quiet](std::stop_token stop) {
+            exporter->init(InitContext{.next_round = 0, .logger = &quiet}, stop);
+          },
+          std::chrono::milliseconds(5));
+      if (l.timeouts) exporter.release();
+    }
+    l.print("connect, listener never accepts");
+    for (int c : fillers) ::close(c);
+    ::close(fd);
+  }
+  {
+    // A statement the server never answers: the exporter's backend is stopped
+    // (SIGSTOP) mid-round, so neither the statement nor a ROLLBACK completes.
+    Latencies l;
+    auto blocks = generated(0, 2, 200);
+    for (int i = 0; i < runs && !l.timeouts; ++i) {
+      reset_tables();
+      auto exporter = make_exporter();
+      exporter->init(InitContext{.next_round = 0, .logger = &quiet}, {});
+      exporter->receive(blocks[0], {});
+      // The backend of the exporter's connection: the one that is not ours.
+      PGconn* admin = PQconnectdb(g_conninfo.c_str());
+      PGresult* r = PQexec(admin,
+                           "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
+      pid_t backend = PQntuples(r) ? std::stoi(PQgetvalue(r, 0, 0)) : 0;
+      PQclear(r);
+      if (backend) ::kill(backend, SIGSTOP);
+      measure(
+          l, [&exporter, &blocks](std::stop_token stop) { exporter->receive(blocks[1], stop); },
+          std::chrono::milliseconds(5));
+      if (backend) ::kill(backend, SIGCONT);
+      if (l.timeouts) {
+        exporter.release();
+      } else {
+        exporter->close();
+      }
+      PQfinish(admin);
+    }
+    l.print("statement in flight, server stopped (cancel, rollback)");
   }
 }
 
@@ -136,27 +272,33 @@ void stop_latency(uint64_t txns) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s CONNINFO [FIXTURES_DIR]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s CONNINFO [FIXTURES_DIR] [--latency-only|--throughput-only]\n",
+                 argv[0]);
     return 2;
   }
   g_conninfo = argv[1];
-  if (argc > 2) {
-    std::vector<BlockData> fixtures;
-    for (int r = 0;; ++r) {
-      auto path = std::filesystem::path(argv[2]) / (std::to_string(r) + "_block.msgp.gz");
-      if (!std::filesystem::exists(path)) break;
-      fixtures.push_back(BlockData::decode_msgpack(gunzip(path)));
+  std::string mode = argc > 3 ? argv[3] : "";
+  if (mode != "--latency-only") {
+    if (argc > 2 && std::string(argv[2]) != "-") {
+      std::vector<BlockData> fixtures;
+      for (int r = 0;; ++r) {
+        auto path = std::filesystem::path(argv[2]) / (std::to_string(r) + "_block.msgp.gz");
+        if (!std::filesystem::exists(path)) break;
+        fixtures.push_back(BlockData::decode_msgpack(gunzip(path)));
+      }
+      size_t txns = 0;
+      for (auto& b : fixtures) txns += b.txn_count();
+      throughput("fixtures (" + std::to_string(fixtures.size()) + " rounds, " +
+                     std::to_string(txns) + " txns)",
+                 fixtures, 5);
+      if (fixtures.size() > 2) {
+        auto chain = long_chain(fixtures, 300);
+        throughput("fixtures replayed as 300 rounds", chain, 3);
+      }
     }
-    size_t txns = 0;
-    for (auto& b : fixtures) txns += b.txn_count();
-    throughput("fixtures (" + std::to_string(fixtures.size()) + " rounds, " + std::to_string(txns) +
-                   " txns)",
-               fixtures, 5);
+    throughput("generated, 200 rounds x 100 txns", generated(0, 200, 100), 3);
+    throughput("generated, 50 rounds x 1000 txns", generated(0, 50, 1000), 3);
   }
-  throughput("generated, 200 rounds x 100 txns", generated(0, 200, 100), 3);
-  throughput("generated, 50 rounds x 1000 txns", generated(0, 50, 1000), 3);
-  throughput("generated, 5 rounds x 10000 txns", generated(0, 5, 10000), 3);
-  stop_latency(10000);
-  stop_latency(100000);
+  if (mode != "--throughput-only") stop_latencies(100);
   return 0;
 }

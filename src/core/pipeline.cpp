@@ -251,7 +251,7 @@ void Pipeline::initialise() {
     uint64_t round = 0;
     {
       InCall guard(*this, slot, "round_request()");
-      round = plugin.round_request(dir);
+      round = plugin.requested_round(dir, stop);
     }
     if (round == 0) return true;
     if (request && request->round != round) {
@@ -272,6 +272,7 @@ void Pipeline::initialise() {
     if (!ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name, exporter_stage()))
       return;
   } catch (const std::exception& e) {
+    if (stop.stop_requested()) return;  // a stop cancelled the request
     fail(StopReason::checkpoint_error, std::string("round request failed: ") + e.what());
     return;
   }

@@ -72,6 +72,13 @@ class Plugin {
     (void)data_dir;
     return 0;
   }
+  // What the pipeline calls: round_request, interruptibly. A plugin whose
+  // request can block (a database connection) overrides this one and returns
+  // or throws Cancelled when `stop` fires.
+  virtual uint64_t requested_round(const std::filesystem::path& data_dir, std::stop_token stop) {
+    (void)stop;
+    return round_request(data_dir);
+  }
   virtual void close() = 0;
 };
 

@@ -1,12 +1,20 @@
 // The `generator` importer: synthetic blocks in Algorand's block shape, a pure
 // function of (seed, round) so that a restart reproduces the same chain. The
 // embedded default, the demo and the benchmark source.
+//
+// Each round past 0 carries a ledger state delta (as algod's follower mode
+// delivers it) whose balances add up: every account starts with the same
+// implicit balance and asset holdings, payments move algos, asset transfers move
+// holdings, and every fee goes to the fee sink. The postgresql exporter, which
+// needs a delta for every round, can so be fed and benchmarked.
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <msgpack.hpp>
 #include <mutex>
+#include <vector>
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
@@ -23,7 +31,16 @@ round-interval = "0s"
 seed = 1
 # network name recorded in metadata.json
 network = "generated-network"
+# the last round produced (0: no end); later rounds are never delivered
+last-round = 0
+# attach a ledger state delta to every round past 0 (the postgresql exporter needs them)
+state-delta = true
 )";
+
+constexpr uint64_t kAccounts = 128;  // senders 0-63, receivers 64-127
+constexpr uint64_t kAssets = 5;      // asset ids 1000-1004
+constexpr uint64_t kInitialAlgos = 10'000'000'000'000;
+constexpr uint64_t kInitialHolding = 1'000'000'000'000;
 
 uint64_t splitmix(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
@@ -53,6 +70,8 @@ class Generator final : public Importer {
     seed_ = config.get_uint("seed", 1);
     network_ = config.get_string("network", "generated-network");
     if (network_.empty()) config.fail("network", "must not be empty");
+    state_delta_ = config.get_bool("state-delta", true);
+    last_round_ = config.get_uint("last-round", 0);
   }
 
   Genesis init(const InitContext& ctx, std::stop_token) override {
@@ -60,6 +79,8 @@ class Generator final : public Importer {
     started_ = std::chrono::steady_clock::now();
     auto hash = derive(seed_, std::hash<std::string>{}(network_));
     genesis_hash_ = hash;
+    fee_sink_ = derive(seed_ ^ 0x46454553, 0);
+    rewards_pool_ = derive(seed_ ^ 0x52574421, 0);
     Genesis g;
     g.network = network_;
     g.id = "v1";
@@ -68,6 +89,14 @@ class Generator final : public Importer {
   }
 
   BlockData get_block(uint64_t round, std::stop_token stop) override {
+    if (last_round_ && round > last_round_) {
+      // A finite chain: nothing more comes, until the pipeline stops.
+      std::mutex mutex;
+      std::condition_variable_any cv;
+      std::unique_lock lock(mutex);
+      cv.wait(lock, stop, [] { return false; });
+      throw Cancelled();
+    }
     if (interval_.count() > 0) {
       // Rounds are due on a fixed schedule from start-up, so slow consumers
       // catch up instead of drifting.
@@ -90,15 +119,19 @@ class Generator final : public Importer {
     packer.pack_bin_body(data, static_cast<uint32_t>(size));
   }
 
-  BlockData make_block(uint64_t round) const {
+  BlockData make_block(uint64_t round) {
     msgpack::sbuffer buffer(64 + txns_per_round_ * 200);
     msgpack::packer packer(buffer);
     bool has_payset = txns_per_round_ > 0;
-    packer.pack_map(has_payset ? 2 : 1);
+    if (!(state_delta_ && round > 0)) packer.pack_map(has_payset ? 2 : 1);
 
     // Header: canonical msgpack, keys sorted, zero values omitted (Go's codec).
+    bool has_delta = state_delta_ && round > 0;
+    if (has_delta) packer.pack_map(has_payset ? 3 : 2);
     packer.pack("block");
-    packer.pack_map(round ? 8 : 7);
+    packer.pack_map(round ? 10 : 9);
+    packer.pack("fees");
+    pack_bin(packer, fee_sink_.data(), 32);
     packer.pack("gen");
     packer.pack(network_ + "-v1");
     packer.pack("gh");
@@ -110,6 +143,8 @@ class Generator final : public Importer {
     }
     packer.pack("rnd");
     packer.pack(round);
+    packer.pack("rwd");
+    pack_bin(packer, rewards_pool_.data(), 32);
     packer.pack("seed");
     auto seed = derive(seed_ ^ 0x5345, round);
     pack_bin(packer, seed.data(), 32);
@@ -121,6 +156,10 @@ class Generator final : public Importer {
     auto root = derive(seed_ ^ 0x5458, round);
     pack_bin(packer, root.data(), 32);
 
+    if (has_delta) {
+      packer.pack("delta");
+      pack_delta(packer, round);
+    }
     if (has_payset) {
       packer.pack("payset");
       packer.pack_array(static_cast<uint32_t>(txns_per_round_));
@@ -141,13 +180,128 @@ class Generator final : public Importer {
     return BlockData::decode_msgpack({buffer.data(), buffer.size()});
   }
 
+  // What a transaction does, from its random word (shared by the block and the delta).
+  struct Spec {
+    uint64_t sender, receiver;  // account indices
+    int kind;                   // <6 pay, <9 axfer, else appl
+    uint64_t fee, amount, asset_amount, asset;
+  };
+  static Spec spec(uint64_t r) {
+    return {r % 64,
+            (r >> 16) % 64 + 64,
+            static_cast<int>((r >> 32) % 10),  // 60% pay, 30% axfer, 10% appl
+            1000 + (r >> 40) % 3 * 1000,
+            1 + (r >> 20) % 1000000,
+            1 + (r >> 24) % 1000,
+            (r >> 48) % kAssets};
+  }
+
+  // Balances after a round: algos per account (fee sink last) and holdings.
+  struct Ledger {
+    uint64_t round = 0;  // the last round applied (0: genesis)
+    std::vector<uint64_t> algos = std::vector<uint64_t>(kAccounts + 1, kInitialAlgos);
+    std::vector<uint64_t> holdings = std::vector<uint64_t>(kAccounts * kAssets, kInitialHolding);
+  };
+
+  // Applies round `round`'s transactions; collects what they touched.
+  void apply(Ledger& ledger, uint64_t round, std::vector<uint64_t>* accounts,
+             std::vector<uint64_t>* holdings) const {
+    uint64_t rng = seed_ * 0x9e3779b97f4a7c15ULL + round;
+    auto touch = [](std::vector<uint64_t>* list, uint64_t v) {
+      if (list && std::find(list->begin(), list->end(), v) == list->end()) list->push_back(v);
+    };
+    for (uint64_t i = 0; i < txns_per_round_; ++i) {
+      Spec t = spec(splitmix(rng));
+      ledger.algos[t.sender] -= t.fee;
+      ledger.algos[kAccounts] += t.fee;
+      touch(accounts, t.sender);
+      touch(accounts, kAccounts);
+      if (t.kind < 6) {
+        ledger.algos[t.sender] -= t.amount;
+        ledger.algos[t.receiver] += t.amount;
+        touch(accounts, t.receiver);
+      } else if (t.kind < 9) {
+        ledger.holdings[t.sender * kAssets + t.asset] -= t.asset_amount;
+        ledger.holdings[t.receiver * kAssets + t.asset] += t.asset_amount;
+        touch(holdings, t.sender * kAssets + t.asset);
+        touch(holdings, t.receiver * kAssets + t.asset);
+      }
+    }
+    ledger.round = round;
+  }
+
+  // The ledger after round `round` - 1, replaying from genesis when the rounds
+  // asked for are not consecutive (a restart, a retry, a test).
+  const Ledger& ledger_before(uint64_t round) {
+    if (before_.round + 1 == round) return before_;
+    if (after_.round + 1 == round) {
+      before_ = after_;
+      return before_;
+    }
+    before_ = Ledger{};
+    for (uint64_t r = 1; r < round; ++r) apply(before_, r, nullptr, nullptr);
+    return before_;
+  }
+
+  Bytes32 account_address(uint64_t index) const {
+    return index == kAccounts ? fee_sink_ : derive(seed_, index);
+  }
+
+  template <class P>
+  void pack_delta(P& packer, uint64_t round) {
+    after_ = ledger_before(round);
+    std::vector<uint64_t> accounts, holdings;
+    apply(after_, round, &accounts, &holdings);
+    std::sort(accounts.begin(), accounts.end());
+    std::sort(holdings.begin(), holdings.end());
+    // go-algorand's ledgercore.StateDelta as algod's /v2/deltas encodes it (Go field names).
+    packer.pack_map(1);
+    packer.pack("Accts");
+    packer.pack_map(2);
+    packer.pack("Accts");
+    packer.pack_array(static_cast<uint32_t>(accounts.size()));
+    for (uint64_t a : accounts) {
+      packer.pack_map(2);
+      packer.pack("Addr");
+      auto address = account_address(a);
+      pack_bin(packer, address.data(), 32);
+      packer.pack("MicroAlgos");
+      packer.pack(after_.algos[a]);
+    }
+    packer.pack("AssetResources");
+    packer.pack_array(static_cast<uint32_t>(holdings.size()));
+    for (uint64_t h : holdings) {
+      packer.pack_map(4);
+      packer.pack("Addr");
+      auto address = account_address(h / kAssets);
+      pack_bin(packer, address.data(), 32);
+      packer.pack("Aidx");
+      packer.pack(1000 + h % kAssets);
+      packer.pack("Holding");
+      packer.pack_map(2);
+      packer.pack("Deleted");
+      packer.pack(false);
+      packer.pack("Holding");
+      packer.pack_map(1);
+      packer.pack("a");
+      packer.pack(after_.holdings[h]);
+      packer.pack("Params");
+      packer.pack_map(2);
+      packer.pack("Deleted");
+      packer.pack(false);
+      packer.pack("Params");
+      packer.pack_nil();
+    }
+  }
+
   template <class P>
   void pack_txn(P& packer, uint64_t round, uint64_t index, uint64_t r, const Bytes32* group) const {
-    auto sender = derive(seed_, r % 64);
-    auto receiver = derive(seed_, (r >> 16) % 64 + 64);
+    Spec t = spec(r);
+    auto sender = derive(seed_, t.sender);
+    auto receiver = derive(seed_, t.receiver);
     auto signature = derive(round, index);
-    int kind = static_cast<int>((r >> 32) % 10);  // 60% pay, 30% axfer, 10% appl
-    uint64_t fee = 1000 + (r >> 40) % 3 * 1000;
+    int kind = t.kind;
+    uint64_t fee = t.fee;
 
     packer.pack_map(3);
     packer.pack("hgi");
@@ -161,7 +315,7 @@ class Generator final : public Importer {
     if (kind < 6) {
       packer.pack_map(group ? 8 : 7);
       packer.pack("amt");
-      packer.pack(1 + (r >> 20) % 1000000);
+      packer.pack(t.amount);
       packer.pack("fee");
       packer.pack(fee);
       packer.pack("fv");
@@ -181,7 +335,7 @@ class Generator final : public Importer {
     } else if (kind < 9) {
       packer.pack_map(group ? 9 : 8);
       packer.pack("aamt");
-      packer.pack(1 + (r >> 24) % 1000);
+      packer.pack(t.asset_amount);
       packer.pack("arcv");
       pack_bin(packer, receiver.data(), 32);
       packer.pack("fee");
@@ -199,7 +353,7 @@ class Generator final : public Importer {
       packer.pack("type");
       packer.pack("axfer");
       packer.pack("xaid");
-      packer.pack(1000 + (r >> 48) % 5);
+      packer.pack(1000 + t.asset);
     } else {
       packer.pack_map(group ? 8 : 7);
       packer.pack("apaa");
@@ -232,6 +386,10 @@ class Generator final : public Importer {
   std::string network_;
   Bytes32 genesis_hash_{};
   uint64_t first_round_ = 0;
+  bool state_delta_ = true;
+  uint64_t last_round_ = 0;
+  Bytes32 fee_sink_{}, rewards_pool_{};
+  Ledger before_, after_;  // the ledger before and after the last round built
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -1,18 +1,30 @@
-// The `postgresql` exporter: Go Conduit's postgresql exporter config, an
-// Indexer-like schema (block_header, txn, metastate), one database transaction
-// per round with the exporter's next round in the same commit, so that rounds
-// land exactly once whatever stops, crashes or restarts happen around them.
+// The `postgresql` exporter: Go Conduit's postgresql exporter. It writes the
+// database the Algorand Indexer API serves from (Indexer's schema, rows and
+// JSON encodings: postgresql_indexer.cpp), from blocks and their state deltas.
+//
+// Exactly once: a committed unit (one round, or several written by
+// write_rounds) is one database transaction covering every table and the
+// metastate `state` row ({"next_account_round": N}), so a round is either
+// wholly in the database or not at all, whatever stops, crashes or restarts.
+//
+// Stop `now`: the connection is non-blocking everywhere (connect included), and
+// every wait polls the socket together with an eventfd that the stop token's
+// callback makes readable. On a stop the connection is abandoned: closed at
+// once, with a best-effort cancel request sent from a detached thread (PQcancel
+// blocks on an unresponsive server). The server rolls back a transaction whose
+// client went away, so nothing partial is ever committed.
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
-
-#include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/block_msgpack.hpp"
@@ -24,37 +36,13 @@ namespace {
 constexpr const char* kSample =
     R"(# libpq connection string, e.g. "host=/run/postgresql dbname=conduit" or a postgres:// URI
 connection-string = ""
-# Go Conduit's pool size; conduit writes rounds in order over one connection
-max-conn = 20
-# prune every `interval` rounds (0: never, -1: once at start-up), keeping the last `rounds` rounds
+# prune txn and txn_participation every `interval` rounds (0: never, -1: once at
+# start-up), keeping the last `rounds` rounds (0: never prune)
 delete-task = { interval = 0, rounds = 100000 }
 )";
 
-// Schema versions, applied in order at init; each runs in the migration transaction.
-const std::vector<std::vector<std::string>> kMigrations = {
-    {
-        "CREATE TABLE IF NOT EXISTS block_header ("
-        " round bigint PRIMARY KEY,"
-        " realtime timestamp without time zone NOT NULL,"
-        " rewardslevel bigint NOT NULL,"
-        " header jsonb NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS txn ("
-        " round bigint NOT NULL,"
-        " intra integer NOT NULL,"
-        " typeenum smallint NOT NULL,"
-        " asset bigint NOT NULL,"
-        " txid text,"
-        " txn jsonb NOT NULL,"
-        " extra jsonb NOT NULL,"
-        " PRIMARY KEY (round, intra))",
-    },
-    {
-        "CREATE INDEX IF NOT EXISTS txn_by_txid ON txn (txid)",
-    },
-};
-
-// Serialises concurrent migrations of one database (any constant will do).
-constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7170770617)";
+// Serialises concurrent initialisations of one database (any constant will do).
+constexpr const char* kInitLock = "SELECT pg_advisory_xact_lock(7170770617)";
 
 // A database error; `connection_lost` when the connection is unusable afterwards.
 class DbError : public std::runtime_error {
@@ -69,37 +57,11 @@ struct ResultDeleter {
 };
 using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
-struct ConnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-using Conn = std::unique_ptr<PGconn, ConnDeleter>;
-
 std::string trimmed(const char* text) {
   std::string s = text ? text : "";
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
 }
-
-Conn connect_db(const std::string& conninfo) {
-  Conn conn(PQconnectdb(conninfo.c_str()));
-  if (!conn) throw PluginError("postgresql: out of memory connecting", true);
-  if (PQstatus(conn.get()) != CONNECTION_OK)
-    throw PluginError("postgresql: cannot connect: " + trimmed(PQerrorMessage(conn.get())), true);
-  PQsetNoticeProcessor(
-      conn.get(), [](void*, const char*) {}, nullptr);
-  return conn;
-}
-
-// A stop token and the connection's cancel handle: statements run with one are
-// cancelled when the token fires.
-struct Interrupt {
-  std::stop_token stop;
-  PGcancel* cancel = nullptr;
-  int wake_fd = -1;  // an eventfd the stop callback makes readable
-  // When the last cancel request went out: each one is a new connection (a fork
-  // of the postmaster), so they are spaced out.
-  mutable std::optional<std::chrono::steady_clock::time_point> last_cancel;
-};
 
 std::string error_text(PGconn* conn, const PGresult* result, const std::string& what) {
   std::string message = "postgresql: " + what + ": ";
@@ -113,145 +75,210 @@ std::string error_text(PGconn* conn, const PGresult* result, const std::string& 
   return message;
 }
 
-// Waits until the socket is ready for `events` (reading what arrives) or the
-// stop token fires. Once it has fired, the cancel request is sent from here (the
-// exporter's thread, so the thread requesting the stop never waits on the
-// server) and again every 50 ms until the server answers: a cancel that reaches
-// the backend before it has read the statement would otherwise be lost.
-// Returns false when the connection is lost.
-bool wait_socket(PGconn* conn, const Interrupt& interrupt, short events) {
-  bool stopping = interrupt.stop.stop_requested();
-  if (stopping) {
-    auto now = std::chrono::steady_clock::now();
-    if (!interrupt.last_cancel || now - *interrupt.last_cancel >= std::chrono::milliseconds(50)) {
-      char error[256];
-      PQcancel(interrupt.cancel, error, sizeof error);
-      interrupt.last_cancel = now;
+std::string statement_name(std::string_view sql) {
+  while (!sql.empty() && (sql.front() == '\n' || sql.front() == ' ')) sql.remove_prefix(1);
+  return std::string(sql.substr(0, std::min(sql.find(' ', 12), size_t{40})));
+}
+
+// One connection whose every wait can be interrupted by a stop token.
+class Session {
+ public:
+  Session() {
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) throw PluginError("postgresql: eventfd failed", false);
+  }
+  ~Session() {
+    close();
+    ::close(wake_fd_);
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  bool connected() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
+  PGconn* get() const { return conn_; }
+
+  // Connects without blocking: PQconnectStart/PQconnectPoll, each wait
+  // interruptible. Throws Cancelled on a stop, PluginError (retryable) on failure.
+  void connect(const std::string& conninfo, std::stop_token stop) {
+    close();
+    Watch watch(*this, stop);
+    conn_ = PQconnectStart(conninfo.c_str());
+    if (!conn_) throw PluginError("postgresql: out of memory connecting", true);
+    if (PQstatus(conn_) == CONNECTION_BAD) fail_connect();
+    PostgresPollingStatusType state = PGRES_POLLING_WRITING;
+    for (;;) {
+      if (state == PGRES_POLLING_OK) break;
+      if (state == PGRES_POLLING_FAILED) fail_connect();
+      wait(state == PGRES_POLLING_READING ? POLLIN : POLLOUT, stop, false);
+      state = PQconnectPoll(conn_);
+    }
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
+    PQsetnonblocking(conn_, 1);
+  }
+
+  // Runs `sql` (one or more statements, or one with parameters) and returns the
+  // first error or the last result.
+  Result exec(const std::string& sql, std::stop_token stop,
+              ExecStatusType expected = PGRES_COMMAND_OK,
+              const std::vector<std::string>& params = {}) {
+    Watch watch(*this, stop);
+    std::vector<const char*> values;
+    for (const auto& p : params) values.push_back(p.c_str());
+    int sent = params.empty()
+                   ? PQsendQuery(conn_, sql.c_str())
+                   : PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                       values.data(), nullptr, nullptr, 0);
+    if (!sent) throw lost(statement_name(sql));
+    return check(collect(stop), expected, statement_name(sql));
+  }
+
+  // COPY `target` FROM STDIN with `data` in text format.
+  void copy(const std::string& target, std::string_view data, std::stop_token stop) {
+    if (data.empty()) return;
+    Watch watch(*this, stop);
+    std::string sql = "COPY " + target + " FROM STDIN";
+    if (!PQsendQuery(conn_, sql.c_str())) throw lost(sql);
+    Result started = collect(stop, true);
+    check(std::move(started), PGRES_COPY_IN, sql);
+    constexpr size_t kChunk = 256 * 1024;
+    for (size_t at = 0; at < data.size(); at += kChunk) {
+      size_t n = std::min(kChunk, data.size() - at);
+      int queued;
+      while ((queued = PQputCopyData(conn_, data.data() + at, static_cast<int>(n))) == 0)
+        wait(POLLOUT, stop, true);
+      if (queued < 0) throw lost(sql);
+      flush(stop);
+    }
+    int ended;
+    while ((ended = PQputCopyEnd(conn_, nullptr)) == 0) wait(POLLOUT, stop, true);
+    if (ended < 0) throw lost(sql);
+    check(collect(stop), PGRES_COMMAND_OK, sql);
+  }
+
+  // Drops the connection without waiting on the server: a cancel request goes
+  // out from a detached thread (best effort: it makes a backend blocked on a
+  // lock give up sooner), and the socket is closed. A transaction in progress
+  // is rolled back by the server.
+  void abandon() {
+    if (!conn_) return;
+    if (PQtransactionStatus(conn_) == PQTRANS_ACTIVE) {
+      if (PGcancel* cancel = PQgetCancel(conn_)) {
+        std::thread([cancel] {
+          char error[256];
+          PQcancel(cancel, error, sizeof error);
+          PQfreeCancel(cancel);
+        }).detach();
+      }
+    }
+    close();
+  }
+
+  void close() {
+    if (!conn_) return;
+    // Non-blocking: PQfinish's goodbye message never waits on a full socket.
+    PQsetnonblocking(conn_, 1);
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+
+ private:
+  // The stop token's callback makes the eventfd readable for the duration of a call.
+  class Watch {
+   public:
+    Watch(Session& session, std::stop_token stop)
+        : callback_(stop, [fd = session.wake_fd_] {
+            uint64_t one = 1;
+            [[maybe_unused]] auto written = ::write(fd, &one, sizeof one);
+          }) {
+      uint64_t drained;
+      while (::read(session.wake_fd_, &drained, sizeof drained) > 0) {
+      }
+    }
+
+   private:
+    std::stop_callback<std::function<void()>> callback_;
+  };
+
+  [[noreturn]] void fail_connect() {
+    std::string message = "postgresql: cannot connect: " + trimmed(PQerrorMessage(conn_));
+    close();
+    throw PluginError(message, true);
+  }
+
+  DbError lost(const std::string& what) {
+    DbError error(error_text(conn_, nullptr, what), true);
+    close();
+    return error;
+  }
+
+  // Waits until the socket is ready for `events` or the stop token fires; on a
+  // stop the connection is abandoned and Cancelled thrown.
+  void wait(short events, const std::stop_token& stop, bool consume) {
+    for (;;) {
+      if (stop.stop_requested()) {
+        abandon();
+        throw Cancelled();
+      }
+      int socket = PQsocket(conn_);
+      if (socket < 0) throw lost("connection");
+      pollfd fds[2] = {{socket, events, 0}, {wake_fd_, POLLIN, 0}};
+      int ready = ::poll(fds, 2, -1);
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready < 0) throw lost("poll");
+      if (fds[1].revents) continue;  // the stop callback: checked at the top
+      if (consume && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(conn_))
+        throw lost("connection");
+      return;
     }
   }
-  pollfd fds[2] = {{PQsocket(conn), events, 0}, {interrupt.wake_fd, POLLIN, 0}};
-  int ready = ::poll(fds, stopping ? 1 : 2, stopping ? 50 : -1);
-  if (ready < 0) return errno == EINTR;
-  if (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) return PQconsumeInput(conn) != 0;
-  return true;
-}
 
-// Sends what libpq has buffered (the connection is non-blocking in receive()).
-bool flush_output(PGconn* conn, const Interrupt& interrupt) {
-  for (;;) {
-    int pending = PQflush(conn);
-    if (pending == 0) return true;
-    if (pending < 0 || !wait_socket(conn, interrupt, POLLIN | POLLOUT)) return false;
-  }
-}
-
-// Collects the result of the statement just sent, interruptibly with an
-// Interrupt. Returns the first error result, a COPY IN result, or the last result.
-Result await_result(PGconn* conn, const Interrupt* interrupt) {
-  Result kept;
-  if (interrupt && !flush_output(conn, *interrupt)) return kept;
-  for (;;) {
-    if (interrupt) {
-      while (PQisBusy(conn))
-        if (!wait_socket(conn, *interrupt, POLLIN)) return kept;  // connection lost
+  void flush(const std::stop_token& stop) {
+    for (;;) {
+      int pending = PQflush(conn_);
+      if (pending == 0) return;
+      if (pending < 0) throw lost("send");
+      wait(POLLIN | POLLOUT, stop, true);
     }
-    Result next(PQgetResult(conn));
-    if (!next) return kept;
-    if (PQresultStatus(next.get()) == PGRES_COPY_IN) return next;
-    bool kept_error = kept && (PQresultStatus(kept.get()) == PGRES_FATAL_ERROR ||
-                               PQresultStatus(kept.get()) == PGRES_BAD_RESPONSE);
-    if (!kept_error) kept = std::move(next);
   }
-}
 
-Result check(PGconn* conn, Result result, ExecStatusType expected, const std::string& what) {
-  if (result && PQresultStatus(result.get()) == expected) return result;
-  throw DbError(error_text(conn, result.get(), what), PQstatus(conn) != CONNECTION_OK);
-}
+  // Sends what is buffered and gathers the results of the query: the first
+  // error, a COPY IN start, or the last result.
+  Result collect(const std::stop_token& stop, bool until_copy = false) {
+    flush(stop);
+    Result kept;
+    for (;;) {
+      while (PQisBusy(conn_)) wait(POLLIN, stop, true);
+      Result next(PQgetResult(conn_));
+      if (!next) return kept;
+      if (PQresultStatus(next.get()) == PGRES_COPY_IN) {
+        if (until_copy) return next;
+        // A COPY we did not expect: end it so the connection stays in step.
+        PQputCopyEnd(conn_, "unexpected COPY");
+        continue;
+      }
+      bool kept_error = kept && (PQresultStatus(kept.get()) == PGRES_FATAL_ERROR ||
+                                 PQresultStatus(kept.get()) == PGRES_BAD_RESPONSE);
+      if (!kept_error) kept = std::move(next);
+    }
+  }
 
-std::string statement_name(const std::string& sql) {
-  return sql.substr(0, sql.find(' ', 12));
-}
+  Result check(Result result, ExecStatusType expected, const std::string& what) {
+    if (result && PQresultStatus(result.get()) == expected) return result;
+    bool dead = PQstatus(conn_) != CONNECTION_OK;
+    DbError error(error_text(conn_, result.get(), what), dead);
+    if (dead) close();
+    throw error;
+  }
 
-Result exec_params(PGconn* conn, const std::string& sql, const std::vector<std::string>& params,
-                   ExecStatusType expected = PGRES_COMMAND_OK,
-                   const Interrupt* interrupt = nullptr) {
-  std::vector<const char*> values;
-  for (const auto& p : params) values.push_back(p.c_str());
-  if (!PQsendQueryParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
-                         nullptr, nullptr, 0))
-    throw DbError(error_text(conn, nullptr, statement_name(sql)), PQstatus(conn) != CONNECTION_OK);
-  return check(conn, await_result(conn, interrupt), expected, statement_name(sql));
-}
+  PGconn* conn_ = nullptr;
+  int wake_fd_ = -1;
+};
 
-Result exec(PGconn* conn, const std::string& sql, ExecStatusType expected = PGRES_COMMAND_OK,
-            const Interrupt* interrupt = nullptr) {
-  return exec_params(conn, sql, {}, expected, interrupt);
-}
-
-// The exporter's next round as stored in metastate, if any.
-std::optional<uint64_t> stored_next_round(PGconn* conn, bool lock,
-                                          const Interrupt* interrupt = nullptr) {
-  Result r =
-      exec(conn,
-           std::string("SELECT (v->>'next-round')::bigint FROM metastate WHERE k = 'state'") +
-               (lock ? " FOR UPDATE" : ""),
-           PGRES_TUPLES_OK, interrupt);
-  if (PQntuples(r.get()) == 0 || PQgetisnull(r.get(), 0, 0)) return std::nullopt;
+std::optional<uint64_t> scalar_uint(const Result& r) {
+  if (!r || PQntuples(r.get()) == 0 || PQgetisnull(r.get(), 0, 0)) return std::nullopt;
   return std::stoull(PQgetvalue(r.get(), 0, 0));
 }
-
-// COPY's text format: backslash escapes for the characters it treats specially.
-void append_copy_text(std::string_view text, std::string& out) {
-  for (char c : text) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        out += c;
-    }
-  }
-}
-
-std::string_view str_field(const msgpack::object& map, std::string_view key) {
-  const auto* v = mp::find(map, key);
-  if (!v || v->type != msgpack::type::STR) return {};
-  return {v->via.str.ptr, v->via.str.size};
-}
-
-uint64_t uint_field(const msgpack::object& map, std::string_view key) {
-  const auto* v = mp::find(map, key);
-  return v && v->type == msgpack::type::POSITIVE_INTEGER ? v->via.u64 : 0;
-}
-
-// The asset or application a transaction is about (Indexer's `asset` column);
-// for creations the id comes from the apply data.
-uint64_t asset_of(const msgpack::object& stxn, const msgpack::object& txn, int type) {
-  switch (type) {
-    case 3:
-      return uint_field(txn, "caid") ? uint_field(txn, "caid") : uint_field(stxn, "caid");
-    case 4:
-      return uint_field(txn, "xaid");
-    case 5:
-      return uint_field(txn, "faid");
-    case 6:
-      return uint_field(txn, "apid") ? uint_field(txn, "apid") : uint_field(stxn, "apid");
-    default:
-      return 0;
-  }
-}
-
-class Cancel {};  // internal: the stop token fired between statements
 
 class PostgresqlExporter final : public Exporter {
  public:
@@ -267,360 +294,339 @@ class PostgresqlExporter final : public Exporter {
       config.fail("connection-string", "invalid connection string: " + message);
     }
     PQconninfoFree(options);
-    max_conn_ = config.get_uint("max-conn", 20);
-    if (max_conn_ == 0) config.fail("max-conn", "must be at least 1");
+    // Go Conduit's connection pool size. conduit writes rounds in order over one
+    // connection, so it is accepted (Go configurations carry it) and not used.
+    if (config.contains("max-conn") && config.get_uint("max-conn", 20) == 0)
+      config.fail("max-conn", "must be at least 1");
     if (auto task = config.get_table("delete-task")) {
       delete_interval_ = task->get_int("interval", 0);
       if (delete_interval_ < -1) task->fail("interval", "must be -1, 0 or a number of rounds");
       delete_rounds_ = task->get_uint("rounds", 100000);
-      if (delete_rounds_ == 0) task->fail("rounds", "must be at least 1");
       task->finish();
+      config_has_delete_ = true;
     }
   }
 
+  // The database's next round (Go Conduit's RoundRequest), over a short
+  // connection of its own; 0 when it holds no Indexer state yet.
   uint64_t round_request(const std::filesystem::path&) override {
-    // Before init: a short connection of its own. No schema yet means no request.
-    Conn conn = connect_db(conninfo_);
-    try {
-      Result exists =
-          exec(conn.get(), "SELECT to_regclass('metastate') IS NOT NULL", PGRES_TUPLES_OK);
-      if (std::string_view(PQgetvalue(exists.get(), 0, 0)) != "t") return 0;
-      return stored_next_round(conn.get(), false).value_or(0);
-    } catch (const DbError& e) {
-      throw PluginError(e.what(), true);
-    }
+    return request_round(std::stop_token{});
+  }
+  uint64_t requested_round(const std::filesystem::path&, std::stop_token stop) override {
+    return request_round(stop);
   }
 
   void init(const InitContext& ctx, std::stop_token stop) override {
     logger_ = ctx.logger;
     if (stop.stop_requested()) throw Cancelled();
-    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_fd_ < 0) throw PluginError("postgresql: eventfd failed", false);
-    conn_ = connect_db(conninfo_);
+    session_.connect(conninfo_, stop);
     try {
-      migrate();
-      db_next_ = stored_next_round(conn_.get(), false);
+      initialise(ctx.genesis, stop);
+      db_next_ = next_account_round(stop, false);
     } catch (const DbError& e) {
+      session_.abandon();
       throw PluginError(e.what(), e.connection_lost);
+    } catch (...) {
+      session_.abandon();
+      throw;
     }
     if (db_next_ && ctx.next_round > *db_next_)
       throw PluginError("postgresql: the database holds rounds up to " +
                             std::to_string(*db_next_ - 1) + "; starting at round " +
                             std::to_string(ctx.next_round) + " would leave a gap",
                         false);
-    if (delete_interval_ == -1 && db_next_) prune_once(*db_next_);
+    prune_base_ = db_next_.value_or(ctx.next_round);
+    if (delete_interval_ == -1 && delete_rounds_ > 0 && db_next_) {
+      try {
+        session_.exec("BEGIN", stop);
+        prune(*db_next_, stop);
+        session_.exec("COMMIT", stop);
+      } catch (const DbError& e) {
+        session_.abandon();
+        throw PluginError(e.what(), true);
+      }
+    }
+    if (delete_interval_ == 0 && delete_rounds_ > 0 && logger_ && config_has_delete_)
+      logger_->warn("postgresql: delete-task interval is 0: no pruning");
   }
 
   void receive(const BlockData& block, std::stop_token stop) override {
+    stage(block, stop);
+    commit_unit(stop);
+  }
+
+  // Group commit: a unit of consecutive rounds is staged round by round inside
+  // one database transaction and committed at once, the metastate's next round
+  // with it. (The signatures of the pipeline's unit API: supports_units, stage,
+  // commit_unit, abort_unit.) Rounds the database already holds are skipped.
+  bool supports_units() const { return true; }
+
+  void stage(const BlockData& block, std::stop_token stop) {
     const uint64_t round = block.round();
-    if (db_next_ && round < *db_next_) {
+    if (!unit_ && db_next_ && round < *db_next_) {
       debug("skipping round " + std::to_string(round) + ": already committed", round);
       return;
     }
     if (stop.stop_requested()) throw Cancelled();
-    if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK) conn_ = connect_db(conninfo_);
-
-    // `now` cancels the statement in flight: the stop callback only wakes the
-    // wait in await_result/flush (it runs on the thread requesting the stop,
-    // which must not wait on the server), and that sends the cancel request.
-    // The COPY loop checks the token between chunks, so the latency is one
-    // chunk's worth whatever the round's size.
-    std::unique_ptr<PGcancel, decltype(&PQfreeCancel)> cancel(PQgetCancel(conn_.get()),
-                                                              &PQfreeCancel);
-    if (!cancel) throw PluginError("postgresql: cannot create a cancel handle", true);
-    uint64_t drained;
-    while (::read(wake_fd_, &drained, sizeof drained) > 0) {
-    }
-    std::stop_callback on_stop(stop, [fd = wake_fd_] {
-      uint64_t one = 1;
-      [[maybe_unused]] auto written = ::write(fd, &one, sizeof one);
-    });
-    Interrupt interrupt{stop, cancel.get(), wake_fd_};
-    interrupt_ = &interrupt;
-    // Non-blocking, so that a COPY the server has stopped reading cannot hold
-    // this thread in a send that no cancel can interrupt.
-    PQsetnonblocking(conn_.get(), 1);
-    struct Reset {
-      PostgresqlExporter& self;
-      ~Reset() {
-        self.interrupt_ = nullptr;
-        if (self.conn_) PQsetnonblocking(self.conn_.get(), 0);
+    guarded(stop, [&] {
+      if (!unit_) open_unit(stop);
+      if (round < unit_->next) {
+        debug("skipping round " + std::to_string(round) + ": already committed", round);
+        return;
       }
-    } reset{*this};
-    try {
-      write_round(block, stop);
-    } catch (const Cancel&) {
-      rollback();
-      throw Cancelled();
-    } catch (const DbError& e) {
-      rollback();
-      if (stop.stop_requested()) throw Cancelled();
-      if (e.connection_lost) conn_.reset();
-      throw PluginError(e.what(), true);
-    } catch (const PluginError&) {
-      rollback();
-      throw;
-    } catch (...) {
-      rollback();
-      if (stop.stop_requested()) throw Cancelled();
-      throw;
-    }
+      if (round != unit_->next)
+        throw PluginError("postgresql: round " + std::to_string(round) +
+                              " arrived but the database's next round is " +
+                              std::to_string(unit_->next) + " (a gap)",
+                          false);
+      unit_->rows += write_round(block, stop);
+      unit_->next = round + 1;
+      unit_->staged = true;
+    });
   }
 
-  void close() override { conn_.reset(); }
-
-  ~PostgresqlExporter() override {
-    if (wake_fd_ >= 0) ::close(wake_fd_);
+  void commit_unit(std::stop_token stop) {
+    if (!unit_) return;
+    guarded(stop, [&] {
+      if (!unit_->staged) {
+        session_.exec("ROLLBACK", stop);
+        unit_.reset();
+        return;
+      }
+      const uint64_t new_next = unit_->next;
+      bool pruned = false;
+      if (delete_interval_ > 0 && delete_rounds_ > 0 && new_next > delete_rounds_ &&
+          new_next - prune_base_ >= static_cast<uint64_t>(delete_interval_)) {
+        prune(new_next, stop);
+        pruned = true;
+      }
+      session_.exec(
+          "INSERT INTO metastate (k, v) VALUES ('state', jsonb_build_object('next_account_round', "
+          "$1::bigint)) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+          stop, PGRES_COMMAND_OK, {std::to_string(new_next)});
+      Result done = session_.exec("COMMIT", stop);
+      // COMMIT of a failed transaction "succeeds" as ROLLBACK.
+      if (std::string_view(PQcmdStatus(done.get())) != "COMMIT")
+        throw DbError("postgresql: round " + std::to_string(new_next - 1) + " was rolled back",
+                      false);
+      if (pruned) prune_base_ = new_next;
+      db_next_ = new_next;
+      debug("committed round " + std::to_string(new_next - 1) + " (" + std::to_string(unit_->rows) +
+                " rows)",
+            new_next - 1);
+      unit_.reset();
+    });
   }
+
+  // Drops whatever the unit wrote: the connection goes, and with it the open
+  // transaction (never a ROLLBACK waited on).
+  void abort_unit() noexcept {
+    session_.abandon();
+    unit_.reset();
+  }
+
+  // Commits `blocks` (consecutive rounds) in one database transaction.
+  void write_rounds(std::span<const BlockData* const> blocks, std::stop_token stop) {
+    for (const BlockData* block : blocks) stage(*block, stop);
+    commit_unit(stop);
+  }
+
+  void close() override { session_.close(); }
 
  private:
   void debug(const std::string& message, uint64_t round) {
     if (logger_) logger_->debug("postgresql: " + message, {.round = round});
   }
 
-  void migrate() {
-    PGconn* c = conn_.get();
-    exec(c, "BEGIN");
-    exec(c, kMigrationLock, PGRES_TUPLES_OK);
-    exec(c, "CREATE TABLE IF NOT EXISTS metastate (k text PRIMARY KEY, v jsonb NOT NULL)");
-    Result r = exec(c, "SELECT (v->>'version')::int FROM metastate WHERE k = 'migration'",
-                    PGRES_TUPLES_OK);
-    size_t version = PQntuples(r.get()) ? std::stoul(PQgetvalue(r.get(), 0, 0)) : 0;
-    if (version > kMigrations.size()) {
-      exec(c, "ROLLBACK");
-      throw PluginError("postgresql: the database schema is version " + std::to_string(version) +
-                            ", newer than this conduit knows (" +
-                            std::to_string(kMigrations.size()) + ")",
-                        false);
-    }
-    for (size_t v = version; v < kMigrations.size(); ++v)
-      for (const auto& sql : kMigrations[v]) exec(c, sql);
-    exec_params(c,
-                "INSERT INTO metastate (k, v) VALUES ('migration', jsonb_build_object('version', "
-                "$1::int)) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-                {std::to_string(kMigrations.size())});
-    exec(c, "COMMIT");
-    if (version < kMigrations.size() && logger_)
-      logger_->info("postgresql: schema migrated from version " + std::to_string(version) + " to " +
-                    std::to_string(kMigrations.size()));
-  }
-
-  void prune(uint64_t next_round) {
-    if (next_round <= delete_rounds_) return;
-    std::vector<std::string> keep_from{std::to_string(next_round - delete_rounds_)};
-    exec_params(conn_.get(), "DELETE FROM txn WHERE round < $1::bigint", keep_from,
-                PGRES_COMMAND_OK, interrupt_);
-    exec_params(conn_.get(), "DELETE FROM block_header WHERE round < $1::bigint", keep_from,
-                PGRES_COMMAND_OK, interrupt_);
-  }
-
-  void prune_once(uint64_t next_round) {
+  // Runs a step of a unit; on any failure the unit is dropped (the connection
+  // abandoned, so the server rolls it back) and the error mapped for the pipeline.
+  template <class Step>
+  void guarded(const std::stop_token& stop, Step step) {
     try {
-      exec(conn_.get(), "BEGIN");
-      prune(next_round);
-      exec(conn_.get(), "COMMIT");
+      step();
+    } catch (const Cancelled&) {
+      abort_unit();
+      throw;
     } catch (const DbError& e) {
-      rollback();
+      abort_unit();
+      if (stop.stop_requested()) throw Cancelled();
+      throw PluginError(e.what(), true);
+    } catch (const PluginError&) {
+      abort_unit();
+      throw;
+    } catch (const std::exception& e) {
+      abort_unit();
+      if (stop.stop_requested()) throw Cancelled();
+      throw PluginError(std::string("postgresql: ") + e.what(), false);
+    }
+  }
+
+  // BEGIN, and the database's next round, locked until the unit ends.
+  void open_unit(std::stop_token stop) {
+    if (!session_.connected()) session_.connect(conninfo_, stop);
+    session_.exec("BEGIN", stop);
+    unit_.emplace();
+    std::optional<uint64_t> next = next_account_round(stop, true);
+    if (!next) throw PluginError("postgresql: the database lost its Indexer import state", false);
+    db_next_ = next;
+    unit_->next = *next;
+  }
+
+  uint64_t request_round(std::stop_token stop) {
+    Session session;
+    session.connect(conninfo_, stop);
+    try {
+      Result exists =
+          session.exec("SELECT to_regclass('metastate') IS NOT NULL", stop, PGRES_TUPLES_OK);
+      if (std::string_view(PQgetvalue(exists.get(), 0, 0)) != "t") return 0;
+      Result r =
+          session.exec("SELECT (v->>'next_account_round')::bigint FROM metastate WHERE k = 'state'",
+                       stop, PGRES_TUPLES_OK);
+      return scalar_uint(r).value_or(0);
+    } catch (const DbError& e) {
       throw PluginError(e.what(), true);
     }
   }
 
-  void rollback() {
-    if (!conn_) return;
-    if (PQstatus(conn_.get()) != CONNECTION_OK) {
-      conn_.reset();
-      return;
-    }
-    if (PQtransactionStatus(conn_.get()) == PQTRANS_IDLE) return;
-    Result r(PQexec(conn_.get(), "ROLLBACK"));
-    // A connection that cannot roll back is dropped: the server rolls back then.
-    if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK ||
-        PQtransactionStatus(conn_.get()) != PQTRANS_IDLE)
-      conn_.reset();
+  std::optional<uint64_t> next_account_round(std::stop_token stop, bool lock) {
+    return scalar_uint(session_.exec(
+        std::string("SELECT (v->>'next_account_round')::bigint FROM metastate WHERE k = 'state'") +
+            (lock ? " FOR UPDATE" : ""),
+        stop, PGRES_TUPLES_OK));
   }
 
-  void write_round(const BlockData& block, std::stop_token stop) {
-    PGconn* c = conn_.get();
-    const uint64_t round = block.round();
-    auto checkpoint = [&] {
-      if (stop.stop_requested()) throw Cancel{};
-    };
-    const msgpack::object& root = block.tree().root;
-    const msgpack::object* header = mp::find(root, "block");
-    if (!header || header->type != msgpack::type::MAP)
-      throw PluginError("postgresql: round " + std::to_string(round) + " has no block header",
-                        false);
-
-    exec(c, "BEGIN", PGRES_COMMAND_OK, interrupt_);
-    checkpoint();
-    if (auto next = stored_next_round(c, true, interrupt_)) {
-      db_next_ = next;
-      if (*next > round) {
-        exec(c, "ROLLBACK", PGRES_COMMAND_OK, interrupt_);
-        debug("skipping round " + std::to_string(round) + ": already committed", round);
-        return;
-      }
-      if (*next < round)
-        throw PluginError("postgresql: round " + std::to_string(round) +
-                              " arrived but the database's next round is " + std::to_string(*next) +
-                              " (a gap)",
+  // Creates Indexer's schema in an empty database, accepts one Indexer (or Go
+  // Conduit) created at the current schema version, refuses anything else, and
+  // loads the genesis allocations (Indexer's LoadGenesis) the first time.
+  void initialise(const Genesis* genesis, std::stop_token stop) {
+    session_.exec("BEGIN", stop);
+    session_.exec(kInitLock, stop, PGRES_TUPLES_OK);
+    Result exists =
+        session_.exec("SELECT to_regclass('metastate') IS NOT NULL", stop, PGRES_TUPLES_OK);
+    bool fresh = std::string_view(PQgetvalue(exists.get(), 0, 0)) != "t";
+    if (fresh) {
+      session_.exec(pg::kIndexerSchema, stop);
+      session_.exec("INSERT INTO metastate (k, v) VALUES ('migration', '{\"next\":" +
+                        std::to_string(pg::kIndexerMigrations) + "}')",
+                    stop);
+      if (logger_) logger_->info("postgresql: created the Indexer schema");
+    } else {
+      Result m =
+          session_.exec("SELECT v->>'next', v->>'version' FROM metastate WHERE k = 'migration'",
+                        stop, PGRES_TUPLES_OK);
+      bool has_row = PQntuples(m.get()) > 0;
+      if (has_row && PQgetisnull(m.get(), 0, 0) && !PQgetisnull(m.get(), 0, 1))
+        throw PluginError(
+            std::string("postgresql: the database was written by an older conduit (its own "
+                        "schema, version ") +
+                PQgetvalue(m.get(), 0, 1) +
+                "), which the Indexer API cannot serve; conduit does not convert it. Point "
+                "connection-string at a new, empty database (or drop this one): conduit "
+                "creates Indexer's schema and loads it from round 0",
+            false);
+      if (!has_row || PQgetisnull(m.get(), 0, 0))
+        throw PluginError(
+            "postgresql: the database has a metastate table but no Indexer migration state; "
+            "it was not created by Indexer, Go Conduit or this conduit",
+            false);
+      int version = std::stoi(PQgetvalue(m.get(), 0, 0));
+      if (version < pg::kIndexerMigrations)
+        throw PluginError("postgresql: the database is at Indexer schema migration " +
+                              std::to_string(version) + " of " +
+                              std::to_string(pg::kIndexerMigrations) +
+                              "; run Indexer (v3) against it once to finish its migrations",
+                          false);
+      if (version > pg::kIndexerMigrations)
+        throw PluginError("postgresql: the database is at Indexer schema migration " +
+                              std::to_string(version) + ", newer than this conduit knows (" +
+                              std::to_string(pg::kIndexerMigrations) + ")",
                           false);
     }
-    checkpoint();
-    exec_params(c,
-                "INSERT INTO block_header (round, realtime, rewardslevel, header) VALUES "
-                "($1::bigint, to_timestamp($2::bigint) AT TIME ZONE 'UTC', $3::bigint, $4::jsonb)",
-                {std::to_string(round), std::to_string(uint_field(*header, "ts")),
-                 std::to_string(uint_field(*header, "earn")), pg::to_json(*header)},
-                PGRES_COMMAND_OK, interrupt_);
 
-    const msgpack::object* payset = mp::find(root, "payset");
-    size_t rows = 0;
-    if (payset && payset->type == msgpack::type::ARRAY && payset->via.array.size > 0) {
-      checkpoint();
-      debug("copying round " + std::to_string(round) + " (" +
-                std::to_string(payset->via.array.size) + " transactions)",
-            round);
-      exec(c, "COPY txn (round, intra, typeenum, asset, txid, txn, extra) FROM STDIN",
-           PGRES_COPY_IN, interrupt_);
-      rows = copy_payset(*payset, *header, round, stop);
+    std::string hash = genesis ? genesis->hash : "";
+    Result network = session_.exec("SELECT v->>'genesis-hash' FROM metastate WHERE k = 'network'",
+                                   stop, PGRES_TUPLES_OK);
+    if (PQntuples(network.get()) > 0) {
+      std::string stored = PQgetisnull(network.get(), 0, 0) ? "" : PQgetvalue(network.get(), 0, 0);
+      if (!hash.empty() && stored != hash)
+        throw PluginError("postgresql: the database holds another network (genesis hash " + stored +
+                              ", the importer's is " + hash + ")",
+                          false);
+    } else if (!hash.empty()) {
+      session_.exec(
+          "INSERT INTO metastate (k, v) VALUES ('network', jsonb_build_object('genesis-hash', "
+          "$1::text))",
+          stop, PGRES_COMMAND_OK, {hash});
     }
-    if (delete_interval_ > 0 && round % static_cast<uint64_t>(delete_interval_) == 0) {
-      checkpoint();
-      prune(round + 1);
+    if (!next_account_round(stop, false)) {
+      if (genesis && !genesis->json.empty()) {
+        std::string accounts = pg::genesis_statements(genesis->json);
+        if (!accounts.empty()) session_.exec(accounts, stop);
+      }
+      session_.exec(
+          "INSERT INTO metastate (k, v) VALUES ('state', '{\"next_account_round\":0}') ON "
+          "CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+          stop);
     }
-    checkpoint();
-    exec_params(c,
-                "INSERT INTO metastate (k, v) VALUES ('state', jsonb_build_object('next-round', "
-                "$1::bigint)) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-                {std::to_string(round + 1)}, PGRES_COMMAND_OK, interrupt_);
-    checkpoint();
-    Result done = exec(c, "COMMIT", PGRES_COMMAND_OK, interrupt_);
-    // COMMIT of a failed transaction "succeeds" as ROLLBACK.
-    if (std::string_view(PQcmdStatus(done.get())) != "COMMIT")
-      throw DbError("postgresql: round " + std::to_string(round) + " was rolled back", false);
-    db_next_ = round + 1;
-    debug("committed round " + std::to_string(round) + " (" + std::to_string(rows) + " rows)",
-          round);
+    session_.exec("COMMIT", stop);
   }
 
-  // Streams the payset (and inner transactions, depth first, as Indexer numbers
-  // them) into the COPY started by the caller. Returns the number of rows.
-  size_t copy_payset(const msgpack::object& payset, const msgpack::object& header, uint64_t round,
-                     std::stop_token stop) {
-    PGconn* c = conn_.get();
-    constexpr size_t kChunk = 256 * 1024;
-    std::string buffer;
-    buffer.reserve(kChunk + 64 * 1024);
-    std::string json;
-    const std::string round_text = std::to_string(round);
-    uint32_t intra = 0;
+  // Go Conduit's DeleteTransactions: txn and txn_participation rows before
+  // `next_round - rounds`, and the `pruned` metastate row.
+  void prune(uint64_t next_round, std::stop_token stop) {
+    if (next_round <= delete_rounds_) return;
+    std::string keep = std::to_string(next_round - delete_rounds_);
+    session_.exec("DELETE FROM txn WHERE round < $1::bigint", stop, PGRES_COMMAND_OK, {keep});
+    session_.exec("DELETE FROM txn_participation WHERE round < $1::bigint", stop, PGRES_COMMAND_OK,
+                  {keep});
+    session_.exec(
+        "INSERT INTO metastate (k, v) VALUES ('pruned', jsonb_build_object('last_pruned', "
+        "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+        "'oldest_txn_round', $1::bigint)) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+        stop, PGRES_COMMAND_OK, {keep});
+    debug("pruned transactions before round " + keep, next_round - 1);
+  }
 
-    const Interrupt& interrupt = *interrupt_;
-    // PQputCopyData/End return 0 while the non-blocking connection's buffer is full.
-    auto copy_end = [&](const char* error) {
-      int queued;
-      while ((queued = PQputCopyEnd(c, error)) == 0)
-        if (!wait_socket(c, interrupt, POLLIN | POLLOUT)) return false;
-      return queued == 1 && flush_output(c, interrupt);
-    };
-    auto flush = [&] {
-      if (buffer.empty()) return;
-      int queued;
-      while ((queued = PQputCopyData(c, buffer.data(), static_cast<int>(buffer.size()))) == 0)
-        if (!wait_socket(c, interrupt, POLLIN | POLLOUT)) break;
-      if (queued != 1 || !flush_output(c, interrupt))
-        throw DbError("postgresql: COPY failed: " + trimmed(PQerrorMessage(c)),
-                      PQstatus(c) != CONNECTION_OK);
-      buffer.clear();
-    };
-    auto abort_copy = [&](const char* why) {
-      if (copy_end(why)) await_result(c, interrupt_);
-    };
-    auto add_row = [&](const msgpack::object& stxn, const std::string& txid,
-                       const std::string& extra) {
-      const msgpack::object* txn = mp::find(stxn, "txn");
-      int type = txn ? pg::type_enum(str_field(*txn, "type")) : 0;
-      uint64_t asset = txn ? asset_of(stxn, *txn, type) : 0;
-      buffer += round_text;
-      buffer += '\t';
-      buffer += std::to_string(intra++);
-      buffer += '\t';
-      buffer += std::to_string(type);
-      buffer += '\t';
-      buffer += std::to_string(asset);
-      buffer += '\t';
-      buffer += txid.empty() ? "\\N" : txid;
-      buffer += '\t';
-      json.clear();
-      pg::append_json(stxn, json);
-      append_copy_text(json, buffer);
-      buffer += '\t';
-      append_copy_text(extra, buffer);
-      buffer += '\n';
-    };
-    // Inner transactions carry their root's txid; `extra` says which root.
-    auto add_inner = [&](auto& self, const msgpack::object& stxn, uint32_t root_intra,
-                         const std::string& root_txid) -> void {
-      const msgpack::object* dt = mp::find(stxn, "dt");
-      const msgpack::object* itx = dt ? mp::find(*dt, "itx") : nullptr;
-      if (!itx || itx->type != msgpack::type::ARRAY) return;
-      for (uint32_t k = 0; k < itx->via.array.size; ++k) {
-        const auto& inner = itx->via.array.ptr[k];
-        add_row(inner, root_txid,
-                "{\"root-intra\":" + std::to_string(root_intra) + ",\"root-txid\":\"" + root_txid +
-                    "\"}");
-        self(self, inner, root_intra, root_txid);
-      }
-    };
-
+  // One round's rows, inside the caller's transaction; returns the row count.
+  size_t write_round(const BlockData& block, std::stop_token stop) {
+    const uint64_t round = block.round();
+    pg::RoundRows rows;
     try {
-      for (uint32_t i = 0; i < payset.via.array.size; ++i) {
-        const auto& stib = payset.via.array.ptr[i];
-        uint32_t root_intra = intra;
-        std::string txid = pg::transaction_id(stib, header);
-        add_row(stib, txid, "{}");
-        add_inner(add_inner, stib, root_intra, txid);
-        if (buffer.size() >= kChunk) {
-          if (stop.stop_requested()) throw Cancel{};
-          flush();
-        }
-      }
-      if (stop.stop_requested()) throw Cancel{};
-      flush();
-    } catch (const Cancel&) {
-      abort_copy("cancelled by conduit");
-      throw;
-    } catch (const DbError&) {
-      if (PQstatus(c) == CONNECTION_OK) abort_copy("aborted by conduit");
-      throw;
+      rows = pg::round_rows(block.tree().root, round);
     } catch (const std::exception& e) {
-      abort_copy("aborted by conduit");
-      throw PluginError(std::string("postgresql: round ") + round_text + ": " + e.what(), false);
+      throw PluginError("postgresql: " + std::string(e.what()), false);
     }
-    if (!copy_end(nullptr))
-      throw DbError("postgresql: COPY failed: " + trimmed(PQerrorMessage(c)),
-                    PQstatus(c) != CONNECTION_OK);
-    check(c, await_result(c, interrupt_), PGRES_COMMAND_OK, "COPY txn");
-    return intra;
+    debug("copying round " + std::to_string(round) + " (" + std::to_string(rows.txns) +
+              " transactions)",
+          round);
+    session_.exec(rows.statements, stop);
+    session_.copy("txn (round, intra, typeenum, asset, txid, txn, extra)", rows.txn_copy, stop);
+    session_.copy("txn_participation (addr, round, intra)", rows.participation_copy, stop);
+    return rows.txns + rows.participations;
   }
 
   std::string conninfo_;
-  uint64_t max_conn_ = 20;
   int64_t delete_interval_ = 0;
   uint64_t delete_rounds_ = 100000;
+  bool config_has_delete_ = false;
   Logger* logger_ = nullptr;
-  Conn conn_;
-  const Interrupt* interrupt_ = nullptr;  // set while receive() runs
-  int wake_fd_ = -1;
+  Session session_;
   std::optional<uint64_t> db_next_;  // metastate's next round as last seen
+  uint64_t prune_base_ = 0;          // the next round at the last prune (Go's interval base)
+  struct Unit {
+    uint64_t next = 0;    // the next round the unit can take
+    bool staged = false;  // it holds at least one round
+    size_t rows = 0;
+  };
+  std::optional<Unit> unit_;  // the open transaction, if any
 };
 
 }  // namespace
 
 void register_postgresql(Registry& registry) {
   registry.add_exporter(
-      {"postgresql", "writes blocks and transactions into PostgreSQL, exactly once per round",
+      {"postgresql",
+       "writes the Algorand Indexer's database (schema, rows, JSON) exactly once per round",
        kSample, false},
       [] { return std::make_unique<PostgresqlExporter>(); });
 }

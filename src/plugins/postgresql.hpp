@@ -29,6 +29,8 @@ std::string transaction_id(const msgpack::object& stib, const msgpack::object& h
 // base64 strings, text as JSON strings (invalid UTF-8 and NUL replaced, since
 // jsonb accepts neither). Appends to `out`.
 void append_json(const msgpack::object& value, std::string& out);
+// A JSON string of `text` (escaped; invalid UTF-8 and NUL replaced by U+FFFD).
+void append_json_string(std::string_view text, std::string& out);
 inline std::string to_json(const msgpack::object& value) {
   std::string out;
   append_json(value, out);
@@ -37,6 +39,45 @@ inline std::string to_json(const msgpack::object& value) {
 
 // Indexer's typeenum: pay=1 keyreg=2 acfg=3 axfer=4 afrz=5 appl=6 stpf=7 hb=8, 0 unknown.
 int type_enum(std::string_view type);
+
+// --- Indexer's database: schema, JSON encodings and rows (postgresql_indexer.cpp) ---
+
+// Indexer's schema at its latest migration (setup_postgres.sql), as conduit creates it.
+extern const char* const kIndexerSchema;
+// Indexer's migration count: metastate `migration` = {"next": kIndexerMigrations}.
+constexpr int kIndexerMigrations = 20;
+
+// Indexer's `encoding` package, from the block's msgpack.
+std::string encode_block_header(const msgpack::object& header);
+// A SignedTxnWithAD. `header` (root transactions) restores what the block
+// strips ("gen" where "hgi", "gh"); `with_inner` false drops dt.itx (inner rows).
+std::string encode_signed_txn_with_ad(const msgpack::object& stxn, const msgpack::object* header,
+                                      bool with_inner);
+// `account.account_data` from a state delta's account record (Go field names),
+// without the balance and rewards fields the account table holds as columns.
+std::string encode_trimmed_account_data(const msgpack::object& record);
+std::string encode_asset_params(const msgpack::object& params);
+std::string encode_app_params(const msgpack::object& params);
+std::string encode_app_local_state(const msgpack::object& state);
+// Indexer's util.PrintableUTF8OrEmpty test.
+bool printable_utf8(std::string_view text);
+
+// What one round writes: SQL statements (no parameters, one simple query), and
+// the COPY text of txn and txn_participation.
+struct RoundRows {
+  std::string statements;
+  std::string txn_copy;
+  std::string participation_copy;
+  size_t txns = 0;
+  size_t participations = 0;
+};
+// Throws std::runtime_error when the block or its delta cannot be written
+// (missing delta past round 0, a KvMods key that is not a box, ...).
+RoundRows round_rows(const msgpack::object& block_data, uint64_t round);
+// The account rows of a genesis document's allocations (Indexer's LoadGenesis).
+std::string genesis_statements(std::string_view genesis_json);
+// A bytea literal, E'\\x...'::bytea (independent of standard_conforming_strings).
+std::string bytea_literal(std::string_view bytes);
 
 }  // namespace pg
 }  // namespace conduit::plugins

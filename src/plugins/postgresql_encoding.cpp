@@ -81,8 +81,6 @@ std::string transaction_id(const msgpack::object& stib, const msgpack::object& h
   return base32_encode_nopad(sha512_256({buffer.data(), buffer.size()}));
 }
 
-namespace {
-
 void append_json_string(std::string_view text, std::string& out) {
   out += '"';
   size_t i = 0;
@@ -143,8 +141,6 @@ void append_json_string(std::string_view text, std::string& out) {
   }
   out += '"';
 }
-
-}  // namespace
 
 void append_json(const msgpack::object& value, std::string& out) {
   switch (value.type) {
