@@ -198,6 +198,19 @@ cx journalctl --list-catalog "$EXPECTED_STOP_ID" | grep "^$EXPECTED_STOP_ID" | s
   || failed "the catalog database does not know $EXPECTED_STOP_ID (no journalctl --update-catalog)"
 cx man -w conduit >/dev/null 2>&1 || cx test -f /usr/share/man/man1/conduit.1.gz || failed "man conduit"
 
+# Both shipped units pass systemd-analyze verify without a single message.
+step "systemd-analyze verify conduit.service conduit@.service"
+out=$(cx systemd-analyze verify /lib/systemd/system/conduit.service /lib/systemd/system/conduit@.service 2>&1)
+rc=$?
+[ -z "$out" ] && [ "$rc" = 0 ] || failed "systemd-analyze verify (exit $rc): $out"
+say "  ok: no messages"
+step "systemd-analyze security conduit.service"
+cx systemd-analyze security conduit.service 2>&1 | grep -E '^✗|Overall' | sed 's/  */ /g; s/^/  /'
+# --threshold is on the 0-100 scale of the printed 0.0-10.0: at most 1.0.
+cx systemd-analyze security --threshold=10 conduit.service >/dev/null 2>&1 \
+  || failed "systemd-analyze security conduit.service scores above 1.0"
+say "  ok: exposure <= 1.0"
+
 # Enabled, started by the postinst, and its condition failed: not a failure.
 run systemctl status --no-pager conduit.service
 expect_eq "is-enabled conduit.service" enabled "$(cx systemctl is-enabled conduit.service)"
