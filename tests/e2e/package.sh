@@ -16,6 +16,7 @@
 #
 # Usage: tests/e2e/package.sh       (meson test -C BUILD --suite e2e runs it too)
 # Environment:
+#   CONDUIT_SOURCE_ROOT        the tree to package (default: this script's)
 #   CONDUIT_PACKAGE_BUILD_DIR  where the copy is built (default SOURCE/build-package;
 #                              a stable path lets ccache hit on the next run)
 #   CONDUIT_PACKAGE_CHECK=1    build with the tests (dh_auto_test); default nocheck:
@@ -27,7 +28,7 @@
 # nsenter/unshare (util-linux).
 set -uo pipefail
 
-SOURCE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SOURCE_ROOT=${CONDUIT_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 readonly SOURCE_ROOT
 readonly PKG_BUILD_DIR=${CONDUIT_PACKAGE_BUILD_DIR:-$SOURCE_ROOT/build-package}
 readonly DATA=/var/lib/conduit
@@ -243,6 +244,34 @@ say "  ok: NextRound $r -> $(next_round) after the reload"
 
 run systemctl stop conduit.service || failed "systemctl stop conduit"
 expect_eq "end of the run (systemctl stop)" "success exited 0" "$(last_exit)"
+
+# ---------------------------------------------------------------- permanent errors
+
+# An instance without a configuration: condition failed, not failed.
+run systemctl start conduit@unconfigured.service || failed "start conduit@unconfigured"
+expect_eq "conduit@unconfigured ConditionResult" no "$(unit_prop conduit@unconfigured.service ConditionResult)"
+expect_eq "conduit@unconfigured ActiveState" inactive "$(unit_prop conduit@unconfigured.service ActiveState)"
+
+# An error restarting cannot fix (here: corrupt block files, exit status 1 every
+# run) ends in the start limit instead of a restart every RestartSec forever.
+# Only RestartSec is shortened (drop-in); StartLimit* are the shipped ones.
+perm=$DATA/permanent
+mkdir -p "$(croot)$perm/blocks"
+for r in 0 1 2 3; do printf 'not a gzip msgpack block\n' >"$(croot)$perm/blocks/${r}_block.msgp.gz"; done
+printf '{"id": "v1", "network": "pkg-net", "proto": "pkg", "rwd": "pkg", "fees": "pkg", "timestamp": 0}\n' \
+  >"$(croot)$perm/blocks/genesis.json"
+printf '[importer]\nname = "file_reader"\n[importer.config]\nblock-dir = "%s/blocks"\n\n[exporter]\nname = "noop"\n' \
+  "$perm" >"$(croot)$perm/conduit.toml"
+mkdir -p "$(croot)/run/systemd/system/conduit@permanent.service.d"
+printf '[Service]\nRestartSec=100ms\n' >"$(croot)/run/systemd/system/conduit@permanent.service.d/package-test.conf"
+cx systemctl daemon-reload
+step "systemctl start conduit@permanent.service   (corrupt blocks, RestartSec=100ms)"
+cx systemctl start conduit@permanent.service >/dev/null 2>&1
+wait_for 120 "conduit@permanent to hit its start limit" \
+  bash -c "[ \"\$(nsenter -t $CONTAINER_PID -m -u -i -p -- systemctl show -P Result conduit@permanent.service)\" = start-limit-hit ]"
+expect_eq "conduit@permanent ActiveState" failed "$(unit_prop conduit@permanent.service ActiveState)"
+say "  ok: gave up after NRestarts=$(unit_prop conduit@permanent.service NRestarts) (StartLimitBurst=$(unit_prop conduit@permanent.service StartLimitBurst) in $(unit_prop conduit@permanent.service StartLimitIntervalUSec))"
+cx systemctl reset-failed conduit@permanent.service
 
 # ---------------------------------------------------------------- remove, purge
 
