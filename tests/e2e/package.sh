@@ -158,6 +158,15 @@ rm -rf "$PKG_BUILD_DIR" && mkdir -p "$tree"
   while IFS= read -r -d '' f; do [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done |
   tar --null -T - -cf -) | tar -xf - -C "$tree" || failed "copying the tree"
 if [ "${CONDUIT_PACKAGE_CHECK:-0}" = 1 ]; then opts="parallel=${JOBS:-2}"; else opts="nocheck parallel=${JOBS:-2}"; fi
+# debhelper (compat 13) points HOME into the build tree: keep ccache's own
+# cache and configuration, if any, so a rebuild is mostly cache hits.
+if command -v ccache >/dev/null; then
+  CCACHE_DIR=${CCACHE_DIR:-$(ccache -k cache_dir 2>/dev/null)}
+  [ -n "$CCACHE_DIR" ] && export CCACHE_DIR
+  for conf in "${CCACHE_CONFIGPATH:-}" "${XDG_CONFIG_HOME:-$HOME/.config}/ccache/ccache.conf"; do
+    if [ -n "$conf" ] && [ -f "$conf" ]; then export CCACHE_CONFIGPATH=$conf; break; fi
+  done
+fi
 started=$SECONDS
 (cd "$tree" && DEB_BUILD_OPTIONS="$opts" dpkg-buildpackage -us -uc -b) >"$PKG_BUILD_DIR/build.log" 2>&1 \
   || { tail -40 "$PKG_BUILD_DIR/build.log" >&2; failed "dpkg-buildpackage failed (log: $PKG_BUILD_DIR/build.log)"; }
