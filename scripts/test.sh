@@ -2,7 +2,8 @@
 # Installs the dependencies, builds conduit with sanitizers and runs every test:
 #   - all suites under ASan+UBSan (build-asan/)
 #   - the end-to-end suite against a real systemd in systemd-nspawn (build-e2e/)
-#   - a seeded libFuzzer run of the block decoders (build-fuzz/)
+#   - a seeded libFuzzer run of the block decoders, the configuration reader and the
+#     checkpoint reader (build-fuzz/)
 #   - the pipeline suite (threads, stop paths) under TSan (build-tsan/)
 # Usage: scripts/test.sh [--quick]   (--quick: ASan+UBSan only)
 set -euo pipefail

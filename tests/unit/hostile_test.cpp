@@ -399,7 +399,9 @@ TEST(HostilePattern, AnAbsurdWidthIsRefusedAtConfiguration) {
 TEST(HostileMessages, ABlockWithANonIntegerRoundSaysSo) {
   using plugins::FilenamePattern;
   for (std::string text :
-       {R"({"block": {"rnd": "x"}})", R"({"block": {"rnd": 1.5}})", R"({"block": {"rnd": -3}})"}) {
+       {R"({"block": {"rnd": "x"}})", R"({"block": {"rnd": 1.5}})", R"({"block": {"rnd": -3}})",
+        R"({"block": {"rnd": true}})", R"({"block": {"rnd": null}})", R"({"block": {"rnd": {}}})",
+        R"({"block": {"rnd": 1e3}})"}) {
     try {
       auto block = plugins::decode_block_file(text, FilenamePattern::parse("%[1]d_block.json"));
       ADD_FAILURE() << text << " decoded as round " << block.round();
