@@ -223,9 +223,11 @@ say "  ok: no messages"
 step "systemd-analyze security conduit.service"
 cx systemd-analyze security conduit.service 2>&1 | grep -E '^✗|Overall' | sed 's/  */ /g; s/^/  /'
 # --threshold is on the 0-100 scale of the printed 0.0-10.0: at most 1.0.
-cx systemd-analyze security --threshold=10 conduit.service >/dev/null 2>&1 \
-  || failed "systemd-analyze security conduit.service scores above 1.0"
-say "  ok: exposure <= 1.0"
+for unit in conduit.service conduit@example.service; do
+  cx systemd-analyze security --threshold=10 "$unit" >/dev/null 2>&1 \
+    || failed "systemd-analyze security $unit scores above 1.0"
+  say "  ok: $unit exposure <= 1.0"
+done
 
 # Enabled, started by the postinst, and its condition failed: not a failure.
 run systemctl status --no-pager conduit.service
