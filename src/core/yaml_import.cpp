@@ -131,6 +131,11 @@ class Converter {
     bool quoted = node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str";
     if (!quoted) {
       if (one_of(text, {"~", "null", "Null", "NULL", ""})) return std::nullopt;
+      // Into a bool field yaml.v3 also takes YAML 1.1's words.
+      if (want == Want::boolean) {
+        if (one_of(text, {"y", "Y", "yes", "Yes", "YES", "on", "On", "ON"})) return "true";
+        if (one_of(text, {"n", "N", "no", "No", "NO", "off", "Off", "OFF"})) return "false";
+      }
       if (one_of(text, {"true", "True", "TRUE", "false", "False", "FALSE"})) {
         if (want != Want::any && want != Want::boolean) mismatch();
         return text[0] == 't' || text[0] == 'T' ? "true" : "false";

@@ -17,6 +17,7 @@
 
 #include <re2/re2.h>
 
+#include <cctype>
 #include <charconv>
 
 #include "core/algorand.hpp"
@@ -101,6 +102,37 @@ constexpr TagInfo kTags[] = {
     {"txn.votelst", TagKind::uint},
     {"txn.xaid", TagKind::uint},
 };
+
+// Go (1.22 on) also names groups as (?<name>...), which this RE2 spells
+// (?P<name>...): rewritten outside character classes and escapes. (?<= and
+// (?<! stay, and RE2 refuses them as Go does.
+std::string go_named_groups(std::string_view pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      out += c;
+      out += pattern[++i];
+      continue;
+    }
+    if (in_class) {
+      if (c == ']') in_class = false;
+    } else if (c == '[') {
+      in_class = true;
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[i++];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[i++];  // []...]
+    } else if (pattern.substr(i, 3) == "(?<" && i + 3 < pattern.size() &&
+               (std::isalpha(static_cast<unsigned char>(pattern[i + 3])) ||
+                pattern[i + 3] == '_')) {
+      out += "(?P<";
+      i += 2;
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
 
 const TagInfo* find_tag(std::string_view tag) {
   for (const auto& info : kTags)
@@ -299,7 +331,7 @@ class FilterProcessor final : public Processor {
       if (s.op == Op::regex) {
         re2::RE2::Options options;  // UTF-8, Perl classes and \b, as Go's regexp.Compile
         options.set_log_errors(false);
-        auto regex = std::make_shared<const re2::RE2>(s.text, options);
+        auto regex = std::make_shared<const re2::RE2>(go_named_groups(s.text), options);
         if (!regex->ok())
           sub.fail("expression", cannot + "error parsing regexp: " + regex->error());
         s.regex = std::move(regex);

@@ -217,6 +217,8 @@ TEST(FilterProcessor, RegexesUseGosDialect) {
   const Counts none(10, 0);
   EXPECT_EQ(regex_counts(R"re("(?i)PAY")re"), pay);
   EXPECT_EQ(regex_counts(R"re("(?P<kind>pay)")re"), pay);
+  EXPECT_EQ(regex_counts(R"re("(?<kind>pay)")re"), pay);  // Go 1.22's spelling
+  EXPECT_EQ(regex_counts(R"re('[(?<k]pay')re"), none);    // a class, not a group
   EXPECT_EQ(regex_counts(R"re('\Apay\z')re"), pay);
   EXPECT_EQ(regex_counts(R"re('^\pL+$')re"), all);
   EXPECT_EQ(regex_counts(R"re('\PL')re"), none);

@@ -176,7 +176,7 @@ TEST(GoYaml, KeysWithoutEquivalentBecomeExplainedComments) {
 pid-filepath: /run/conduit.pid
 cpu-profile: /tmp/cpu.prof
 retry-delay: 1500000000
-hide-banner: true
+hide-banner: yes
 data-dir: /somewhere
 surprise: 3
 telemetry:
