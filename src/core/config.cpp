@@ -361,7 +361,7 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   config.exporter = read_plugin(*exporter, "exporter", file_name, document);
   if (config.exporter.name == "postgresql")
     accepted_without_effect(config.exporter.config, "test",
-                            "Go's in-memory test mode; conduit always writes the database");
+                            "Go's mock database for unit tests; conduit always uses the real one");
 
   top.finish();
   return config;
