@@ -8,7 +8,7 @@ bash scripts/install-deps.sh
 [ -f build/build.ninja ] || meson setup build --wrap-mode=nodownload -Dbuildtype=release >/dev/null
 ninja -C build -j"${JOBS:-2}" src/conduit
 dir=$(mktemp -d /tmp/conduit-demo-XXXXXX)
-build/src/conduit init -d "$dir"
+build/src/conduit init -d "$dir" -i generator -p noop
 # 100 rounds a second, so the demo's block files do not fill the disk.
 sed -i 's/^round-interval = .*/round-interval = "10ms"/' "$dir/conduit.toml"
 echo "data dir: $dir   (Ctrl-C to stop; 'build/src/conduit stop -d $dir end-of-round' from another shell)"

@@ -18,6 +18,7 @@
 #include "core/fs.hpp"
 #include "core/pidfile.hpp"
 #include "core/registry.hpp"
+#include "core/yaml_import.hpp"
 
 namespace conduit::cli {
 namespace {
@@ -82,37 +83,14 @@ void print_runtime(const RuntimeInfo& runtime, const char* pad) {
 
 }  // namespace
 
-int cmd_init(const InitOptions& options) {
-  namespace fs = std::filesystem;
-  if (!find_plugin(PluginKind::importer, options.importer)) {
-    std::fprintf(stderr, "conduit init: unknown importer '%s'\n", options.importer.c_str());
-    return 2;
-  }
-  for (const auto& p : options.processors)
-    if (!find_plugin(PluginKind::processor, p)) {
-      std::fprintf(stderr, "conduit init: unknown processor '%s'\n", p.c_str());
-      return 2;
-    }
-  if (!find_plugin(PluginKind::exporter, options.exporter)) {
-    std::fprintf(stderr, "conduit init: unknown exporter '%s'\n", options.exporter.c_str());
-    return 2;
-  }
-  std::error_code ec;
-  fs::create_directories(options.data_dir, ec);
-  if (ec) {
-    std::fprintf(stderr, "conduit init: cannot create %s: %s\n", options.data_dir.c_str(),
-                 ec.message().c_str());
-    return 2;
-  }
-  auto file = options.data_dir / "conduit.toml";
-  if (fs::exists(file) && !options.force) {
-    std::fprintf(stderr, "conduit init: %s already exists (use --force to overwrite)\n",
-                 file.c_str());
-    return 2;
-  }
+namespace {
+
+// The configuration `conduit init` writes: Go Conduit's conduit.yml.example in
+// TOML, with the chosen plugins' sample configs.
+std::string render_init_config(const InitOptions& options) {
   std::string text = R"(# conduit configuration, written by `conduit init`. See conduit.toml(5).
 
-# error, warn, info, debug, trace
+# error, warn, info, debug, trace (Go's PANIC, FATAL, ... work too)
 log-level = "info"
 # empty: the journal when run by systemd, else stderr
 log-file = ""
@@ -125,37 +103,129 @@ stop-timeout = "30s"
 pid-file = ""
 hide-banner = false
 
-# Loopback only; see conduit.toml(5) to expose them to other hosts.
-# [api]
-# addr = "127.0.0.1:8981"   # GET /health
-# [metrics]
-# mode = "ON"
-# addr = "127.0.0.1:9999"   # GET /metrics
-# prefix = "conduit"
+# When the address is not empty, GET /health is served on it. Loopback only:
+# see conduit.toml(5) to expose it (and /metrics) to other hosts.
+[api]
+addr = "127.0.0.1:8981"
+
+# When enabled, Prometheus metrics are served on GET /metrics.
+[metrics]
+mode = "OFF"
+addr = "127.0.0.1:9999"
+prefix = "conduit"
 
 )";
   text += plugin_section("[importer]", PluginKind::importer, options.importer) + "\n";
   for (const auto& p : options.processors)
     text += plugin_section("[[processors]]", PluginKind::processor, p) + "\n";
   text += plugin_section("[exporter]", PluginKind::exporter, options.exporter);
+  return text;
+}
+
+int write_config_file(const std::filesystem::path& file, const std::string& text, bool force) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(file.parent_path(), ec);
+  if (ec) {
+    std::fprintf(stderr, "conduit init: cannot create %s: %s\n", file.parent_path().c_str(),
+                 ec.message().c_str());
+    return 2;
+  }
+  if (fs::exists(file) && !force) {
+    std::fprintf(stderr, "conduit init: %s already exists (use --force to overwrite)\n",
+                 file.c_str());
+    return 2;
+  }
   try {
     replace_file_atomically(file, text);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "conduit init: %s\n", e.what());
     return 1;
   }
-  std::printf("wrote %s\nrun it with: conduit -d %s\n", file.c_str(), options.data_dir.c_str());
   return 0;
 }
 
-int cmd_list(const std::string& which) {
+int init_from_yaml(const InitOptions& options) {
+  std::string yaml;
+  try {
+    yaml = read_file(options.from_yaml);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "conduit init: %s\n", e.what());
+    return 2;
+  }
+  std::string toml;
+  try {
+    toml = convert_go_yaml_config(yaml, options.from_yaml.string());
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "conduit init: %s\n", e.what());
+    return 2;
+  }
+  auto dir = options.data_dir.empty() ? options.from_yaml.parent_path() : options.data_dir;
+  if (dir.empty()) dir = ".";
+  auto file = dir / "conduit.toml";
+  if (int rc = write_config_file(file, toml, options.force); rc != 0) return rc;
+  // The result must load: check it as conduit would, without starting anything.
+  try {
+    load_config(dir);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "conduit init: wrote %s, but it does not load yet (edit it): %s\n",
+                 file.c_str(), e.what());
+    return 2;
+  }
+  std::printf("wrote %s from %s\nrun it with: conduit -d %s\n", file.c_str(),
+              options.from_yaml.c_str(), dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int cmd_init(const InitOptions& options) {
+  if (!options.from_yaml.empty()) return init_from_yaml(options);
+  // Go's messages: "unknown importer name: X".
+  if (!find_plugin(PluginKind::importer, options.importer)) {
+    std::fprintf(stderr, "conduit init: unknown importer name: %s\n", options.importer.c_str());
+    return 2;
+  }
+  for (const auto& p : options.processors)
+    if (!find_plugin(PluginKind::processor, p)) {
+      std::fprintf(stderr, "conduit init: unknown processor name: %s\n", p.c_str());
+      return 2;
+    }
+  if (!find_plugin(PluginKind::exporter, options.exporter)) {
+    std::fprintf(stderr, "conduit init: unknown exporter name: %s\n", options.exporter.c_str());
+    return 2;
+  }
+  std::string text = render_init_config(options);
+  if (options.data_dir.empty()) {  // as Go: no data dir, the configuration on stdout
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return 0;
+  }
+  auto file = options.data_dir / "conduit.toml";
+  if (int rc = write_config_file(file, text, options.force); rc != 0) return rc;
+  std::printf("wrote %s\nedit the plugin sections, then run it with: conduit -d %s\n", file.c_str(),
+              options.data_dir.c_str());
+  return 0;
+}
+
+int cmd_list(const std::string& which, const std::string& name) {
+  auto is = [&](const char* plural) { return which == plural || which + "s" == plural; };
   std::vector<PluginKind> kinds;
-  if (which.empty() || which == "importers") kinds.push_back(PluginKind::importer);
-  if (which.empty() || which == "processors") kinds.push_back(PluginKind::processor);
-  if (which.empty() || which == "exporters") kinds.push_back(PluginKind::exporter);
+  if (which.empty() || is("importers")) kinds.push_back(PluginKind::importer);
+  if (which.empty() || is("processors")) kinds.push_back(PluginKind::processor);
+  if (which.empty() || is("exporters")) kinds.push_back(PluginKind::exporter);
   if (kinds.empty()) {
     std::fprintf(stderr, "conduit list: expected importers, processors or exporters\n");
     return 2;
+  }
+  if (!name.empty()) {
+    const PluginMetadata* meta = find_plugin(kinds.front(), name);
+    if (!meta) {
+      std::fprintf(stderr, "Plugin not found: %s\n", name.c_str());
+      return 2;
+    }
+    std::printf("# %s: %s\n%s", meta->name.c_str(), meta->description.c_str(),
+                meta->sample_config.c_str());
+    return 0;
   }
   for (auto kind : kinds) {
     std::printf("%ss:\n", std::string(to_string(kind)).c_str());

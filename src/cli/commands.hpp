@@ -7,15 +7,19 @@
 
 namespace conduit::cli {
 
+// Go Conduit's defaults: algod importer, no processors, file_writer exporter
+// (blocks go to DIR/exporter_file_writer/).
 struct InitOptions {
-  std::filesystem::path data_dir;
-  std::string importer = "generator";
-  std::vector<std::string> processors{"noop"};
-  std::string exporter = "file_writer";  // blocks go to DIR/exporter_file_writer/
+  std::filesystem::path data_dir;  // empty: the configuration goes to stdout
+  std::string importer = "algod";
+  std::vector<std::string> processors;
+  std::string exporter = "file_writer";
+  std::filesystem::path from_yaml;  // convert this Go conduit.yml instead
   bool force = false;
 };
 int cmd_init(const InitOptions& options);
-int cmd_list(const std::string& which);
+// which: importers/processors/exporters or singular, empty for all; name: one plugin.
+int cmd_list(const std::string& which, const std::string& name = {});
 
 struct StopOptions {
   std::string mode = "now";

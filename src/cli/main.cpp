@@ -18,7 +18,7 @@ std::filesystem::path default_data_dir() {
 
 int main(int argc, char** argv) {
   CLI::App app{"conduit: moves Algorand block data round by round through a pipeline"};
-  app.set_version_flag("--version", "conduit " CONDUIT_VERSION);
+  app.set_version_flag("-v,--version", "conduit " CONDUIT_VERSION);
   app.require_subcommand(0, 1);
 
   std::string data_dir = default_data_dir();
@@ -40,17 +40,27 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "system", "session", "none"}));
 
   conduit::cli::InitOptions init;
-  auto* init_cmd = app.add_subcommand("init", "write DIR/conduit.toml");
-  init_cmd->add_option("-d,--data-dir", init.data_dir, "data directory")->required();
-  init_cmd->add_option("--importer", init.importer, "importer plugin");
-  init_cmd->add_option("--processor", init.processors, "processor plugin (repeatable)");
-  init_cmd->add_option("--exporter", init.exporter, "exporter plugin");
+  std::vector<std::string> processor_list, processor_single;
+  auto* init_cmd = app.add_subcommand(
+      "init", "write DIR/conduit.toml (to stdout without -d), or convert a Go conduit.yml");
+  init_cmd->add_option("-d,--data-dir,--data", init.data_dir,
+                       "data directory (without it the configuration goes to stdout)");
+  init_cmd->add_option("-i,--importer", init.importer, "importer plugin (default algod)");
+  init_cmd->add_option("-p,--processors", processor_list, "processor plugins, comma-separated")
+      ->delimiter(',');
+  init_cmd->add_option("--processor", processor_single, "processor plugin (repeatable)");
+  init_cmd->add_option("-e,--exporter", init.exporter, "exporter plugin (default file_writer)");
+  init_cmd->add_option("--from-yaml", init.from_yaml,
+                       "a Go Conduit conduit.yml to convert (conduit.toml goes next to it "
+                       "unless -d is given)");
   init_cmd->add_flag("--force", init.force, "overwrite an existing conduit.toml");
 
-  std::string list_which;
+  std::string list_which, list_name;
   auto* list_cmd = app.add_subcommand("list", "list plugins and their sample configs");
-  list_cmd->add_option("kind", list_which, "importers, processors or exporters")
-      ->check(CLI::IsMember({"importers", "processors", "exporters"}));
+  list_cmd->add_option("kind", list_which, "importers, processors or exporters (or singular)")
+      ->check(CLI::IsMember(
+          {"importers", "processors", "exporters", "importer", "processor", "exporter"}));
+  list_cmd->add_option("name", list_name, "one plugin: its description and sample config");
 
   conduit::cli::StopOptions stop;
   auto* stop_cmd = app.add_subcommand("stop", "stop a running conduit");
@@ -90,8 +100,12 @@ int main(int argc, char** argv) {
   make_absolute(stop.pid_file);
   make_absolute(status.data_dir);
   make_absolute(init.data_dir);
-  if (*init_cmd) return conduit::cli::cmd_init(init);
-  if (*list_cmd) return conduit::cli::cmd_list(list_which);
+  if (*init_cmd) {
+    init.processors = processor_list;
+    init.processors.insert(init.processors.end(), processor_single.begin(), processor_single.end());
+    return conduit::cli::cmd_init(init);
+  }
+  if (*list_cmd) return conduit::cli::cmd_list(list_which, list_name);
   if (*stop_cmd) {
     if (stop.data_dir.empty() && stop.pid_file.empty()) stop.data_dir = data_dir;
     if (stop.data_dir.empty() && stop.pid_file.empty()) {

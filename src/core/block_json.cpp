@@ -40,8 +40,13 @@ class Schemas {
     const Schema* any = make(Kind::any);
 
     const Schema* multisig = object({{"subsig", array(object({{"pk", B}, {"s", B}}))}});
-    const Schema* lsig =
-        object({{"l", B}, {"sig", B}, {"msig", multisig}, {"lmsig", multisig}, {"arg", array(B)}});
+    const Schema* pqsig = object({{"sch", B}, {"pk", B}, {"sig", B}});
+    const Schema* lsig = object({{"l", B},
+                                 {"sig", B},
+                                 {"msig", multisig},
+                                 {"lmsig", multisig},
+                                 {"pqsig", pqsig},
+                                 {"arg", array(B)}});
     const Schema* asset_params = object({{"am", B}, {"m", A}, {"r", A}, {"f", A}, {"c", A}});
     const Schema* merkle_proof = object({{"pth", array(B)}});
     const Schema* falcon =
@@ -92,10 +97,11 @@ class Schemas {
                                        {"ld", dict(KeyKind::uint, state_delta)},
                                        {"sa", array(A)},
                                        {"itx", array(stxn)}});
-    stxn->fields = {{"sig", B},   {"msig", multisig}, {"lsig", lsig},
+    stxn->fields = {{"sig", B},   {"msig", multisig}, {"lsig", lsig},    {"pqsig", pqsig},
                     {"txn", txn}, {"sgnr", A},        {"dt", eval_delta}};
 
     const Schema* header = object({{"prev", B},
+                                   {"prev512", B},
                                    {"seed", B},
                                    {"txn", B},
                                    {"txn256", B},
@@ -112,20 +118,20 @@ class Schemas {
     const Schema* teal_kv = dict(KeyKind::string, any);
     const Schema* delta = object({
         {"Accts",
-         object(
-             {{"Accts", array(object({{"Addr", A},
-                                      {"AuthAddr", A},
-                                      {"VoteID", B},
-                                      {"SelectionID", B},
-                                      {"StateProofID", B}}))},
-              {"AppResources",
-               array(object(
-                   {{"Addr", A},
-                    {"Params",
-                     object({{"Params", object({{"approv", B}, {"clearp", B}, {"gs", teal_kv}})}})},
-                    {"State", object({{"LocalState", object({{"tkv", teal_kv}})}})}}))},
-              {"AssetResources",
-               array(object({{"Addr", A}, {"Params", object({{"Params", asset_params}})}}))}})},
+         object({{"Accts", array(object({{"Addr", A},
+                                         {"AuthAddr", A},
+                                         {"VoteID", B},
+                                         {"SelectionID", B},
+                                         {"StateProofID", B}}))},
+                 {"AppResources",
+                  array(object({{"Addr", A},
+                                {"Params", object({{"Params", object({{"approv", B},
+                                                                      {"clearp", B},
+                                                                      {"gs", teal_kv},
+                                                                      {"ss", A}})}})},
+                                {"State", object({{"LocalState", object({{"tkv", teal_kv}})}})}}))},
+                 {"AssetResources",
+                  array(object({{"Addr", A}, {"Params", object({{"Params", asset_params}})}}))}})},
         {"KvMods", dict(KeyKind::string, object({{"Data", B}, {"OldData", B}}))},
         {"Txids", dict(KeyKind::bytes, any)},
         {"Txleases", dict(KeyKind::object, any, object({{"Sender", A}, {"Lease", B}}))},
@@ -206,7 +212,8 @@ constexpr int kMaxDepth = 256;
 
 class JsonWriter {
  public:
-  JsonWriter(std::string& out, bool indent) : out_(out), indent_(indent) {}
+  JsonWriter(std::string& out, bool indent, const BlockEncodeOptions& options)
+      : out_(out), indent_(indent), options_(options) {}
 
   void value(const msgpack::object& o, const Schema* s) {
     switch (o.type) {
@@ -242,7 +249,8 @@ class JsonWriter {
       case msgpack::type::BIN: {
         std::string_view bytes(o.via.bin.ptr, o.via.bin.size);
         out_ += '"';
-        if (s && s->kind == Kind::address && bytes.size() == 32)
+        if (options_.addresses == AddressForm::base32 && s && s->kind == Kind::address &&
+            bytes.size() == 32)
           out_ += algorand::encode_address(bytes);
         else
           out_ += algorand::base64_encode(bytes);
@@ -333,7 +341,7 @@ class JsonWriter {
       case msgpack::type::ARRAY: {
         // A struct key (Txleases): its compact JSON, as a string.
         std::string inner;
-        JsonWriter compact(inner, false);
+        JsonWriter compact(inner, false, options_);
         compact.depth_ = depth_;
         compact.value(k, s && s->kind == Kind::dict ? s->key_schema : nullptr);
         quote(inner);
@@ -414,9 +422,13 @@ class JsonWriter {
       size_t len = utf8_sequence(s, i);
       if (len == 0) {
         flush(i);
-        out_ += "\\udc";
-        out_ += hex[b >> 4];
-        out_ += hex[b & 15];
+        if (options_.invalid_utf8 == Utf8Mode::replace) {
+          out_ += "\\ufffd";  // go-codec: one per byte that starts no valid sequence
+        } else {
+          out_ += "\\udc";
+          out_ += hex[b >> 4];
+          out_ += hex[b & 15];
+        }
         start = ++i;
         continue;
       }
@@ -461,6 +473,7 @@ class JsonWriter {
 
   std::string& out_;
   bool indent_;
+  const BlockEncodeOptions& options_;
   int depth_ = 0;
 };
 
@@ -622,7 +635,8 @@ class JsonReader {
       return raw(msgpack::type::BIN, *bytes);
     }
     if (s && s->kind == Kind::address) {
-      // Checksummed base32 as written here; base64 as newer Go Conduit writes it.
+      // Either form, as the sdk's Address.UnmarshalText: checksummed base32
+      // first, then base64 of exactly 32 bytes.
       if (auto bytes = algorand::decode_address(text)) return raw(msgpack::type::BIN, *bytes);
       auto bytes = algorand::base64_decode(text);
       if (!bytes || bytes->size() != 32) fail("invalid address '" + text + "'");
@@ -828,7 +842,7 @@ class JsonReader {
 std::string encode_block_json(const BlockData& block, BlockEncodeOptions options) {
   std::string out;
   out.reserve(1 << 16);
-  JsonWriter writer(out, true);
+  JsonWriter writer(out, true, options);
   writer.map(block.tree().root, root_schema(), options.drop_certificate ? "cert" : "");
   return out;
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -454,10 +455,17 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   config.data_dir = data_dir;
   config.file = data_dir / "conduit.toml";
 
+  // Go (logrus) takes the level in any case, and panic and fatal, which log
+  // what error logs here (conduit has no panic or fatal messages).
   std::string level = top.get_string("log-level", "info");
-  auto parsed_level = parse_log_level(level);
+  std::string lower = level;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  auto parsed_level = lower == "panic" || lower == "fatal" ? std::optional(LogLevel::error)
+                                                           : parse_log_level(lower);
   if (!parsed_level)
-    top.fail("log-level", "unknown level \"" + level + "\" (use error, warn, info, debug, trace)");
+    top.fail("log-level", "unknown level \"" + level +
+                              "\" (use error, warn, info, debug, trace; or Go's panic, fatal)");
   config.log_level = *parsed_level;
   config.log_file = top.get_string("log-file", "");
   config.retry_count = top.get_uint("retry-count", config.retry_count);
@@ -465,12 +473,28 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   config.stop_timeout = top.get_duration("stop-timeout", config.stop_timeout);
   if (config.stop_timeout.count() == 0) top.fail("stop-timeout", "must be greater than zero");
   config.wedge_timeout = top.get_duration("wedge-timeout", config.wedge_timeout);
-  std::string pid_file = top.get_string("pid-file", "");
+  // Go Conduit's name for it is pid-filepath; one of the two.
+  if (top.contains("pid-file") && top.contains("pid-filepath"))
+    top.fail("pid-filepath", "pid-filepath is Go Conduit's name for pid-file: give only one");
+  std::string pid_file = top.contains("pid-filepath") ? top.get_string("pid-filepath", "")
+                                                      : top.get_string("pid-file", "");
   // Relative to the data dir, joined once (a relative -d made it DIR/DIR/conduit.pid).
   config.pid_file = data_dir / (pid_file.empty() ? "conduit.pid" : pid_file);
   if (!config.log_file.empty() && std::filesystem::path(config.log_file).is_relative())
     config.log_file = (data_dir / config.log_file).string();
   config.hide_banner = top.get_bool("hide-banner", false);
+  // Go Conduit keys conduit accepts and ignores.
+  auto accepted_without_effect = [&](PluginConfig& table, std::string_view key,
+                                     const std::string& why) {
+    if (!table.contains(key)) return;
+    table.ignore(key);
+    std::string name =
+        table.section().empty() ? std::string(key) : table.section() + "." + std::string(key);
+    config.warnings.push_back(table.where(key) + ": " + name + " has no effect in conduit (" + why +
+                              ")");
+  };
+  accepted_without_effect(top, "cpu-profile", "use perf or a profiler instead");
+  accepted_without_effect(top, "telemetry", "conduit sends no telemetry");
 
   // "host:port", ":port" or "[v6]:port", as Go's net.Listen takes them.
   auto check_listen_address = [](PluginConfig& table, const std::string& addr) {
@@ -509,6 +533,9 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   auto exporter = top.get_table("exporter");
   if (!exporter) top.fail("", "missing [exporter] section");
   config.exporter = read_plugin(*exporter, "exporter", file_name, document);
+  if (config.exporter.name == "postgresql")
+    accepted_without_effect(config.exporter.config, "test",
+                            "Go's mock database for unit tests; conduit always uses the real one");
 
   top.finish();
   return config;
@@ -520,7 +547,16 @@ Config load_config(const std::filesystem::path& data_dir) {
     return ConfigError(file.string() + ": cannot read the configuration: " + why);
   };
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-  if (!fd) throw fail(std::strerror(errno));
+  if (!fd) {
+    int error = errno;
+    if (error == ENOENT)
+      for (const char* go_name : {"conduit.yml", "conduit.yaml"})
+        if (std::error_code ec; std::filesystem::exists(data_dir / go_name, ec))
+          throw fail(std::string(std::strerror(error)) + "; " + (data_dir / go_name).string() +
+                     " is a Go Conduit configuration: convert it with `conduit init --from-yaml " +
+                     (data_dir / go_name).string() + "`");
+    throw fail(std::strerror(error));
+  }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) throw fail(std::strerror(errno));
   if (S_ISDIR(st.st_mode)) throw fail(std::strerror(EISDIR));

@@ -58,6 +58,8 @@ class PluginConfig {
   // another key, such as a filter expression). Strings are returned unquoted.
   std::optional<std::string> get_scalar_text(std::string_view key);
 
+  // Marks a key as read without reading it (a key accepted for compatibility).
+  void ignore(std::string_view key) { lookup(key); }
   // Rejects keys no accessor asked for.
   void finish() const;
   // Throws a ConfigError located at `key` (or at the table when key is empty).
@@ -108,9 +110,14 @@ struct Config {
   PluginSpec importer;
   std::vector<PluginSpec> processors;
   PluginSpec exporter;
+  // Keys accepted for Go Conduit compatibility that have no effect, with
+  // their location; the daemon logs each at start-up.
+  std::vector<std::string> warnings;
 };
 
 // Reads and validates DIR/conduit.toml; throws ConfigError naming file, line, column.
+// A data dir holding only a Go Conduit conduit.yml is refused with the command
+// that converts it.
 Config load_config(const std::filesystem::path& data_dir);
 // Same, from text (the file name is used in messages only).
 Config parse_config(std::string_view text, const std::filesystem::path& data_dir,

@@ -69,4 +69,19 @@ void Logger::log(LogLevel level, std::string_view message, const LogFields& fiel
   sink_->write(level, message, fields);
 }
 
+void Logger::status(std::string_view message, const LogFields& fields) {
+  log(LogLevel::info, message, fields);
+  std::function<void(std::string_view)> listener;
+  {
+    std::lock_guard lock(mutex_);
+    listener = status_listener_;
+  }
+  if (listener) listener(message);
+}
+
+void Logger::set_status_listener(std::function<void(std::string_view)> listener) {
+  std::lock_guard lock(mutex_);
+  status_listener_ = std::move(listener);
+}
+
 }  // namespace conduit

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -56,10 +57,16 @@ class Logger {
   void info(std::string_view m, const LogFields& f = {}) { log(LogLevel::info, m, f); }
   void debug(std::string_view m, const LogFields& f = {}) { log(LogLevel::debug, m, f); }
 
+  // Progress of a long plugin step (an algod fast catchup): logged at info
+  // and passed to the status listener, which the service turns into STATUS=.
+  void status(std::string_view m, const LogFields& f = {});
+  void set_status_listener(std::function<void(std::string_view)> listener);
+
  private:
   mutable std::mutex mutex_;
   std::unique_ptr<LogSink> sink_;
   LogLevel level_;
+  std::function<void(std::string_view)> status_listener_;
 };
 
 }  // namespace conduit

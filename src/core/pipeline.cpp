@@ -445,6 +445,7 @@ void Pipeline::run_exporter() {
     if (observer_) {
       observer_->on_plugin_time(PluginKind::exporter, plugins_.exporter_name, expected, elapsed);
       observer_->on_exported(expected, block->txn_count());
+      observer_->on_exported_block(*block);
     }
     ++expected;
   }

@@ -49,6 +49,8 @@ class PipelineObserver {
   virtual void on_ready(uint64_t next_round) { (void)next_round; }
   // Round `round` is committed: the checkpoint now says round + 1.
   virtual void on_exported(uint64_t round, std::size_t txn_count) { (void)round, (void)txn_count; }
+  // The block just committed, for metrics by transaction type (exporter thread).
+  virtual void on_exported_block(const BlockData& block) { (void)block; }
   // A plugin call failed and will be retried.
   virtual void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {
     (void)kind, (void)plugin, (void)round;

@@ -213,6 +213,10 @@ void Supervisor::on_exported(uint64_t round, std::size_t txn_count) {
   if (observer_) observer_->on_exported(round, txn_count);
 }
 
+void Supervisor::on_exported_block(const BlockData& block) {
+  if (observer_) observer_->on_exported_block(block);  // metrics only: no notify lock
+}
+
 // Per-call hooks: no notify_mutex_, since they only feed counters and come from
 // several stage threads at once; observers synchronise themselves.
 void Supervisor::on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {

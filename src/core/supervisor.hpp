@@ -43,6 +43,7 @@ class SupervisorObserver {
   virtual void on_state(State state) { (void)state; }
   virtual void on_ready(uint64_t next_round) { (void)next_round; }
   virtual void on_exported(uint64_t round, std::size_t txn_count) { (void)round, (void)txn_count; }
+  virtual void on_exported_block(const BlockData& block) { (void)block; }
   virtual void on_reload_finished(bool ok, const std::string& detail) { (void)ok, (void)detail; }
   // PipelineObserver's per-call hooks, passed through (metrics).
   virtual void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {
@@ -120,6 +121,7 @@ class Supervisor : public PipelineObserver {
   // PipelineObserver
   void on_ready(uint64_t next_round) override;
   void on_exported(uint64_t round, std::size_t txn_count) override;
+  void on_exported_block(const BlockData& block) override;
   void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) override;
   void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
                       std::chrono::nanoseconds elapsed) override;

@@ -45,6 +45,12 @@ constexpr const char* kWriterSample = R"(# directory for the block files; create
 filename-pattern = "%[1]d_block.msgp.gz"
 # remove the vote certificate before writing
 drop-certificate = false
+# conduit only, .json files: addresses as Go writes them ("base64") or as
+# checksummed "base32" addresses for people reading the files
+json-addresses = "base64"
+# conduit only, .json files: bytes of a string that are not UTF-8 as "escape"
+# (lone surrogates \udc80..\udcff, read back exactly) or "replace" (Go's \ufffd)
+json-invalid-utf8 = "escape"
 )";
 
 FilenamePattern configure_pattern(PluginConfig& config) {
@@ -209,6 +215,16 @@ class FileWriter final : public Exporter {
     block_dir_ = config.get_string("block-dir", "");
     pattern_ = configure_pattern(config);
     options_.drop_certificate = config.get_bool("drop-certificate", false);
+    std::string addresses = config.get_string("json-addresses", "base64");
+    if (addresses == "base32")
+      options_.addresses = AddressForm::base32;
+    else if (addresses != "base64")
+      config.fail("json-addresses", "must be \"base64\" (Go's form) or \"base32\"");
+    std::string invalid_utf8 = config.get_string("json-invalid-utf8", "escape");
+    if (invalid_utf8 == "replace")
+      options_.invalid_utf8 = Utf8Mode::replace;
+    else if (invalid_utf8 != "escape")
+      config.fail("json-invalid-utf8", "must be \"escape\" or \"replace\" (Go's form)");
   }
 
   void init(const InitContext& ctx, std::stop_token) override {

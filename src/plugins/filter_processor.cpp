@@ -10,17 +10,15 @@
 // fields as base64, booleans as "true"/"false"); an absent field reads as its
 // zero value. Expression rules follow Go's MakeExpression: numbers take equal,
 // not-equal, less-than(-equal), greater-than(-equal); strings take equal
-// (exact) and regex (unanchored search). Regexes are ECMAScript (std::regex),
-// not Go's RE2: the common subset behaves the same.
+// (exact) and regex (unanchored search). Regexes are RE2, the dialect of Go's
+// regexp package ((?i), (?P<name>), \A, \z, \pL; no backreferences or
+// lookaround), matched in linear time whatever the field holds.
 #include "plugins/filter_processor.hpp"
 
+#include <re2/re2.h>
+
+#include <cctype>
 #include <charconv>
-// GCC 12 warns about libstdc++'s own <regex> internals (a known false positive
-// of -Wmaybe-uninitialized at -O2, fatal under -Werror); nothing here to fix.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <regex>
 
 #include "core/algorand.hpp"
 
@@ -34,12 +32,15 @@ struct TagInfo {
   TagKind kind;
 };
 
-// Go Conduit's Filter_tags (generated_signed_txn_map.go), by value type.
+// Go Conduit's Filter_tags.md (generated_signed_txn_map.go), by value type;
+// tests/unit/filter_processor_test.cpp checks this table against that list.
 constexpr TagInfo kTags[] = {
     {"aca", TagKind::uint},
     {"apid", TagKind::uint},
     {"ca", TagKind::uint},
     {"caid", TagKind::uint},
+    {"lsig.lmsig.thr", TagKind::uint},
+    {"lsig.lmsig.v", TagKind::uint},
     {"lsig.msig.thr", TagKind::uint},
     {"lsig.msig.v", TagKind::uint},
     {"msig.thr", TagKind::uint},
@@ -70,6 +71,7 @@ constexpr TagInfo kTags[] = {
     {"txn.apid", TagKind::uint},
     {"txn.apls.nbs", TagKind::uint},
     {"txn.apls.nui", TagKind::uint},
+    {"txn.aprv", TagKind::uint},
     {"txn.arcv", TagKind::address},
     {"txn.asnd", TagKind::address},
     {"txn.caid", TagKind::uint},
@@ -101,6 +103,37 @@ constexpr TagInfo kTags[] = {
     {"txn.xaid", TagKind::uint},
 };
 
+// Go (1.22 on) also names groups as (?<name>...), which this RE2 spells
+// (?P<name>...): rewritten outside character classes and escapes. (?<= and
+// (?<! stay, and RE2 refuses them as Go does.
+std::string go_named_groups(std::string_view pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      out += c;
+      out += pattern[++i];
+      continue;
+    }
+    if (in_class) {
+      if (c == ']') in_class = false;
+    } else if (c == '[') {
+      in_class = true;
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[i++];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[i++];  // []...]
+    } else if (pattern.substr(i, 3) == "(?<" && i + 3 < pattern.size() &&
+               (std::isalpha(static_cast<unsigned char>(pattern[i + 3])) ||
+                pattern[i + 3] == '_')) {
+      out += "(?P<";
+      i += 2;
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 const TagInfo* find_tag(std::string_view tag) {
   for (const auto& info : kTags)
     if (info.tag == tag) return &info;
@@ -125,7 +158,7 @@ struct Searcher {
   Op op = Op::equal;
   uint64_t number = 0;
   std::string text;
-  std::optional<std::regex> regex;
+  std::shared_ptr<const re2::RE2> regex;
 
   // The field as Go's LookupFieldByTag gives it, for string tags.
   std::string string_value(FieldView stxn) const {
@@ -178,7 +211,7 @@ struct Searcher {
     }
     std::string v = string_value(stxn);
     if (op == Op::equal) return v == text;
-    return std::regex_search(v, *regex);
+    return re2::RE2::PartialMatch(v, *regex);
   }
 
   // Go's Searcher.search: the transaction, then (search-inner) its inner ones.
@@ -234,7 +267,11 @@ class FilterProcessor final : public Processor {
       auto& entry = entries[n];
       std::string name = "filters[" + std::to_string(n) + "]";
       int ops = entry.contains("any") + entry.contains("all") + entry.contains("none");
-      if (ops != 1) entry.fail({}, name + " must hold exactly one of any, all, none");
+      if (ops != 1)
+        entry.fail({}, name +
+                           ": illegal filter tag formation: it must hold exactly one of any, "
+                           "all, none (it holds " +
+                           std::to_string(ops) + ")");
       Filter filter;
       std::string key = entry.contains("any") ? "any" : entry.contains("all") ? "all" : "none";
       filter.combine = key == "any" ? Combine::any : key == "all" ? Combine::all : Combine::none;
@@ -268,33 +305,36 @@ class FilterProcessor final : public Processor {
     std::string tag = sub.get_string("tag", "");
     s.tag = find_tag(tag);
     if (!s.tag)
-      sub.fail("tag", name + ": unknown tag '" + tag + "' (see Go Conduit's Filter_tags)");
+      sub.fail("tag", name + ": unknown tag: " + tag + " (see Go Conduit's Filter_tags.md)");
+    // Go: "filter processor Init(): could not make expression: <why>".
+    const std::string cannot = name + ": could not make expression: ";
     std::string type = sub.get_string("expression-type", "");
     auto op = parse_op(type);
     if (!op)
-      sub.fail("expression-type", name + ": expression type '" + type + "' is not supported");
+      sub.fail("expression-type", cannot + "expression type (" + type + ") is not supported");
     s.op = *op;
     auto expression = sub.get_scalar_text("expression");
     if (!expression) sub.fail({}, name + ": 'expression' is required");
     if (s.tag->kind == TagKind::uint) {
       if (s.op == Op::regex)
         sub.fail("expression-type",
-                 name + ": target type (numeric) does not support regex filters");
+                 cannot + "target type (numeric) does not support regex filters");
       const std::string& t = *expression;
       auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), s.number);
       if (t.empty() || ec != std::errc() || end != t.data() + t.size())
-        sub.fail("expression", name + ": search string \"" + t + "\" is not a valid uint64");
+        sub.fail("expression", cannot + "search string \"" + t + "\" is not a valid uint64");
     } else {
       if (s.op != Op::equal && s.op != Op::regex)
         sub.fail("expression-type",
-                 name + ": target type (string) does not support " + type + " filters");
+                 cannot + "target type (string) does not support " + type + " filters");
       s.text = *expression;
       if (s.op == Op::regex) {
-        try {
-          s.regex.emplace(s.text, std::regex::ECMAScript);
-        } catch (const std::regex_error& e) {
-          sub.fail("expression", name + ": invalid regex: " + e.what());
-        }
+        re2::RE2::Options options;  // UTF-8, Perl classes and \b, as Go's regexp.Compile
+        options.set_log_errors(false);
+        auto regex = std::make_shared<const re2::RE2>(go_named_groups(s.text), options);
+        if (!regex->ok())
+          sub.fail("expression", cannot + "error parsing regexp: " + regex->error());
+        s.regex = std::move(regex);
       }
       // An address compared for equality must be one (a typo would never match).
       if (s.tag->kind == TagKind::address && s.op == Op::equal && !algorand::decode_address(s.text))
@@ -336,6 +376,12 @@ class FilterProcessor final : public Processor {
 };
 
 }  // namespace
+
+std::vector<std::string_view> filter_processor_tags() {
+  std::vector<std::string_view> tags;
+  for (const auto& info : kTags) tags.push_back(info.tag);
+  return tags;
+}
 
 void register_filter_processor(Registry& registry) {
   registry.add_processor({"filter_processor",

@@ -243,9 +243,13 @@ int run_daemon(const DaemonOptions& options) {
   if (!config.hide_banner)
     logger.info("conduit " CONDUIT_VERSION " starting: data dir " + options.data_dir.string() +
                 ", importer " + config.importer.name + ", exporter " + config.exporter.name);
+  for (const auto& warning : config.warnings) logger.warn(warning);  // Go-only keys
 
   EventLoop loop;
   Notifier notifier;
+  // A plugin's progress during a long init (algod fast catchup) as STATUS=.
+  logger.set_status_listener(
+      [&notifier](std::string_view text) { notifier.send("STATUS=" + std::string(text)); });
   LoopObserver observer(loop, logger, notifier, *supervisor);
   ObserverFanout observers;
   observers.add(&observer);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -22,39 +23,6 @@
 
 namespace conduit::service {
 namespace {
-
-// Prometheus' default buckets, in seconds.
-const std::vector<double> kTimeBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                          0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-const std::vector<double> kTxnBuckets = {0,   1,   5,    10,   25,   50,    100,
-                                         250, 500, 1000, 2500, 5000, 10000, 25000};
-
-std::string format_number(double value) {
-  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
-  char buffer[64];
-  // The shortest text that reads back as the same double ("0.0005", not "0.00050000000000000001").
-  auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-  return std::string(buffer, result.ptr);
-}
-
-// Label values: backslash, double quote and newline escaped (exposition format).
-std::string label_value(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
-void header(std::string& out, const std::string& name, const char* type, const char* help) {
-  out += "# HELP " + name + " " + help + "\n";
-  out += "# TYPE " + name + " " + type + "\n";
-}
 
 double seconds(std::chrono::nanoseconds d) {
   return std::chrono::duration<double>(d).count();
@@ -73,6 +41,9 @@ void ObserverFanout::on_ready(uint64_t next_round) {
 void ObserverFanout::on_exported(uint64_t round, std::size_t txn_count) {
   for (auto* o : observers_) o->on_exported(round, txn_count);
 }
+void ObserverFanout::on_exported_block(const BlockData& block) {
+  for (auto* o : observers_) o->on_exported_block(block);
+}
 void ObserverFanout::on_reload_finished(bool ok, const std::string& detail) {
   for (auto* o : observers_) o->on_reload_finished(ok, detail);
 }
@@ -85,139 +56,6 @@ void ObserverFanout::on_plugin_time(PluginKind kind, const std::string& plugin, 
 }
 void ObserverFanout::on_plugin_error(const std::string& message) {
   for (auto* o : observers_) o->on_plugin_error(message);
-}
-
-// Histogram ---------------------------------------------------------------
-
-Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
-
-void Histogram::observe(double value) {
-  std::size_t i = 0;
-  while (i < bounds_.size() && value > bounds_[i]) ++i;
-  ++counts_[i];
-  sum_ += value;
-  ++count_;
-}
-
-void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
-  std::string prefix = labels.empty() ? "" : labels + ",";
-  uint64_t cumulative = 0;
-  for (std::size_t i = 0; i <= bounds_.size(); ++i) {
-    cumulative += counts_[i];
-    double bound = i < bounds_.size() ? bounds_[i] : INFINITY;
-    out += name + "_bucket{" + prefix + "le=\"" + format_number(bound) + "\"} " +
-           std::to_string(cumulative) + "\n";
-  }
-  std::string braces = labels.empty() ? "" : "{" + labels + "}";
-  out += name + "_sum" + braces + " " + format_number(sum_) + "\n";
-  out += name + "_count" + braces + " " + std::to_string(count_) + "\n";
-}
-
-// Metrics -----------------------------------------------------------------
-
-Metrics::Metrics(std::string prefix)
-    : prefix_(prefix.empty() ? "" : prefix + "_"),
-      import_time_(kTimeBuckets),
-      importer_time_(kTimeBuckets),
-      exporter_time_(kTimeBuckets),
-      txns_per_block_(kTxnBuckets) {}
-
-void Metrics::on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
-                             std::chrono::nanoseconds elapsed) {
-  std::lock_guard lock(mutex_);
-  switch (kind) {
-    case PluginKind::importer:
-      importer_time_.observe(seconds(elapsed));
-      round_started_[round] = std::chrono::steady_clock::now() - elapsed;
-      break;
-    case PluginKind::processor:
-      processor_time_.try_emplace(plugin, kTimeBuckets).first->second.observe(seconds(elapsed));
-      break;
-    case PluginKind::exporter:
-      exporter_time_.observe(seconds(elapsed));
-      break;
-  }
-}
-
-void Metrics::on_exported(uint64_t round, std::size_t txn_count) {
-  std::lock_guard lock(mutex_);
-  imported_round_ = round;
-  imported_txns_ += txn_count;
-  txns_per_block_.observe(static_cast<double>(txn_count));
-  auto it = round_started_.find(round);
-  if (it != round_started_.end())
-    import_time_.observe(seconds(std::chrono::steady_clock::now() - it->second));
-  // Rounds up to this one are done; older entries are rounds a reload dropped.
-  round_started_.erase(round_started_.begin(), round_started_.upper_bound(round));
-}
-
-void Metrics::on_retry(PluginKind kind, const std::string& plugin, uint64_t) {
-  std::lock_guard lock(mutex_);
-  ++retries_[std::string(to_string(kind)) + ":" + plugin];
-}
-
-void Metrics::on_plugin_error(const std::string& message) {
-  std::lock_guard lock(mutex_);
-  errors_.push_back(message);
-  while (errors_.size() > kMaxErrors) errors_.pop_front();
-}
-
-std::vector<std::string> Metrics::recent_errors() const {
-  std::lock_guard lock(mutex_);
-  return {errors_.begin(), errors_.end()};
-}
-
-std::string Metrics::render(const Status& status) const {
-  std::lock_guard lock(mutex_);
-  std::string out;
-  std::string name = prefix_ + "imported_round";
-  header(out, name, "gauge", "The most recent round exported (committed).");
-  if (imported_round_) out += name + " " + std::to_string(*imported_round_) + "\n";
-
-  name = prefix_ + "import_time_sec";
-  header(out, name, "histogram",
-         "Time from the start of a round's import to its commit by the exporter, in seconds.");
-  import_time_.render(out, name, "");
-
-  name = prefix_ + "importer_time_sec";
-  header(out, name, "histogram", "Time spent at importer step, in seconds.");
-  importer_time_.render(out, name, "");
-
-  name = prefix_ + "processor_time_sec";
-  header(out, name, "histogram", "Time spent running a processor, in seconds.");
-  for (const auto& [processor, histogram] : processor_time_)
-    histogram.render(out, name, "processor_name=\"" + label_value(processor) + "\"");
-
-  name = prefix_ + "exporter_time_sec";
-  header(out, name, "histogram", "Time spent at exporter step, in seconds.");
-  exporter_time_.render(out, name, "");
-
-  name = prefix_ + "imported_tx_per_block";
-  header(out, name, "histogram", "Transactions per block.");
-  txns_per_block_.render(out, name, "");
-
-  name = prefix_ + "imported_txns_total";
-  header(out, name, "counter", "Transactions exported since start.");
-  out += name + " " + std::to_string(imported_txns_) + "\n";
-
-  name = prefix_ + "pipeline_retry_count";
-  header(out, name, "counter", "Plugin calls retried since start.");
-  for (const auto& [plugin, count] : retries_)
-    out += name + "{plugin=\"" + label_value(plugin) + "\"} " + std::to_string(count) + "\n";
-
-  name = prefix_ + "state";
-  header(out, name, "gauge", "The service state: 1 for the current one.");
-  for (State s :
-       {State::starting, State::running, State::stopping, State::reloading, State::stopped})
-    out += name + "{state=\"" + std::string(to_string(s)) + "\"} " +
-           (s == status.state ? "1" : "0") + "\n";
-
-  name = prefix_ + "stop_reason";
-  header(out, name, "gauge", "1 for the reason the pipeline stopped (no sample while running).");
-  if (status.cause.reason != StopReason::none)
-    out += name + "{reason=\"" + std::string(to_string(status.cause.reason)) + "\"} 1\n";
-  return out;
 }
 
 // Addresses ---------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "core/config.hpp"
 #include "core/log.hpp"
 #include "core/supervisor.hpp"
+#include "service/metrics.hpp"
 
 namespace conduit::service {
 
@@ -28,6 +29,7 @@ class ObserverFanout final : public SupervisorObserver {
   void on_state(State state) override;
   void on_ready(uint64_t next_round) override;
   void on_exported(uint64_t round, std::size_t txn_count) override;
+  void on_exported_block(const BlockData& block) override;
   void on_reload_finished(bool ok, const std::string& detail) override;
   void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) override;
   void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
@@ -36,55 +38,6 @@ class ObserverFanout final : public SupervisorObserver {
 
  private:
   std::vector<SupervisorObserver*> observers_;
-};
-
-// A Prometheus histogram with fixed upper bounds (cumulative on output).
-class Histogram {
- public:
-  explicit Histogram(std::vector<double> bounds);
-  void observe(double value);
-  // Appends `name_bucket{...le=".."}`, `name_sum`, `name_count` lines. `labels`
-  // is either empty or `key="value"` pairs without braces.
-  void render(std::string& out, const std::string& name, const std::string& labels) const;
-
- private:
-  std::vector<double> bounds_;
-  std::vector<uint64_t> counts_;  // per bucket, not cumulative; last is +Inf
-  double sum_ = 0;
-  uint64_t count_ = 0;
-};
-
-// Go Conduit's pipeline metrics, fed by the Supervisor's observer hooks.
-class Metrics final : public SupervisorObserver {
- public:
-  explicit Metrics(std::string prefix);
-
-  void on_exported(uint64_t round, std::size_t txn_count) override;
-  void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) override;
-  void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
-                      std::chrono::nanoseconds elapsed) override;
-  void on_plugin_error(const std::string& message) override;
-
-  // The Prometheus text exposition format (version 0.0.4).
-  std::string render(const Status& status) const;
-  // The most recent plugin errors, oldest first (at most kMaxErrors).
-  std::vector<std::string> recent_errors() const;
-  static constexpr std::size_t kMaxErrors = 10;
-
- private:
-  std::string prefix_;
-  mutable std::mutex mutex_;
-  std::optional<uint64_t> imported_round_;
-  uint64_t imported_txns_ = 0;
-  Histogram import_time_;
-  Histogram importer_time_;
-  Histogram exporter_time_;
-  std::map<std::string, Histogram> processor_time_;  // by processor name
-  Histogram txns_per_block_;
-  std::map<std::string, uint64_t> retries_;  // by "kind:name"
-  // When each round in flight entered the importer (for import_time_sec).
-  std::map<uint64_t, std::chrono::steady_clock::time_point> round_started_;
-  std::deque<std::string> errors_;
 };
 
 // "host:port", ":port" (every interface) or "[v6]:port". Throws ConfigError.

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
 
 namespace conduit::test {
@@ -124,14 +125,38 @@ class FakeAlgod {
     });
     server_.Get(R"(/v2/transactions/params)", [this](const auto& req, auto& res) {
       handle(req, res, [&] {
-        res.set_content("{\"genesis-hash\":\"" + genesis_hash + "\",\"genesis-id\":\"test-v1\"," +
+        res.set_content("{\"genesis-hash\":\"" + genesis_hash() + "\",\"genesis-id\":\"test-v1\"," +
                             "\"last-round\":" + std::to_string(last_round()) +
                             ",\"fee\":0,\"min-fee\":1000,\"consensus-version\":\"future\"}",
                         "application/json");
       });
     });
     server_.Get(R"(/v2/status)", [this](const auto& req, auto& res) {
-      handle(req, res, [&] { res.set_content(status_json(), "application/json"); });
+      handle(req, res, [&] {
+        advance_catchup();
+        res.set_content(status_json(), "application/json");
+      });
+    });
+    // Fast catchup through the admin API (admin_token, not the API token).
+    server_.Post(R"(/v2/catchup/(.+))", [this](const auto& req, auto& res) {
+      handle(req, res, [&] {
+        std::string label = req.matches[1];
+        std::lock_guard lock(mutex_);
+        catchups_.push_back(label);
+        catchpoint_ = label;
+        polls_left_ = catchup_polls;
+        res.status = 201;
+        res.set_content("{\"catchup-message\":\"Catchpoint " + label + " started\"}",
+                        "application/json");
+      });
+    });
+    // Algorand's published catchpoint labels, per network.
+    server_.Get(R"(/catchpoints/(.+)_catchpoints.txt)", [this](const auto& req, auto& res) {
+      handle(req, res, [&] {
+        std::lock_guard lock(mutex_);
+        if (req.matches[1] != catchpoint_network) return not_found(res, "no such network");
+        res.set_content(catchpoint_list, "text/plain");
+      });
     });
     server_.Get(R"(/v2/status/wait-for-block-after/(\d+))", [this](const auto& req, auto& res) {
       handle(req, res, [&] {
@@ -162,7 +187,9 @@ class FakeAlgod {
     });
     server_.Get(R"(/v2/deltas/(\d+))", [this](const auto& req, auto& res) {
       handle(req, res, [&] {
-        auto found = find_round(std::stoull(req.matches[1]));
+        uint64_t round = std::stoull(req.matches[1]);
+        if (round > last_round()) return not_found(res, "delta not found");  // not there yet
+        auto found = find_round(round);
         if (!found || !found->delta) return not_found(res, "delta not found");
         serve_msgpack(res, *found->delta);
       });
@@ -199,24 +226,34 @@ class FakeAlgod {
   std::string address() const { return "http://127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
 
-  // Served as /genesis, and the genesis hash /v2/transactions/params reports.
+  // Served as /genesis; its hash (as Go computes it) is what
+  // /v2/transactions/params reports.
   std::string genesis_json = R"({"id":"v1","network":"test-network","proto":"future","alloc":[]})";
-  std::string genesis_hash = "dGVzdC1nZW5lc2lz";
+  std::string genesis_hash() const { return algorand::parse_genesis(genesis_json).hash; }
+  // Fast catchup: the admin API token, how many GET /v2/status a catchup
+  // stays in progress (UINT64_MAX: forever), the round the node is at once it
+  // is done (0: the catchpoint's round), and the list served at
+  // /catchpoints/NETWORK_catchpoints.txt.
+  std::string admin_token = "admin-token-for-tests";
+  uint64_t catchup_polls = 2;
+  uint64_t round_after_catchup = 0;
+  std::string catchpoint_network = "test-network";
+  std::string catchpoint_list;
+  std::vector<std::string> catchups() const {
+    std::lock_guard lock(mutex_);
+    return catchups_;
+  }
 
   void add_round(uint64_t round, AlgodRound data) {
     std::lock_guard lock(mutex_);
     rounds_[round] = std::move(data);
   }
-  // Loads N_block.msgp.gz for N in [0, count) from `dir`; the genesis hash
-  // becomes round 0's `gh`, as on a real chain. The node is then at count - 1.
+  // Loads N_block.msgp.gz for N in [0, count) and genesis.json from `dir`. The
+  // node is then at count - 1. (The fixtures' `gh` is synthetic: not the hash
+  // of their genesis.json.)
   void load_fixtures(const std::filesystem::path& dir, uint64_t count, bool with_cert) {
     for (uint64_t r = 0; r < count; ++r) {
       std::string bytes = gunzip_file(dir / (std::to_string(r) + "_block.msgp.gz"));
-      if (r == 0) {
-        BlockData block = BlockData::decode_msgpack(bytes);
-        const auto* gh = mp::find(*mp::find(block.tree().root, "block"), "gh");
-        genesis_hash = base64_of({gh->via.bin.ptr, gh->via.bin.size});
-      }
       add_round(r, algod_round_from_block_data(bytes, with_cert));
     }
     if (std::filesystem::exists(dir / "genesis.json")) {
@@ -309,7 +346,10 @@ class FakeAlgod {
       }
       changed_.notify_all();
     };
-    if (!token_.empty() && req.get_header_value("X-Algo-API-Token") != token_) {
+    bool admin = req.path.rfind("/v2/catchup/", 0) == 0;
+    bool public_list = req.path.rfind("/catchpoints/", 0) == 0;
+    const std::string& wanted = admin ? admin_token : token_;
+    if (!public_list && !wanted.empty() && req.get_header_value("X-Algo-API-Token") != wanted) {
       res.status = 401;
       res.set_content("{\"message\":\"Invalid API Token\"}", "application/json");
       return answered();
@@ -365,9 +405,36 @@ class FakeAlgod {
   static void serve_msgpack(httplib::Response& res, const std::string& bytes) {
     res.set_content(bytes, "application/msgpack");
   }
+  // One GET /v2/status of a catchup in progress: the next phase, or the end.
+  void advance_catchup() {
+    {
+      std::lock_guard lock(mutex_);
+      if (catchpoint_.empty() || polls_left_ == UINT64_MAX) return;
+      if (polls_left_ > 0) {
+        --polls_left_;
+        ++phase_;
+        return;
+      }
+      uint64_t at = std::stoull(catchpoint_.substr(0, catchpoint_.find('#')));
+      last_round_ = round_after_catchup ? round_after_catchup : at;
+      catchpoint_.clear();
+    }
+    changed_.notify_all();
+  }
   std::string status_json() {
-    return "{\"last-round\":" + std::to_string(last_round()) +
-           ",\"catchup-time\":0,\"time-since-last-round\":0}";
+    std::lock_guard lock(mutex_);
+    std::string json = "{\"last-round\":" + std::to_string(last_round_) +
+                       ",\"catchup-time\":0,\"time-since-last-round\":0";
+    if (!catchpoint_.empty()) {
+      // The phases Go Conduit reports, one per poll: processed accounts,
+      // verified accounts, acquired blocks.
+      json += ",\"catchpoint\":\"" + catchpoint_ +
+              "\",\"catchpoint-total-accounts\":1000,\"catchpoint-total-blocks\":320";
+      if (phase_ % 3 == 1) json += ",\"catchpoint-processed-accounts\":400";
+      if (phase_ % 3 == 2) json += ",\"catchpoint-verified-accounts\":700";
+      if (phase_ % 3 == 0) json += ",\"catchpoint-acquired-blocks\":160";
+    }
+    return json + "}";
   }
 
   std::string token_;
@@ -385,6 +452,10 @@ class FakeAlgod {
   std::vector<Request> requests_;
   std::vector<uint64_t> sync_rounds_;
   std::optional<uint64_t> sync_round_;
+  std::string catchpoint_;  // in progress
+  uint64_t polls_left_ = 0;
+  uint64_t phase_ = 0;
+  std::vector<std::string> catchups_;
 };
 
 }  // namespace conduit::test

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -174,7 +175,7 @@ TEST_F(AlgodTest, FollowerRunsRoundsInOrderAndEndOfRoundStopWakesTheLongPoll) {
   EXPECT_EQ(count("GET", "/v2/deltas/"), kRounds - 1);
   // Metadata carries the genesis the node reported.
   auto metadata = read_text(dir_ / "metadata.json");
-  EXPECT_NE(metadata.find(server_.genesis_hash), std::string::npos);
+  EXPECT_NE(metadata.find(server_.genesis_hash()), std::string::npos);
   EXPECT_NE(metadata.find("generated-network"), std::string::npos);
 }
 
@@ -189,7 +190,8 @@ TEST_F(AlgodTest, ArchivalKeepsCertificateAndNowStopWakesTheLongPoll) {
   for (uint64_t r = 0; r < rounds.size(); ++r)
     EXPECT_EQ(captured_.blocks[r], expected_block(r, false, true)) << "round " << r;
   EXPECT_EQ(checkpoint_round(dir_.path()), rounds.size());
-  EXPECT_EQ(count("GET", "/v2/blocks/"), kRounds);
+  // Init checks the node has the first round (Go's needsCatchup), then each round.
+  EXPECT_EQ(count("GET", "/v2/blocks/"), kRounds + 1);
   EXPECT_EQ(count("GET", "/v2/deltas/"), 0u);
   EXPECT_EQ(count("POST", "/v2/ledger/sync/"), 0u);
 }
@@ -329,7 +331,7 @@ TEST_F(AlgodImporterTest, ErrorClassesForBlockFetches) {
   Genesis genesis = algod->init(context(1), {});
   EXPECT_EQ(genesis.network, "generated-network");
   EXPECT_EQ(genesis.id, "v1");
-  EXPECT_EQ(genesis.hash, server.genesis_hash);
+  EXPECT_EQ(genesis.hash, server.genesis_hash());
   EXPECT_NE(genesis.json.find("\"alloc\""), std::string::npos);
 
   server.inject("/v2/blocks/1", FakeAlgod::Fault::http_500);
@@ -391,10 +393,14 @@ TEST_F(AlgodImporterTest, ConfigurationIsValidated) {
   rejects("follower", "[importer.config.catchup-config]\ncatchpoint = \"nonsense\"\n",
           "catchpoint");
   rejects("follower", "[importer.config.catchup-config]\nadmin = \"x\"\n", "admin");
-  rejects("archival",
-          "[importer.config.catchup-config]\ncatchpoint = "
-          "\"1000#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n",
-          "follower");
+  rejects("follower", "[importer.config.catchup-config]\npoll-interval = \"0\"\n", "poll-interval");
+  rejects("follower", "[importer.config.catchup-config]\ncatchpoint-list-url = \"ftp://x/%s\"\n",
+          "catchpoint-list-url");
+  // As Go: a catchpoint works in archival mode too.
+  EXPECT_NO_THROW(importer("127.0.0.1:8080", "archival", kToken,
+                           "[importer.config.catchup-config]\ncatchpoint = "
+                           "\"1000#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n"
+                           "admin-token = \"admin\"\n"));
   EXPECT_NO_THROW(importer("127.0.0.1:8080", "follower", kToken,
                            "[importer.config.catchup-config]\ncatchpoint = "
                            "\"1000#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n"
@@ -434,20 +440,236 @@ TEST_F(AlgodImporterTest, SampleConfigurationIsAccepted) {
   FAIL() << "algod is not registered";
 }
 
-TEST_F(AlgodImporterTest, FollowerBehindACatchpointFailsAndSaysCatchupIsNotImplemented) {
+namespace {
+
+constexpr const char* kHash = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+std::string catchup_config(const std::string& catchpoint, const std::string& admin_token,
+                           const std::string& extra = "") {
+  return "[importer.config.catchup-config]\ncatchpoint = \"" + catchpoint + "\"\nadmin-token = \"" +
+         admin_token + "\"\npoll-interval = \"1ms\"\n" + extra;
+}
+
+// Index of the first request `method path...`, or -1.
+int request_index(const FakeAlgod& server, const std::string& method, const std::string& prefix) {
+  auto requests = server.requests();
+  for (size_t i = 0; i < requests.size(); ++i)
+    if (requests[i].method == method && requests[i].path.rfind(prefix, 0) == 0)
+      return static_cast<int>(i);
+  return -1;
+}
+
+}  // namespace
+
+// Go's catchupNode: the node cannot serve the state delta of the round conduit
+// needs, so the configured catchpoint is applied through the admin API, the
+// sync round set first (Go Conduit issue #95) and again after, progress in the
+// log and STATUS=; then rounds flow from there.
+TEST_F(AlgodImporterTest, FastCatchupAppliesTheConfiguredCatchpoint) {
+  CONDUIT_REQUIRE_FIXTURES();
   FakeAlgod server(kToken);
-  server.set_last_round(3);
-  auto algod = importer(server.address(), "follower", kToken,
-                        "[importer.config.catchup-config]\ncatchpoint = "
-                        "\"50#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n"
-                        "admin-token = \"admin\"\n");
-  auto e = error_of([&] { algod->init(context(100), {}); });
-  EXPECT_FALSE(e.retryable());
-  EXPECT_NE(std::string(e.what()).find("fast catchup is not implemented"), std::string::npos)
-      << e.what();
-  EXPECT_NE(std::string(e.what()).find("goal node catchup 50#"), std::string::npos);
-  EXPECT_TRUE(server.sync_rounds().empty());
+  server.load_fixtures(fixtures_dir(), kRounds, false);
+  server.set_last_round(0);        // a fresh node
+  server.round_after_catchup = 9;  // once caught up it follows to the end of the fixtures
+  std::string label = std::string("4#") + kHash;
+  auto algod =
+      importer(server.address(), "follower", kToken, catchup_config(label, server.admin_token));
+  std::mutex mutex;
+  std::vector<std::string> statuses;
+  logger_.set_status_listener([&](std::string_view text) {
+    std::lock_guard lock(mutex);
+    statuses.emplace_back(text);
+  });
+  algod->init(context(5), {});
+  EXPECT_EQ(server.catchups(), std::vector<std::string>{label});
+  int sync = request_index(server, "POST", "/v2/ledger/sync/5");
+  int catchup = request_index(server, "POST", "/v2/catchup/4");
+  ASSERT_GE(sync, 0);
+  ASSERT_GE(catchup, 0);
+  EXPECT_LT(sync, catchup) << "the sync round is set before the catchup starts";
+  EXPECT_EQ(server.sync_rounds(), (std::vector<uint64_t>{5, 5}));
+  {
+    std::lock_guard lock(mutex);
+    std::string all;
+    for (const auto& s : statuses) all += s + "\n";
+    for (const char* phase :
+         {"starting fast catchup to catchpoint 4#", "processed accounts 400/1000",
+          "verified accounts 700/1000", "finished in"})
+      EXPECT_NE(all.find(phase), std::string::npos) << phase << " in\n" << all;
+  }
+  BlockData block = algod->get_block(5, {});
+  EXPECT_EQ(block.encode_msgpack(), expected_block(5, true, false));
+  logger_.set_status_listener(nullptr);
   algod->close();
+}
+
+// Without a catchpoint, the label is looked up in the list Algorand publishes
+// for the network: the last one at or before the target round (Go's
+// getMissingCatchpointLabel).
+TEST_F(AlgodImporterTest, FastCatchupLooksTheCatchpointUp) {
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod server(kToken);
+  server.load_fixtures(fixtures_dir(), kRounds, false);
+  server.set_last_round(0);
+  server.round_after_catchup = 9;
+  server.catchpoint_network = "generated-network";  // the fixtures' genesis
+  server.catchpoint_list = std::string("2#") + kHash + "\n4#" + kHash + "\n8#" + kHash + "\n";
+  auto algod = importer(server.address(), "follower", kToken,
+                        catchup_config("", server.admin_token,
+                                       "catchpoint-list-url = \"" + server.address() +
+                                           "/catchpoints/%s_catchpoints.txt\"\n"));
+  algod->init(context(6), {});
+  EXPECT_EQ(server.catchups(), std::vector<std::string>{std::string("4#") + kHash});
+  EXPECT_EQ(algod->get_block(6, {}).round(), 6u);
+  algod->close();
+
+  // No usable label (none at or before the round): no catchup, conduit waits.
+  FakeAlgod later(kToken);
+  later.load_fixtures(fixtures_dir(), kRounds, false);
+  later.set_last_round(0);
+  later.catchpoint_network = "generated-network";
+  later.catchpoint_list = std::string("8#") + kHash + "\n";
+  auto waiting = importer(later.address(), "follower", kToken,
+                          catchup_config("", later.admin_token,
+                                         "catchpoint-list-url = \"" + later.address() +
+                                             "/catchpoints/%s_catchpoints.txt\"\n"));
+  waiting->init(context(6), {});
+  EXPECT_TRUE(later.catchups().empty());
+  EXPECT_EQ(later.sync_rounds(), std::vector<uint64_t>{6});
+  waiting->close();
+}
+
+// As Go: no admin token, no catchup (the node is left to catch up by itself);
+// a node already serving the round needs none.
+TEST_F(AlgodImporterTest, NoCatchupWithoutAdminTokenOrWhenTheNodeHasTheRound) {
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod server(kToken);
+  server.load_fixtures(fixtures_dir(), kRounds, false);
+  server.set_last_round(0);
+  auto algod =
+      importer(server.address(), "follower", kToken, catchup_config(std::string("4#") + kHash, ""));
+  algod->init(context(5), {});
+  EXPECT_TRUE(server.catchups().empty());
+  EXPECT_EQ(server.sync_rounds(), std::vector<uint64_t>{5});
+  algod->close();
+
+  FakeAlgod ready(kToken);
+  ready.load_fixtures(fixtures_dir(), kRounds, false);
+  auto fine = importer(ready.address(), "follower", kToken,
+                       catchup_config(std::string("4#") + kHash, ready.admin_token));
+  fine->init(context(5), {});
+  EXPECT_TRUE(ready.catchups().empty());
+  fine->close();
+}
+
+// Go's checkRounds: a node past the target whose catchpoint is past it too
+// cannot be brought back.
+TEST_F(AlgodImporterTest, CatchpointPastTheTargetIsAFatalError) {
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod server(kToken);
+  server.load_fixtures(fixtures_dir(), kRounds, false);       // node at 9
+  server.inject("/v2/deltas/5", FakeAlgod::Fault::http_404);  // its delta is gone
+  auto algod = importer(server.address(), "follower", kToken,
+                        catchup_config(std::string("8#") + kHash, server.admin_token));
+  auto e = error_of([&] { algod->init(context(5), {}); });
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(
+      std::string(e.what()).find("node round 9 and catchpoint round 8 are ahead of target round 5"),
+      std::string::npos)
+      << e.what();
+  EXPECT_TRUE(server.catchups().empty());
+  algod->close();
+}
+
+// A wrong admin token: the node's 401, naming the key to check, never the token.
+TEST_F(AlgodImporterTest, CatchupWithAWrongAdminTokenNamesTheKey) {
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod server(kToken);
+  server.load_fixtures(fixtures_dir(), kRounds, false);
+  server.set_last_round(0);
+  auto algod = importer(server.address(), "follower", kToken,
+                        catchup_config(std::string("4#") + kHash, "not-the-admin-token"));
+  auto e = error_of([&] { algod->init(context(5), {}); });
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("admin-token"), std::string::npos) << e.what();
+  EXPECT_EQ(std::string(e.what()).find("not-the-admin-token"), std::string::npos);
+  algod->close();
+}
+
+// The genesis hash as Go computes it from /genesis (go-algorand-sdk's
+// TestEncodeDecodeGenesis: MainNet's genesis.json hashes to wGHE2P...), with
+// no request to /v2/transactions/params.
+TEST_F(AlgodImporterTest, GenesisHashIsComputedFromTheGenesisDocument) {
+  const char* root = std::getenv("CONDUIT_SOURCE_ROOT");
+  ASSERT_NE(root, nullptr);
+  FakeAlgod server(kToken);
+  server.genesis_json =
+      read_text(std::filesystem::path(root) / "tests/data/go-algorand-sdk/mainnet_genesis.json");
+  auto algod = importer(server.address(), "archival");
+  Genesis genesis = algod->init(context(0), {});
+  EXPECT_EQ(genesis.hash, "wGHE2Pwdvd7S12BL5FaOP20EGYesN73ktiC1qzkkit8=");
+  EXPECT_EQ(genesis.network, "mainnet");
+  EXPECT_EQ(request_index(server, "GET", "/v2/transactions/params"), -1);
+  algod->close();
+}
+
+// Stoppable at every point of a catchup, in both modes: whichever request the
+// importer is in (never answered) or the wait between polls, the pipeline
+// stops at once with stop-requested and the checkpoint where it was.
+TEST_F(AlgodTest, FastCatchupStopsInBothModesAtEveryPoint) {
+  struct Point {
+    const char* path;  // the request the importer is blocked in when stopped
+    bool hang;         // the server never answers it (else: a catchup that never ends)
+  };
+  const std::vector<Point> points = {{"/v2/deltas/5", true},
+                                     {"/v2/ledger/sync/5", true},
+                                     {"/v2/catchup/", true},
+                                     {"/v2/status", true},
+                                     {"/v2/status", false}};
+  for (StopMode mode : {StopMode::now, StopMode::end_of_round}) {
+    for (const auto& point : points) {
+      SCOPED_TRACE(std::string(point.path) + (point.hang ? " (hung)" : " (polling)") +
+                   (mode == StopMode::now ? ", now" : ", end-of-round"));
+      FakeAlgod server(kToken);
+      server.load_fixtures(fixtures_dir(), kRounds, false);
+      server.set_last_round(0);
+      server.catchup_polls = UINT64_MAX;  // the catchup never ends
+      TempDir dir;
+      write_text(dir / "conduit.toml",
+                 "retry-count = 5\nretry-delay = \"1ms\"\n" +
+                     importer_config(server.address(), "follower") +
+                     catchup_config(std::string("4#") + kHash, server.admin_token) +
+                     "[exporter]\nname = \"capture\"\n");
+      // The first /v2/status is init's; the catchup's polls come after the POST.
+      bool poll = std::string(point.path) == "/v2/status";
+      if (point.hang && !poll) server.inject(point.path, FakeAlgod::Fault::hang);
+      Config config = load_config(dir.path());
+      auto plugins = build_plugins(registry_, config);
+      PipelineOptions options;
+      options.data_dir = dir.path();
+      options.retry_count = config.retry_count;
+      options.retry_delay = config.retry_delay;
+      options.next_round_override = 5;
+      Pipeline pipeline(std::move(plugins), options, logger_);
+      std::jthread stopper([&](std::stop_token stop) {
+        int at = -1;
+        if (!poll) {
+          at = server.wait_for_request(point.path, stop);
+        } else {
+          int post = server.wait_for_request("/v2/catchup/", stop);
+          if (post < 0) return;
+          if (point.hang) server.inject("/v2/status", FakeAlgod::Fault::hang);
+          at = server.wait_for_request(point.path, stop, static_cast<size_t>(post) + 1);
+        }
+        if (at >= 0) pipeline.stop(mode, "test");
+      });
+      StopCause cause = pipeline.run();
+      EXPECT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+      EXPECT_TRUE(exported().empty());
+      EXPECT_FALSE(checkpoint_round(dir.path()).has_value() && *checkpoint_round(dir.path()) != 5u);
+      server.release_waiting();
+    }
+  }
 }
 
 // The daemon itself: SIGTERM while the importer waits in a long-poll that is

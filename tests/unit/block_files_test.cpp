@@ -2,6 +2,10 @@
 // genesis hash, and the file_reader / file_writer plugins alone and in a pipeline.
 #include <gtest/gtest.h>
 
+#include <locale.h>
+#include <clocale>
+#include <cstring>
+#include <cwchar>
 #include <fstream>
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
@@ -90,40 +94,239 @@ TEST(BlockCodec, JsonUsesAddressesBase64AndGoLayout) {
   std::string json = encode_block_json(block);
   // Go's layout: 2-space indent, "key": value.
   EXPECT_EQ(json.rfind("{\n  \"block\": {\n    \"fees\": \"", 0), 0u) << json.substr(0, 80);
-  // nlohmann rejects the lone surrogates that stand for non-UTF-8 bytes
-  // (binary box names in the delta); turn them into ordinary escapes to inspect.
-  std::string inspectable = json;
-  for (size_t at = 0; (at = inspectable.find("\\udc", at)) != std::string::npos; at += 6)
-    inspectable.replace(at, 4, "\\u00");
-  auto parsed = nlohmann::json::parse(inspectable, nullptr, false);
+  auto parsed = nlohmann::json::parse(encode_block_json(block, {.invalid_utf8 = Utf8Mode::replace}),
+                                      nullptr, false);
   ASSERT_FALSE(parsed.is_discarded());
-  // Header addresses are the genesis's fee sink and rewards pool, as addresses.
-  EXPECT_EQ(parsed["block"]["fees"], genesis["fees"]);
-  EXPECT_EQ(parsed["block"]["rwd"], genesis["rwd"]);
-  // Digests stay base64.
+  // Header addresses: the genesis's fee sink and rewards pool, as base64 of
+  // their 32 bytes (go-algorand-sdk's Address.MarshalText).
+  auto base64_of_address = [](const std::string& address) {
+    auto raw = algorand::decode_address(address);
+    EXPECT_TRUE(raw.has_value()) << address;
+    return algorand::base64_encode(raw.value_or(""));
+  };
+  EXPECT_EQ(parsed["block"]["fees"], base64_of_address(genesis["fees"]));
+  EXPECT_EQ(parsed["block"]["rwd"], base64_of_address(genesis["rwd"]));
   const auto* header = mp::find(block.tree().root, "block");
   ASSERT_NE(header, nullptr);
   EXPECT_EQ(parsed["block"]["gh"], algorand::base64_encode(bytes_of(*mp::find(*header, "gh"))));
-  // Every sender is a checksummed address.
   ASSERT_GT(parsed["payset"].size(), 0u);
   for (const auto& stxn : parsed["payset"]) {
-    std::string snd = stxn["txn"]["snd"];
-    EXPECT_TRUE(algorand::decode_address(snd).has_value()) << snd;
-    EXPECT_TRUE(algorand::base64_decode(std::string(stxn["sig"])).has_value());
+    auto snd = algorand::base64_decode(std::string(stxn["txn"]["snd"]));
+    ASSERT_TRUE(snd.has_value());
+    EXPECT_EQ(snd->size(), 32u);
+  }
+  // Opt-in: checksummed base32, as the genesis writes them.
+  auto readable = nlohmann::json::parse(
+      encode_block_json(block,
+                        {.addresses = AddressForm::base32, .invalid_utf8 = Utf8Mode::replace}),
+      nullptr, false);
+  ASSERT_FALSE(readable.is_discarded());
+  EXPECT_EQ(readable["block"]["fees"], genesis["fees"]);
+  EXPECT_EQ(readable["block"]["rwd"], genesis["rwd"]);
+  for (const auto& stxn : readable["payset"])
+    EXPECT_TRUE(algorand::decode_address(std::string(stxn["txn"]["snd"])).has_value());
+  EXPECT_EQ(readable["block"]["gh"], parsed["block"]["gh"]);  // digests stay base64
+}
+
+// go-algorand-sdk types/address_test.go TestUnmarshalAddress: the same address
+// as base32+checksum and as base64; MarshalText gives the base64 form; a base64
+// text of the wrong length is refused.
+constexpr const char* kSdkAddressBase32 =
+    "7HJBGRIWI7GDL42SOJNIAZ7LJ7EBEGKGE5S52QZXAWDXOHDKMDFR6AUXDE";
+constexpr const char* kSdkAddressBase64 = "+dITRRZHzDXzUnJagGfrT8gSGUYnZd1DNwWHdxxqYMs=";
+
+TEST(BlockCodec, AddressFieldsAreWrittenAndReadAsTheGoSdkDoes) {
+  std::string raw = *algorand::base64_decode(kSdkAddressBase64);
+  ASSERT_EQ(algorand::decode_address(kSdkAddressBase32), raw);
+  // Every address-typed field of the sdk's types (block.go, transaction.go,
+  // applications.go, asset.go, heartbeat.go, statedelta.go).
+  const std::vector<std::string> fields = {
+      R"("block": {"prp": "@", "fees": "@", "rwd": "@", "partupdrmv": ["@"], "partupdabs": ["@"]})",
+      R"("payset": [{"sgnr": "@", "txn": {"snd": "@", "rcv": "@", "close": "@", "rekey": "@",
+         "asnd": "@", "arcv": "@", "aclose": "@", "fadd": "@", "apat": ["@"], "al": [{"d": "@"}],
+         "apar": {"m": "@", "r": "@", "f": "@", "c": "@"}, "hb": {"a": "@"}},
+         "dt": {"sa": ["@"], "itx": [{"txn": {"snd": "@"}}]}}])",
+      R"("delta": {"Accts": {"Accts": [{"Addr": "@", "AuthAddr": "@"}],
+         "AppResources": [{"Addr": "@", "Params": {"Params": {"ss": "@"}}}],
+         "AssetResources": [{"Addr": "@", "Params": {"Params": {"m": "@"}}}]},
+         "Creatables": {"5": {"Creator": "@"}}})",
+  };
+  for (const auto& field : fields) {
+    auto with = [&](const std::string& text) {
+      std::string json = "{" + field + "}";
+      for (size_t at = 0; (at = json.find('@', at)) != std::string::npos; at += text.size())
+        json.replace(at, 1, text);
+      return json;
+    };
+    BlockData from_base32 = decode_block_json(with(kSdkAddressBase32));
+    BlockData from_base64 = decode_block_json(with(kSdkAddressBase64));
+    EXPECT_EQ(from_base32.encode_msgpack(), from_base64.encode_msgpack()) << field;
+    std::string go_json = encode_block_json(from_base32);
+    EXPECT_EQ(go_json.find(kSdkAddressBase32), std::string::npos) << go_json;
+    EXPECT_NE(go_json.find(std::string("\"") + kSdkAddressBase64 + "\""), std::string::npos);
+    std::string readable = encode_block_json(from_base64, {.addresses = AddressForm::base32});
+    EXPECT_EQ(readable.find(kSdkAddressBase64), std::string::npos) << readable;
+    EXPECT_EQ(decode_block_json(readable).encode_msgpack(), from_base64.encode_msgpack());
+    // The base32 form is written exactly where base64 was, nowhere else.
+    std::string expected = go_json;
+    for (size_t at = 0; (at = expected.find(kSdkAddressBase64, at)) != std::string::npos;)
+      expected.replace(at, std::strlen(kSdkAddressBase64), kSdkAddressBase32);
+    EXPECT_EQ(readable, expected);
+  }
+  // The sdk's error cases: base64 of the wrong length, neither form.
+  EXPECT_THROW(decode_block_json(R"({"payset": [{"txn": {"snd": "AAE="}}]})"), BlockDecodeError);
+  EXPECT_THROW(decode_block_json(R"({"payset": [{"txn": {"snd": "bogus"}}]})"), BlockDecodeError);
+  // A byte field (not an address) never takes the base32 form.
+  BlockData digest =
+      decode_block_json(std::string(R"({"block": {"gh": ")") + kSdkAddressBase64 + "\"}}");
+  EXPECT_NE(encode_block_json(digest, {.addresses = AddressForm::base32}).find(kSdkAddressBase64),
+            std::string::npos);
+}
+
+namespace {
+
+// An independent model of Go Conduit's file_writer JSON for a block read
+// from msgpack: go-codec writes []byte, fixed byte arrays and the sdk's
+// Address (MarshalText) all as base64; integer and byte map keys as strings
+// (MapKeyAsString); struct keys as their compact JSON; 2-space indent, no
+// trailing newline; invalid UTF-8 as \ufffd per byte, U+2028/9 escaped.
+// Go writes a byte that starts no valid UTF-8 sequence as \ufffd, one per
+// byte (utf8.DecodeRune: RuneError, width 1); glibc's C.UTF-8 decoder says
+// which bytes those are. Each becomes the private-use character U+E000+byte
+// here (so that distinct map keys stay distinct, as in Go's output, which
+// then has two equal keys) and \ufffd in go_json_of.
+std::string go_string(std::string_view bytes) {
+  static locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", nullptr);
+  locale_t previous = uselocale(utf8);
+  std::string out;
+  std::mbstate_t state{};
+  for (size_t i = 0; i < bytes.size();) {
+    wchar_t wc;
+    size_t n = std::mbrtowc(&wc, bytes.data() + i, bytes.size() - i, &state);
+    if (n == static_cast<size_t>(-1) || n == static_cast<size_t>(-2)) {
+      unsigned marker = 0xe000 + static_cast<unsigned char>(bytes[i]);
+      out += static_cast<char>(0xe0 | (marker >> 12));
+      out += static_cast<char>(0x80 | ((marker >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (marker & 0x3f));
+      state = {};
+      ++i;
+    } else {
+      n = n == 0 ? 1 : n;
+      out.append(bytes.substr(i, n));
+      i += n;
+    }
+  }
+  uselocale(previous);
+  return out;
+}
+
+nlohmann::ordered_json go_model(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL:
+      return nullptr;
+    case msgpack::type::BOOLEAN:
+      return o.via.boolean;
+    case msgpack::type::POSITIVE_INTEGER:
+      return o.via.u64;
+    case msgpack::type::NEGATIVE_INTEGER:
+      return o.via.i64;
+    case msgpack::type::STR:
+      return go_string({o.via.str.ptr, o.via.str.size});
+    case msgpack::type::BIN:
+      return algorand::base64_encode(bytes_of(o));
+    case msgpack::type::ARRAY: {
+      auto out = nlohmann::ordered_json::array();
+      for (uint32_t i = 0; i < o.via.array.size; ++i) out.push_back(go_model(o.via.array.ptr[i]));
+      return out;
+    }
+    case msgpack::type::MAP: {
+      auto out = nlohmann::ordered_json::object();
+      for (uint32_t i = 0; i < o.via.map.size; ++i) {
+        const auto& key = o.via.map.ptr[i].key;
+        std::string name;
+        if (key.type == msgpack::type::STR)
+          name = go_string({key.via.str.ptr, key.via.str.size});
+        else if (key.type == msgpack::type::POSITIVE_INTEGER)
+          name = std::to_string(key.via.u64);
+        else if (key.type == msgpack::type::BIN)
+          name = algorand::base64_encode(bytes_of(key));
+        else
+          name = go_model(key).dump();
+        out[name] = go_model(o.via.map.ptr[i].val);
+      }
+      return out;
+    }
+    default:
+      ADD_FAILURE() << "unexpected msgpack type " << o.type;
+      return nullptr;
   }
 }
 
-TEST(BlockCodec, JsonReadsBase64AddressesAsNewerGoConduitWritesThem) {
-  std::string raw(32, '\x07');
-  std::string json =
-      R"({"payset": [{"txn": {"snd": ")" + algorand::base64_encode(raw) + R"(", "type": "pay"}}]})";
-  BlockData block = decode_block_json(json);
-  const auto* payset = mp::find(block.tree().root, "payset");
-  ASSERT_NE(payset, nullptr);
-  const auto* snd = mp::find(*mp::find(payset->via.array.ptr[0], "txn"), "snd");
-  ASSERT_EQ(snd->type, msgpack::type::BIN);
-  EXPECT_EQ(bytes_of(*snd), raw);
-  EXPECT_NE(encode_block_json(block).find(algorand::encode_address(raw)), std::string::npos);
+std::string go_json_of(const BlockData& block) {
+  std::string text = go_model(block.tree().root).dump(2);
+  // nlohmann writes U+2028/9 as raw UTF-8; go-codec escapes them.
+  for (auto [raw, escaped] :
+       {std::pair{"\xe2\x80\xa8", "\\u2028"}, std::pair{"\xe2\x80\xa9", "\\u2029"}})
+    for (size_t at = 0; (at = text.find(raw, at)) != std::string::npos;)
+      text.replace(at, 3, escaped);
+  // The markers of bytes that are not UTF-8: U+E000..U+E0FF, EE 80..83 xx.
+  for (size_t at = 0; (at = text.find('\xee', at)) != std::string::npos;) {
+    if (at + 2 < text.size() && (static_cast<unsigned char>(text[at + 1]) & 0xfc) == 0x80)
+      text.replace(at, 3, "\\ufffd");
+    else
+      ++at;
+  }
+  return text;
+}
+
+bool all_strings_utf8(const std::string& go_json, const std::string& escaped_json) {
+  return go_json.find("\\ufffd") == std::string::npos &&
+         escaped_json.find("\\udc") == std::string::npos;
+}
+
+}  // namespace
+
+TEST(BlockCodec, JsonIsByteForByteGoConduitsForEveryFixtureRound) {
+  CONDUIT_REQUIRE_FIXTURES();
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) {
+    BlockData block = BlockData::decode_msgpack(fixture_msgpack(r));
+    std::string go_json = go_json_of(block);
+    EXPECT_EQ(encode_block_json(block, {.invalid_utf8 = Utf8Mode::replace}), go_json)
+        << "round " << r;
+    // The default (escape) differs only where a string is not UTF-8.
+    std::string escaped = encode_block_json(block);
+    if (all_strings_utf8(go_json, escaped)) {
+      EXPECT_EQ(escaped, go_json) << "round " << r;
+    }
+  }
+}
+
+TEST(BlockCodec, ReadsGoWrittenJsonBackToTheFixtureBytesForEveryRound) {
+  CONDUIT_REQUIRE_FIXTURES();
+  size_t exact = 0;
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) {
+    std::string bytes = fixture_msgpack(r);
+    BlockData block = BlockData::decode_msgpack(bytes);
+    std::string go_json = go_json_of(block);
+    BlockData back = decode_block_json(go_json);
+    EXPECT_EQ(back.round(), r);
+    EXPECT_EQ(back.txn_count(), block.txn_count());
+    if (all_strings_utf8(go_json, encode_block_json(block))) {
+      EXPECT_EQ(back.encode_msgpack(), bytes) << "round " << r;
+      ++exact;
+    } else {
+      // Go lost the bytes that are not UTF-8: they read back as U+FFFD, as
+      // Go reads them; everything else is the fixture's.
+      std::string expected = go_json;
+      for (size_t at = 0; (at = expected.find("\\ufffd", at)) != std::string::npos;)
+        expected.replace(at, 6, "\xef\xbf\xbd");
+      EXPECT_EQ(encode_block_json(back), expected) << "round " << r;
+    }
+    // Go's file with base32 addresses (the sdk reads either) reads the same.
+    std::string base32_json = encode_block_json(block, {.addresses = AddressForm::base32});
+    EXPECT_EQ(decode_block_json(base32_json).encode_msgpack(), bytes) << "round " << r;
+  }
+  EXPECT_GT(exact, 0u);
 }
 
 TEST(BlockCodec, StringsThatAreNotUtf8SurviveJson) {
@@ -153,6 +356,10 @@ TEST(BlockCodec, StringsThatAreNotUtf8SurviveJson) {
       << json;
   EXPECT_NE(json.find(R"("Data": "YWJj")"), std::string::npos) << json;
   EXPECT_EQ(decode_block_json(json).encode_msgpack(), block.encode_msgpack());
+  // Go's form: one \ufffd per byte that starts no valid sequence.
+  std::string go_json = encode_block_json(block, {.invalid_utf8 = Utf8Mode::replace});
+  EXPECT_NE(go_json.find(R"("bx:\u0000\u0001\ufffd\ufffd\ufffd(")"), std::string::npos) << go_json;
+  EXPECT_EQ(go_json.find("\\udc"), std::string::npos);
 }
 
 TEST(BlockCodec, IntegerAndByteMapKeysRoundTrip) {

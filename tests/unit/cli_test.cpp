@@ -4,6 +4,7 @@
 #include <csignal>
 
 #include "core/checkpoint.hpp"
+#include "core/config.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;
@@ -63,7 +64,8 @@ TEST(Cli, MissingConfigExitsWith2) {
 
 TEST(Cli, InitWritesAConfigThatRunsAndListShowsPlugins) {
   TempDir dir;
-  auto [status, out] = run_command({conduit_bin(), "init", "-d", (dir / "d").string()});
+  auto [status, out] =
+      run_command({conduit_bin(), "init", "-d", (dir / "d").string(), "--importer", "generator"});
   EXPECT_EQ(status, 0) << out;
   EXPECT_TRUE(std::filesystem::exists(dir / "d" / "conduit.toml"));
   EXPECT_EQ(run_command({conduit_bin(), "init", "-d", (dir / "d").string()}).first, 2)
@@ -155,6 +157,125 @@ TEST(Cli, SighupReloadsInTheSameProcessAndABadReloadIsRefused) {
   write_text(dir / "conduit.toml", generator_config("log-level = \"info\"\n"));
   daemon.signal(SIGHUP);
   ASSERT_TRUE(daemon.wait_for_line("reloaded; resuming at round"));
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0);
+}
+
+// Go Conduit's command line (pkg/cli): `init` without -d writes to stdout,
+// -i/-p a,b/-e choose plugins (defaults algod, none, file_writer), `list KIND
+// NAME` shows one plugin, singular kinds work, -v is --version.
+TEST(CliGoCompat, InitWithoutDataDirPrintsGosDefaults) {
+  auto [status, out] = run_command({conduit_bin(), "init"});
+  EXPECT_EQ(status, 0) << out;
+  TempDir dir;
+  write_text(dir / "conduit.toml", out);
+  Config config = load_config(dir.path());
+  EXPECT_EQ(config.importer.name, "algod");
+  EXPECT_TRUE(config.processors.empty());
+  EXPECT_EQ(config.exporter.name, "file_writer");
+  // Go writes ":8981"; conduit writes loopback (issue 14: exposing it is a choice).
+  EXPECT_EQ(config.api.addr, "127.0.0.1:8981");
+  EXPECT_EQ(config.metrics.mode, "OFF");
+  EXPECT_FALSE(std::filesystem::exists("conduit.toml")) << "nothing written";
+}
+
+TEST(CliGoCompat, InitTakesGosShortFlagsAndCommaSeparatedProcessors) {
+  TempDir dir;
+  auto [status, out] = run_command({conduit_bin(), "init", "-d", (dir / "d").string(), "-i",
+                                    "generator", "-p", "filter_processor,noop", "-e", "noop"});
+  EXPECT_EQ(status, 0) << out;
+  Config config = load_config(dir / "d");
+  EXPECT_EQ(config.importer.name, "generator");
+  ASSERT_EQ(config.processors.size(), 2u);
+  EXPECT_EQ(config.processors[0].name, "filter_processor");
+  EXPECT_EQ(config.processors[1].name, "noop");
+  EXPECT_EQ(config.exporter.name, "noop");
+  // conduit's long forms still work, --processor repeatable.
+  auto [lstatus, lout] =
+      run_command({conduit_bin(), "init", "--importer", "noop", "--processor", "noop",
+                   "--processor", "noop", "--processors", "noop", "--exporter", "noop"});
+  EXPECT_EQ(lstatus, 0) << lout;
+  write_text(dir / "conduit.toml", lout);
+  EXPECT_EQ(load_config(dir.path()).processors.size(), 3u);
+  // Go's message for an unknown plugin.
+  auto [bad, bout] = run_command({conduit_bin(), "init", "-p", "noop,nope"});
+  EXPECT_EQ(bad, 2);
+  EXPECT_NE(bout.find("unknown processor name: nope"), std::string::npos) << bout;
+}
+
+TEST(CliGoCompat, ListOnePluginAndSingularKinds) {
+  auto [status, out] = run_command({conduit_bin(), "list", "importers", "algod"});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("netaddr"), std::string::npos) << out;
+  EXPECT_EQ(out.find("file_reader"), std::string::npos) << "only the one plugin";
+  auto [sstatus, sout] = run_command({conduit_bin(), "list", "processor", "filter_processor"});
+  EXPECT_EQ(sstatus, 0) << sout;
+  EXPECT_NE(sout.find("omit-group-transactions"), std::string::npos) << sout;
+  auto [kstatus, kout] = run_command({conduit_bin(), "list", "exporter"});
+  EXPECT_EQ(kstatus, 0);
+  EXPECT_NE(kout.find("postgresql"), std::string::npos);
+  EXPECT_EQ(kout.find("file_reader"), std::string::npos);
+  auto [nstatus, nout] = run_command({conduit_bin(), "list", "importers", "nope"});
+  EXPECT_EQ(nstatus, 2);
+  EXPECT_NE(nout.find("Plugin not found: nope"), std::string::npos) << nout;
+}
+
+TEST(CliGoCompat, DashVIsVersion) {
+  auto [status, out] = run_command({conduit_bin(), "-v"});
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(out, run_command({conduit_bin(), "--version"}).second);
+  EXPECT_NE(out.find("conduit "), std::string::npos);
+}
+
+// A Go data dir: refused with the command that converts it; the command
+// writes a conduit.toml that runs.
+TEST(CliGoCompat, GoConduitYmlIsDetectedAndConverted) {
+  TempDir dir;
+  write_text(dir / "conduit.yml", R"(log-level: INFO
+retry-count: 3
+pid-filepath: go.pid
+importer:
+  name: generator
+  config:
+    txns-per-round: 2
+processors:
+  - name: noop
+exporter:
+  name: noop
+telemetry:
+  enabled: false
+)");
+  auto [status, out] = run_command({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(out.find("conduit init --from-yaml " + (dir / "conduit.yml").string()),
+            std::string::npos)
+      << out;
+  auto [cstatus, cout] =
+      run_command({conduit_bin(), "init", "--from-yaml", (dir / "conduit.yml").string()});
+  EXPECT_EQ(cstatus, 0) << cout;
+  Config config = load_config(dir.path());
+  EXPECT_EQ(config.retry_count, 3u);
+  EXPECT_EQ(config.pid_file, dir / "go.pid");
+  EXPECT_EQ(config.importer.name, "generator");
+  EXPECT_EQ(config.importer.config.get_uint("txns-per-round", 0), 2u);
+  EXPECT_NE(read_text(dir / "conduit.toml").find("# telemetry: no equivalent"), std::string::npos);
+  // It runs: the daemon starts on it and stops on SIGTERM.
+  Subprocess daemon({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  ASSERT_TRUE(daemon.wait_for_line("pipeline running")) << daemon.output();
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0) << daemon.output();
+  // Converting again refuses to overwrite.
+  EXPECT_EQ(
+      run_command({conduit_bin(), "init", "--from-yaml", (dir / "conduit.yml").string()}).first, 2);
+}
+
+// Keys Go accepts that do nothing here are logged as warnings at start-up.
+TEST(CliGoCompat, GoOnlyKeysAreLoggedAsWarnings) {
+  TempDir dir;
+  write_text(dir / "conduit.toml", generator_config("cpu-profile = \"/tmp/x\"\n"));
+  Subprocess daemon({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  ASSERT_TRUE(daemon.wait_for_line("cpu-profile has no effect")) << daemon.output();
+  ASSERT_TRUE(daemon.wait_for_line("pipeline running")) << daemon.output();
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(), 0);
 }

@@ -168,3 +168,71 @@ TEST(Config, LoadReportsMissingFile) {
               std::string::npos);
   }
 }
+
+// Go Conduit's keys (conduit/data/config.go): pid-filepath, log-level as
+// logrus parses it (any case; panic and fatal), and keys conduit accepts with
+// a warning that they do nothing: cpu-profile, telemetry.*, postgresql's test.
+TEST(ConfigGoCompat, PidFilepathIsAnAliasOfPidFile) {
+  Config c = parse(std::string("pid-filepath = \"/run/c.pid\"\n") + kMinimal);
+  EXPECT_EQ(c.pid_file, "/run/c.pid");
+  EXPECT_TRUE(c.warnings.empty());
+  EXPECT_NE(error_of(std::string("pid-file = \"a\"\npid-filepath = \"b\"\n") + kMinimal, false)
+                .find("/data/conduit.toml:2:16: pid-filepath: pid-filepath is Go Conduit's name "
+                      "for pid-file: give only one"),
+            std::string::npos);
+}
+
+TEST(ConfigGoCompat, LogLevelsAsLogrusParsesThem) {
+  const std::vector<std::pair<std::string, LogLevel>> levels = {
+      {"PANIC", LogLevel::error}, {"fatal", LogLevel::error},  {"Error", LogLevel::error},
+      {"WARN", LogLevel::warn},   {"warning", LogLevel::warn}, {"INFO", LogLevel::info},
+      {"Debug", LogLevel::debug}, {"TRACE", LogLevel::trace}};
+  for (const auto& [text, level] : levels)
+    EXPECT_EQ(parse("log-level = \"" + text + "\"\n" + kMinimal).log_level, level) << text;
+  EXPECT_NE(error_of(std::string("log-level = \"verbose\"\n") + kMinimal, false)
+                .find("unknown level \"verbose\""),
+            std::string::npos);
+}
+
+TEST(ConfigGoCompat, GoOnlyKeysAreAcceptedWithAWarning) {
+  Config c = parse(std::string(R"(cpu-profile = "/tmp/cpu.prof"
+[telemetry]
+enabled = true
+uri = "https://example.org"
+[importer]
+name = "noop"
+[exporter]
+name = "postgresql"
+[exporter.config]
+connection-string = "host=/nonexistent dbname=x"
+test = true
+)"));
+  ASSERT_EQ(c.warnings.size(), 3u);
+  EXPECT_NE(c.warnings[0].find("/data/conduit.toml:1:15: cpu-profile has no effect"),
+            std::string::npos)
+      << c.warnings[0];
+  EXPECT_NE(c.warnings[1].find("telemetry has no effect"), std::string::npos) << c.warnings[1];
+  EXPECT_NE(c.warnings[2].find("/data/conduit.toml:11:8: exporter.config.test has no effect"),
+            std::string::npos)
+      << c.warnings[2];
+  // The plugin accepts its configuration: `test` is not an unknown key.
+  EXPECT_NO_THROW(build_plugins(builtin_registry(), c));
+}
+
+TEST(ConfigGoCompat, ADataDirWithOnlyAGoConduitYmlNamesTheConversion) {
+  for (const char* name : {"conduit.yml", "conduit.yaml"}) {
+    test::TempDir dir;
+    test::write_text(dir / name, "log-level: info\n");
+    try {
+      load_config(dir.path());
+      ADD_FAILURE() << "expected ConfigError";
+    } catch (const ConfigError& e) {
+      std::string what = e.what();
+      EXPECT_NE(what.find("is a Go Conduit configuration: convert it with `conduit init "
+                          "--from-yaml " +
+                          (dir / name).string() + "`"),
+                std::string::npos)
+          << what;
+    }
+  }
+}

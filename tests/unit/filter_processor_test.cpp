@@ -3,9 +3,15 @@
 // scan counting types, fees, amounts, groups and inner transactions).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <msgpack.hpp>
+#include <set>
+#include <sstream>
+
 #include "core/algorand.hpp"
 #include "core/fs.hpp"
 #include "plugins/block_files.hpp"
+#include "plugins/filter_processor.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;
@@ -98,19 +104,26 @@ TEST(FilterProcessor, PerRoundCountsMatchTheFixtures) {
 TEST(FilterProcessor, ConfigErrorsNameTheFilterAndTheirLocation) {
   const std::string ok = expr("txn.type", "equal", "\"pay\"");
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"[[processors.config.filters]]\nany = [" + ok + "]\nall = [" + ok + "]\n", "exactly one"},
-      {"[[processors.config.filters]]\n", "exactly one"},
-      {filters("any", expr("txn.nope", "equal", "\"x\"")), "unknown tag 'txn.nope'"},
-      {filters("any", expr("txn.type", "like", "\"x\"")), "'like' is not supported"},
-      {filters("any", expr("txn.fee", "regex", "\"1.*\"")), "does not support regex"},
-      {filters("any", expr("txn.type", "not-equal", "\"pay\"")), "does not support not-equal"},
+      // Go's texts (filter_processor.go, expression.go, generated_signed_txn_map.go).
+      {"[[processors.config.filters]]\nany = [" + ok + "]\nall = [" + ok + "]\n",
+       "illegal filter tag formation"},
+      {"[[processors.config.filters]]\n", "illegal filter tag formation"},
+      {filters("any", expr("txn.nope", "equal", "\"x\"")), "unknown tag: txn.nope"},
+      {filters("any", expr("txn.type", "like", "\"x\"")),
+       "could not make expression: expression type (like) is not supported"},
+      {filters("any", expr("txn.fee", "regex", "\"1.*\"")),
+       "could not make expression: target type (numeric) does not support regex filters"},
+      {filters("any", expr("txn.type", "not-equal", "\"pay\"")),
+       "could not make expression: target type (string) does not support not-equal filters"},
       {filters("any", expr("txn.type", "less-than", "\"pay\"")), "does not support less-than"},
-      {filters("any", expr("txn.fee", "equal", "\"abc\"")), "not a valid uint64"},
+      {filters("any", expr("txn.fee", "equal", "\"abc\"")),
+       "could not make expression: search string \"abc\" is not a valid uint64"},
       {filters("any", expr("txn.fee", "equal", "-1")), "not a valid uint64"},
       {filters("any", expr("txn.fee", "equal", "1.5")), "not a valid uint64"},
       {filters("any", expr("txn.snd", "equal", "\"NOTANADDRESS\"")),
        "not a valid Algorand address"},
-      {filters("any", expr("txn.note", "regex", "\"(\"")), "invalid regex"},
+      {filters("any", expr("txn.note", "regex", "\"(\"")),
+       "could not make expression: error parsing regexp: missing ): ("},
       {filters("any", "{ tag = \"txn.type\", expression-type = \"equal\" }"),
        "'expression' is required"},
       {filters("any",
@@ -124,6 +137,7 @@ TEST(FilterProcessor, ConfigErrorsNameTheFilterAndTheirLocation) {
       ADD_FAILURE() << "accepted:\n" << config;
     } catch (const ConfigError& e) {
       std::string what = e.what();
+      // file:line:col, then the filter's position in the list.
       EXPECT_NE(what.find("conduit.toml:"), std::string::npos) << what;
       EXPECT_NE(what.find(needle), std::string::npos) << "want '" << needle << "' in: " << what;
     }
@@ -156,4 +170,139 @@ TEST(FilterProcessor, AddressAndBytesTagsCompareAsGoFormatsThem) {
   size_t expected = 0;
   for (size_t i = 0; i < block.txn_count(); ++i) expected += !group_id(block.payset_entry(i));
   EXPECT_EQ(copy2.txn_count(), expected);
+}
+
+// Go Conduit's Filter_tags.md, vendored as tests/data/go-conduit/filter_tags.txt:
+// the same set, no more, no less.
+TEST(FilterProcessor, TagTableIsGoConduitsFilterTags) {
+  const char* root = std::getenv("CONDUIT_SOURCE_ROOT");
+  ASSERT_NE(root, nullptr);
+  std::istringstream list(
+      read_file(std::filesystem::path(root) / "tests/data/go-conduit/filter_tags.txt"));
+  std::set<std::string> go_tags;
+  for (std::string line; std::getline(list, line);)
+    if (!line.empty() && line[0] != '#') go_tags.insert(line);
+  ASSERT_GT(go_tags.size(), 60u);
+  std::set<std::string> ours;
+  for (auto tag : plugins::filter_processor_tags()) ours.emplace(tag);
+  EXPECT_EQ(ours, go_tags);
+  for (const auto& tag : go_tags) {
+    // Every tag makes a filter (numbers with equal, strings with regex).
+    try {
+      make_filter(filters("any", expr(tag, "equal", "0")));
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("is not a valid"), std::string::npos)
+          << tag << ": " << e.what();
+      EXPECT_NO_THROW(make_filter(filters("any", expr(tag, "regex", "\"x\"")))) << tag;
+    }
+  }
+}
+
+namespace {
+
+// The number of fixture transactions, per round, whose type matches.
+Counts regex_counts(const std::string& regex) {
+  return run_filter("omit-group-transactions = true\n" +
+                    filters("any", expr("txn.type", "regex", regex)));
+}
+
+}  // namespace
+
+// Go's regexp dialect (RE2): what Go accepts matches as in Go; what Go
+// refuses is refused.
+TEST(FilterProcessor, RegexesUseGosDialect) {
+  CONDUIT_REQUIRE_FIXTURES();
+  const Counts pay = {0, 47, 27, 28, 27, 24, 30, 25, 24, 33};
+  const Counts all = {0, 100, 76, 74, 75, 70, 72, 66, 72, 79};
+  const Counts none(10, 0);
+  EXPECT_EQ(regex_counts(R"re("(?i)PAY")re"), pay);
+  EXPECT_EQ(regex_counts(R"re("(?P<kind>pay)")re"), pay);
+  EXPECT_EQ(regex_counts(R"re("(?<kind>pay)")re"), pay);  // Go 1.22's spelling
+  EXPECT_EQ(regex_counts(R"re('[(?<k]pay')re"), none);    // a class, not a group
+  EXPECT_EQ(regex_counts(R"re('\Apay\z')re"), pay);
+  EXPECT_EQ(regex_counts(R"re('^\pL+$')re"), all);
+  EXPECT_EQ(regex_counts(R"re('\PL')re"), none);
+  EXPECT_EQ(regex_counts(R"re("PAY")re"), none);  // case-sensitive without (?i)
+  for (const char* refused :
+       {R"re('(p)\1')re", R"re("pay(?=x)")re", R"re("(?!pay)")re", R"re("(?<=p)ay")re"}) {
+    try {
+      make_filter(filters("any", expr("txn.type", "regex", refused)));
+      ADD_FAILURE() << "accepted " << refused;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("error parsing regexp"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// A field std::regex could not search (its recursion overflowed the stack on
+// long inputs): RE2 matches in linear time.
+TEST(FilterProcessor, HostileFieldsAndPatternsAreMatchedSafely) {
+  std::string long_name(1 << 20, 'a');
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_map(2);
+  p.pack("block");
+  p.pack_map(1);
+  p.pack("rnd");
+  p.pack(1);
+  p.pack("payset");
+  p.pack_array(2);
+  for (const std::string& gen : {long_name, std::string("short")}) {
+    p.pack_map(1);
+    p.pack("txn");
+    p.pack_map(2);
+    p.pack("type");
+    p.pack("pay");
+    p.pack("gen");
+    p.pack(gen);
+  }
+  BlockData block = BlockData::decode_msgpack({buffer.data(), buffer.size()});
+  auto filter = make_filter(filters("any", expr("txn.gen", "regex", R"re("^(a|aa)*$")re")));
+  filter->process(block, {});
+  ASSERT_EQ(block.txn_count(), 1u);
+  EXPECT_EQ(std::string(*txn_of(block.payset_entry(0))["gen"].as_bytes()), long_name);
+  BlockData again = BlockData::decode_msgpack({buffer.data(), buffer.size()});
+  make_filter(filters("any", expr("txn.gen", "regex", R"re("(a*)*b")re")))->process(again, {});
+  EXPECT_EQ(again.txn_count(), 0u);
+}
+
+// Tags Go has and conduit once refused: their values are read from the block.
+TEST(FilterProcessor, NewerGoTagsFilterOnTheirFields) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_map(2);
+  p.pack("block");
+  p.pack_map(1);
+  p.pack("rnd");
+  p.pack(1);
+  p.pack("payset");
+  p.pack_array(2);
+  for (uint64_t v : {2, 3}) {
+    p.pack_map(2);
+    p.pack("lsig");
+    p.pack_map(1);
+    p.pack("lmsig");
+    p.pack_map(2);
+    p.pack("thr");
+    p.pack(v);
+    p.pack("v");
+    p.pack(v - 1);
+    p.pack("txn");
+    p.pack_map(2);
+    p.pack("type");
+    p.pack("appl");
+    p.pack("aprv");
+    p.pack(v * 10);
+  }
+  auto count = [&](const std::string& tag, const std::string& op, const std::string& value) {
+    BlockData block = BlockData::decode_msgpack({buffer.data(), buffer.size()});
+    make_filter("omit-group-transactions = true\n" + filters("any", expr(tag, op, value)))
+        ->process(block, {});
+    return block.txn_count();
+  };
+  EXPECT_EQ(count("txn.aprv", "equal", "30"), 1u);
+  EXPECT_EQ(count("txn.aprv", "greater-than", "5"), 2u);
+  EXPECT_EQ(count("lsig.lmsig.thr", "equal", "2"), 1u);
+  EXPECT_EQ(count("lsig.lmsig.v", "less-than-equal", "2"), 2u);
+  EXPECT_EQ(count("lsig.lmsig.v", "equal", "0"), 0u);
 }
