@@ -3,7 +3,8 @@
 // Lifecycle of every plugin instance, driven by the pipeline:
 //   configure(config)    parse and validate the plugin's own TOML section; no I/O.
 //                        Runs before anything starts, and again for a reload.
-//   round_request(...)   optional: the round this plugin needs next (0 = none).
+//   round_request(...)   optional: the round this plugin needs next (0 = none);
+//                        cancellable by any stop (the stop_token overload).
 //   init(ctx, stop)      acquire resources; the importer reports the genesis.
 //   get_block / process / receive, round by round, on the plugin's own thread.
 //   close()              exactly once per instance handed to a pipeline, whether
@@ -71,6 +72,13 @@ class Plugin {
   virtual uint64_t round_request(const std::filesystem::path& data_dir) {
     (void)data_dir;
     return 0;
+  }
+  // What the pipeline calls: the same, cancellable. `stop` fires on any stop
+  // request during start-up; a plugin that blocks here (a database query)
+  // overrides this one and throws Cancelled when it fires.
+  virtual uint64_t round_request(const std::filesystem::path& data_dir, std::stop_token stop) {
+    (void)stop;
+    return round_request(data_dir);
   }
   virtual void close() = 0;
 };
