@@ -249,7 +249,7 @@ void Pipeline::initialise() {
     uint64_t round = 0;
     {
       InCall guard(*this, slot, "round_request()");
-      round = plugin.round_request(dir, stop);
+      round = plugin.requested_round(dir, stop);
     }
     if (round == 0) return true;
     if (request && request->round != round) {
@@ -270,9 +270,8 @@ void Pipeline::initialise() {
     if (!ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name, exporter_stage()))
       return;
   } catch (const std::exception& e) {
-    // A round request cancelled by a stop is the stop, not a failure.
-    if (!stop.stop_requested())
-      fail(StopReason::checkpoint_error, std::string("round request failed: ") + e.what());
+    if (stop.stop_requested()) return;  // a stop cancelled the request
+    fail(StopReason::checkpoint_error, std::string("round request failed: ") + e.what());
     return;
   }
   if (options_.next_round_override) {

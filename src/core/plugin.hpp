@@ -4,7 +4,7 @@
 //   configure(config)    parse and validate the plugin's own TOML section; no I/O.
 //                        Runs before anything starts, and again for a reload.
 //   round_request(...)   optional: the round this plugin needs next (0 = none);
-//                        cancellable by any stop (the stop_token overload).
+//                        cancellable by any stop (requested_round).
 //   init(ctx, stop)      acquire resources; the importer reports the genesis.
 //   get_block / process / receive, round by round, on the plugin's own thread.
 //   close()              exactly once per instance handed to a pipeline, whether
@@ -73,10 +73,10 @@ class Plugin {
     (void)data_dir;
     return 0;
   }
-  // What the pipeline calls: the same, cancellable. `stop` fires on any stop
-  // request during start-up; a plugin that blocks here (a database query)
-  // overrides this one and throws Cancelled when it fires.
-  virtual uint64_t round_request(const std::filesystem::path& data_dir, std::stop_token stop) {
+  // What the pipeline calls: round_request, interruptibly. A plugin whose
+  // request can block (a database connection) overrides this one and returns
+  // or throws Cancelled when `stop` fires.
+  virtual uint64_t requested_round(const std::filesystem::path& data_dir, std::stop_token stop) {
     (void)stop;
     return round_request(data_dir);
   }

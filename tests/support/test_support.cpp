@@ -168,7 +168,7 @@ class TestImporter final : public Importer, Scripted {
  public:
   TestImporter() : Scripted("importer") { generation_ = World::current()->next_generation(); }
   void configure(PluginConfig& config) override { (void)config.get_string("label", ""); }
-  uint64_t round_request(const std::filesystem::path&, std::stop_token stop) override {
+  uint64_t requested_round(const std::filesystem::path&, std::stop_token stop) override {
     return requested(stop);
   }
   Genesis init(const InitContext& ctx, std::stop_token stop) override {
@@ -190,7 +190,7 @@ class TestProcessor final : public Processor, Scripted {
     name_ = "processor" + std::to_string(config.get_uint("index", 0));
     generation_ = World::current()->generation();
   }
-  uint64_t round_request(const std::filesystem::path&, std::stop_token stop) override {
+  uint64_t requested_round(const std::filesystem::path&, std::stop_token stop) override {
     return requested(stop);
   }
   void init(const InitContext& ctx, std::stop_token stop) override {
@@ -206,7 +206,7 @@ class TestExporter final : public Exporter, Scripted {
  public:
   TestExporter() : Scripted("exporter") { generation_ = World::current()->generation(); }
   void configure(PluginConfig&) override {}
-  uint64_t round_request(const std::filesystem::path&, std::stop_token stop) override {
+  uint64_t requested_round(const std::filesystem::path&, std::stop_token stop) override {
     return requested(stop);
   }
   void init(const InitContext& ctx, std::stop_token stop) override {
