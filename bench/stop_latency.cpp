@@ -16,13 +16,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "core/pipeline.hpp"
 
 extern char** environ;
 using Clock = std::chrono::steady_clock;
@@ -135,6 +141,122 @@ double percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
+// ---------------------------------------------------------------------------
+// In process (issue 13): Pipeline::abort() -> run() returning, with the
+// pipeline blocked in each of the core's blocking points. No process start or
+// exit in the figure: the core's own latency.
+
+using namespace conduit;
+
+// Where the round call at round kBlockAt blocks until its stop token fires.
+enum class BlockPoint { processor_round, exporter_round, retry_wait, importer_fetch };
+constexpr uint64_t kBlockAt = 3;
+
+struct Latch {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool set = false;
+  void signal() {
+    std::lock_guard lock(mutex);
+    set = true;
+    cv.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return set; });
+  }
+};
+
+void block_until(std::stop_token stop, Latch& blocked) {
+  std::mutex mutex;
+  std::condition_variable_any cv;
+  std::unique_lock lock(mutex);
+  blocked.signal();
+  cv.wait(lock, stop, [] { return false; });
+  throw Cancelled();
+}
+
+class BenchImporter final : public Importer {
+ public:
+  BenchImporter(BlockPoint point, Latch& blocked) : point_(point), blocked_(blocked) {}
+  void configure(PluginConfig&) override {}
+  Genesis init(const InitContext&, std::stop_token) override {
+    return {"bench-net", "v1", "YmVuY2gtZ2VuZXNpcw==", ""};
+  }
+  BlockData get_block(uint64_t round, std::stop_token stop) override {
+    if (point_ == BlockPoint::importer_fetch && round == kBlockAt) block_until(stop, blocked_);
+    return BlockData::empty(round);
+  }
+  void close() override {}
+
+ private:
+  BlockPoint point_;
+  Latch& blocked_;
+};
+
+class BenchProcessor final : public Processor {
+ public:
+  BenchProcessor(BlockPoint point, Latch& blocked) : point_(point), blocked_(blocked) {}
+  void configure(PluginConfig&) override {}
+  void init(const InitContext&, std::stop_token) override {}
+  void process(BlockData& block, std::stop_token stop) override {
+    if (block.round() != kBlockAt) return;
+    if (point_ == BlockPoint::processor_round) block_until(stop, blocked_);
+    if (point_ == BlockPoint::retry_wait && !failed_) {
+      failed_ = true;
+      blocked_.signal();  // the retry wait (1 h) starts right after this throw
+      throw PluginError("bench: retryable failure", true);
+    }
+  }
+  void close() override {}
+
+ private:
+  BlockPoint point_;
+  Latch& blocked_;
+  bool failed_ = false;
+};
+
+class BenchExporter final : public Exporter {
+ public:
+  BenchExporter(BlockPoint point, Latch& blocked) : point_(point), blocked_(blocked) {}
+  void configure(PluginConfig&) override {}
+  void init(const InitContext&, std::stop_token) override {}
+  void receive(const BlockData& block, std::stop_token stop) override {
+    if (point_ == BlockPoint::exporter_round && block.round() == kBlockAt)
+      block_until(stop, blocked_);
+  }
+  void close() override {}
+
+ private:
+  BlockPoint point_;
+  Latch& blocked_;
+};
+
+double abort_latency_ms(BlockPoint point, const std::string& dir) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  Latch blocked;
+  PipelinePlugins plugins;
+  plugins.importer = std::make_unique<BenchImporter>(point, blocked);
+  plugins.importer_name = "bench";
+  plugins.processors.push_back(std::make_unique<BenchProcessor>(point, blocked));
+  plugins.processor_names.push_back("bench");
+  plugins.exporter = std::make_unique<BenchExporter>(point, blocked);
+  plugins.exporter_name = "bench";
+  Logger logger(nullptr, LogLevel::error);
+  PipelineOptions options{.data_dir = dir};
+  options.retry_count = 0;
+  options.retry_delay = std::chrono::hours(1);
+  options.durable_checkpoint = false;
+  Pipeline pipeline(std::move(plugins), options, logger);
+  std::thread runner([&] { pipeline.run(); });
+  blocked.wait();
+  auto start = Clock::now();
+  pipeline.abort(StopCause::requested(StopMode::now, "bench"));
+  runner.join();
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,6 +280,22 @@ int main(int argc, char** argv) {
         name, ms.size(), percentile(ms, 0.5), percentile(ms, 0.99), percentile(ms, 1.0));
     std::fflush(stdout);
   };
+  // The core alone: abort() to run() returning (includes closing the plugins).
+  struct InProcess {
+    const char* name;
+    BlockPoint point;
+  } in_process[] = {
+      {"core-abort-processor-round", BlockPoint::processor_round},
+      {"core-abort-exporter-round", BlockPoint::exporter_round},
+      {"core-abort-retry-wait", BlockPoint::retry_wait},
+      {"core-abort-importer-fetch", BlockPoint::importer_fetch},
+  };
+  for (const auto& c : in_process) {
+    std::vector<double> ms;
+    for (int i = 0; i < runs * 5; ++i) ms.push_back(abort_latency_ms(c.point, dir));
+    report(c.name, ms);
+  }
+
   for (const auto& c : cases) {
     std::filesystem::remove_all(dir);
     write_config(dir, c.importer_config);

@@ -3,7 +3,8 @@
 // Lifecycle of every plugin instance, driven by the pipeline:
 //   configure(config)    parse and validate the plugin's own TOML section; no I/O.
 //                        Runs before anything starts, and again for a reload.
-//   round_request(...)   optional: the round this plugin needs next (0 = none).
+//   round_request(...)   optional: the round this plugin needs next (0 = none);
+//                        cancellable by any stop (requested_round).
 //   init(ctx, stop)      acquire resources; the importer reports the genesis.
 //   get_block / process / receive, round by round, on the plugin's own thread.
 //   close()              exactly once per instance handed to a pipeline, whether

@@ -151,12 +151,12 @@ class Scripted {
     world->record(call, closed_ ? "after-close" : "closed");
     closed_ = true;
   }
-  uint64_t requested() {
+  uint64_t requested(std::stop_token stop) {
     World* world = World::current();
     if (!world->round_request) return 0;
     Call call{name_, "round_request", 0, generation_};
     world->record(call, "enter");
-    if (world->hook) world->hook(call, {});
+    if (world->hook) world->hook(call, stop);
     return world->round_request(name_);
   }
   std::string name_;
@@ -168,7 +168,9 @@ class TestImporter final : public Importer, Scripted {
  public:
   TestImporter() : Scripted("importer") { generation_ = World::current()->next_generation(); }
   void configure(PluginConfig& config) override { (void)config.get_string("label", ""); }
-  uint64_t round_request(const std::filesystem::path&) override { return requested(); }
+  uint64_t requested_round(const std::filesystem::path&, std::stop_token stop) override {
+    return requested(stop);
+  }
   Genesis init(const InitContext& ctx, std::stop_token stop) override {
     enter("init", ctx.next_round, stop);
     return World::current()->genesis;
@@ -188,7 +190,9 @@ class TestProcessor final : public Processor, Scripted {
     name_ = "processor" + std::to_string(config.get_uint("index", 0));
     generation_ = World::current()->generation();
   }
-  uint64_t round_request(const std::filesystem::path&) override { return requested(); }
+  uint64_t requested_round(const std::filesystem::path&, std::stop_token stop) override {
+    return requested(stop);
+  }
   void init(const InitContext& ctx, std::stop_token stop) override {
     enter("init", ctx.next_round, stop);
   }
@@ -202,7 +206,9 @@ class TestExporter final : public Exporter, Scripted {
  public:
   TestExporter() : Scripted("exporter") { generation_ = World::current()->generation(); }
   void configure(PluginConfig&) override {}
-  uint64_t round_request(const std::filesystem::path&) override { return requested(); }
+  uint64_t requested_round(const std::filesystem::path&, std::stop_token stop) override {
+    return requested(stop);
+  }
   void init(const InitContext& ctx, std::stop_token stop) override {
     enter("init", ctx.next_round, stop);
   }

@@ -515,3 +515,29 @@ TEST_F(PipelineTest, AStageThatFailsToStartAbortsTheOthers) {
               (std::vector<std::string>{"importer", "processor0", "processor1", "exporter"}));
   }
 }
+
+// Round requests are cancellable (a plugin querying its database there obeys a
+// stop, issue 13 item 6's interface): either mode cancels a blocked request.
+TEST_F(PipelineTest, AStopCancelsABlockedRoundRequest) {
+  for (StopMode mode : {StopMode::end_of_round, StopMode::now}) {
+    SCOPED_TRACE(std::string(to_string(mode)));
+    size_t mark = world_.events().size();
+    std::string latch = "in-request-" + std::string(to_string(mode));
+    world_.round_request = [](const std::string&) -> uint64_t { return 0; };
+    world_.hook = [&](const Call& c, std::stop_token stop) {
+      if (c.plugin == "exporter" && c.step == "round_request") {
+        world_.signal(latch);
+        World::block_until_cancelled(stop);
+      }
+    };
+    auto pipeline = make(1);
+    Background run(*pipeline);
+    world_.wait(latch);
+    pipeline->stop(mode, "test");
+    run.thread.join();
+    EXPECT_EQ(run.cause.reason, StopReason::stop_requested) << run.cause.detail;
+    auto events = world_.events();
+    for (size_t i = mark; i < events.size(); ++i)
+      EXPECT_NE(events[i].call.step, "init") << "nothing initialised after the stop";
+  }
+}
