@@ -1372,7 +1372,8 @@ class Proxy {
         }
         continue;
       }
-      for (size_t i = 0; i < pairs_.size(); ++i) {
+      // Only the pairs polled above (one may have been accepted since).
+      for (size_t i = 0; i < (fds.size() - 1) / 2; ++i) {
         auto [a, b] = pairs_[i];
         if (b < 0) continue;
         for (auto [from, to, revents] :
