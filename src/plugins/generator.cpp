@@ -107,7 +107,7 @@ class Generator final : public Importer {
       cv.wait_until(lock, stop, due, [] { return false; });
     }
     if (stop.stop_requested()) throw Cancelled();
-    return make_block(round);
+    return make_block(round, stop);
   }
 
   void close() override {}
@@ -119,7 +119,7 @@ class Generator final : public Importer {
     packer.pack_bin_body(data, static_cast<uint32_t>(size));
   }
 
-  BlockData make_block(uint64_t round) {
+  BlockData make_block(uint64_t round, std::stop_token stop) {
     msgpack::sbuffer buffer(64 + txns_per_round_ * 200);
     msgpack::packer packer(buffer);
     bool has_payset = txns_per_round_ > 0;
@@ -158,7 +158,7 @@ class Generator final : public Importer {
 
     if (has_delta) {
       packer.pack("delta");
-      pack_delta(packer, round);
+      pack_delta(packer, round, stop);
     }
     if (has_payset) {
       packer.pack("payset");
@@ -231,15 +231,27 @@ class Generator final : public Importer {
   }
 
   // The ledger after round `round` - 1, replaying from genesis when the rounds
-  // asked for are not consecutive (a restart, a retry, a test).
-  const Ledger& ledger_before(uint64_t round) {
+  // asked for are not consecutive (a restart, a retry, a test). The replay is
+  // bounded (a checkpoint near 2^64 would otherwise spin for ever) and obeys `stop`.
+  static constexpr uint64_t kMaxReplayTxns = 200'000'000;
+  const Ledger& ledger_before(uint64_t round, std::stop_token stop) {
     if (before_.round + 1 == round) return before_;
     if (after_.round + 1 == round) {
       before_ = after_;
       return before_;
     }
+    if (txns_per_round_ > 0 && round - 1 > kMaxReplayTxns / txns_per_round_)
+      throw PluginError("generator: cannot start at round " + std::to_string(round) +
+                            " with state-delta = true: its balances are replayed from genesis, "
+                            "at most " +
+                            std::to_string(kMaxReplayTxns / txns_per_round_) +
+                            " rounds back; set state-delta = false to start there",
+                        false);
     before_ = Ledger{};
-    for (uint64_t r = 1; r < round; ++r) apply(before_, r, nullptr, nullptr);
+    for (uint64_t r = 1; r < round; ++r) {
+      if ((r & 0xfff) == 0 && stop.stop_requested()) throw Cancelled();
+      apply(before_, r, nullptr, nullptr);
+    }
     return before_;
   }
 
@@ -248,8 +260,8 @@ class Generator final : public Importer {
   }
 
   template <class P>
-  void pack_delta(P& packer, uint64_t round) {
-    after_ = ledger_before(round);
+  void pack_delta(P& packer, uint64_t round, std::stop_token stop) {
+    after_ = ledger_before(round, stop);
     std::vector<uint64_t> accounts, holdings;
     apply(after_, round, &accounts, &holdings);
     std::sort(accounts.begin(), accounts.end());
