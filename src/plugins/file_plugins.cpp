@@ -36,6 +36,9 @@ filename-pattern = "%[1]d_block.msgp.gz"
 # conduit only: how long one fetch waits for a missing file to appear before
 # reporting a retryable error (the pipeline then retries per retry-count)
 missing-file-wait = "1s"
+# conduit only: largest block file accepted, in bytes, before and after gzip
+# decompression (a gzip bomb is refused with this error, memory stays bounded)
+max-block-bytes = 268435456
 )";
 
 constexpr const char* kWriterSample = R"(# directory for the block files; created if missing.
@@ -58,7 +61,7 @@ FilenamePattern configure_pattern(PluginConfig& config) {
 }
 
 // The whole file, or nullopt when it does not exist.
-std::optional<std::string> read_if_exists(const fs::path& path) {
+std::optional<std::string> read_if_exists(const fs::path& path, size_t limit = kMaxBlockFileBytes) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT) return std::nullopt;
@@ -75,10 +78,10 @@ std::optional<std::string> read_if_exists(const fs::path& path) {
       throw PluginError("cannot read " + path.string() + ": " + std::strerror(errno), false);
     }
     if (n == 0) break;
-    if (data.size() + static_cast<size_t>(n) > kMaxBlockFileBytes)
-      throw PluginError(
-          path.string() + " is larger than " + std::to_string(kMaxBlockFileBytes) + " bytes",
-          false);
+    if (data.size() + static_cast<size_t>(n) > limit)
+      throw PluginError(path.string() + " is larger than " + std::to_string(limit) +
+                            " bytes (file_reader's max-block-bytes)",
+                        false);
     data.append(buffer, static_cast<size_t>(n));
   }
   return data;
@@ -110,6 +113,8 @@ class FileReader final : public Importer {
     block_dir_ = dir;
     pattern_ = configure_pattern(config);
     wait_ = config.get_duration("missing-file-wait", std::chrono::seconds(1));
+    max_block_bytes_ = config.get_uint("max-block-bytes", kMaxBlockFileBytes);
+    if (max_block_bytes_ == 0) config.fail("max-block-bytes", "max-block-bytes must be positive");
   }
 
   Genesis init(const InitContext& ctx, std::stop_token) override {
@@ -128,12 +133,12 @@ class FileReader final : public Importer {
     if (stop.stop_requested()) throw Cancelled();
     std::string name = pattern_.format(round);
     fs::path path = block_dir_ / name;
-    auto bytes = read_if_exists(path);
+    auto bytes = read_if_exists(path, max_block_bytes_);
     if (!bytes) bytes = wait_for(path, name, stop);
     if (!bytes) throw PluginError("file_reader: " + path.string() + " does not exist (yet)", true);
     BlockData block;
     try {
-      block = decode_block_file(*bytes, pattern_);
+      block = decode_block_file(*bytes, pattern_, max_block_bytes_);
     } catch (const std::exception& e) {
       throw PluginError("file_reader: cannot decode " + path.string() + ": " + e.what(), false);
     }
@@ -161,7 +166,7 @@ class FileReader final : public Importer {
         ::inotify_add_watch(watch.get(), block_dir_.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
       watch.reset();
     // The file may have appeared before the watch existed.
-    if (auto bytes = read_if_exists(path)) return bytes;
+    if (auto bytes = read_if_exists(path, max_block_bytes_)) return bytes;
     for (;;) {
       if (stop.stop_requested()) throw Cancelled();
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -177,7 +182,7 @@ class FileReader final : public Importer {
       bool seen = !watch;  // without inotify, look at every tick
       if (watch && (fds[1].revents & POLLIN)) seen = drained_event_for(watch.get(), name);
       if (seen)
-        if (auto bytes = read_if_exists(path)) return bytes;
+        if (auto bytes = read_if_exists(path, max_block_bytes_)) return bytes;
     }
   }
 
@@ -200,6 +205,7 @@ class FileReader final : public Importer {
   fs::path block_dir_;
   FilenamePattern pattern_ = FilenamePattern::parse(kDefaultPattern);
   std::chrono::nanoseconds wait_{std::chrono::seconds(1)};
+  size_t max_block_bytes_ = kMaxBlockFileBytes;
   Logger* logger_ = nullptr;
 };
 
