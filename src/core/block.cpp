@@ -212,7 +212,16 @@ BlockData BlockData::clone() const {
   copy.tree_->root = msgpack::object(tree_->root, copy.tree_->zone);
   copy.round_ = round_;
   copy.txn_count_ = txn_count_;
+  copy.encoded_ = encoded_;
   return copy;
+}
+
+void BlockData::set_encoded(std::string format, std::string bytes) {
+  encoded_ = std::make_shared<const Encoded>(Encoded{std::move(format), std::move(bytes)});
+}
+
+const std::string* BlockData::encoded(std::string_view format) const {
+  return encoded_ && encoded_->format == format ? &encoded_->bytes : nullptr;
 }
 
 namespace {
@@ -332,6 +341,7 @@ FieldView BlockData::root() const {
 }
 
 void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
+  encoded_.reset();
   auto* payset = mp::find(tree_->root, "payset");
   if (!payset || payset->type != msgpack::type::ARRAY) {
     if (!indices.empty()) throw std::out_of_range("the block has no payset");
@@ -359,6 +369,7 @@ void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
 }
 
 void BlockData::refresh() {
+  encoded_.reset();
   const auto& root = tree_->root;
   round_ = 0;
   txn_count_ = 0;

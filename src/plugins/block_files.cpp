@@ -44,6 +44,8 @@ FilenamePattern FilenamePattern::parse(std::string_view pattern) {
   if (!has_round)
     throw std::invalid_argument("filename-pattern '" + std::string(pattern) +
                                 "' has no round verb such as %[1]d");
+  result.format_tag_ = std::string(result.encoding_ == BlockFormat::json ? "json" : "msgp") +
+                       (result.gzip_ ? ".gz" : "");
   if (pattern.find('/') != std::string_view::npos)
     throw std::invalid_argument("filename-pattern '" + std::string(pattern) +
                                 "' must be a file name, not a path");
@@ -199,15 +201,27 @@ std::string gzip_decompress(std::string_view data, size_t limit) {
   return out;
 }
 
-BlockData decode_block_file(std::string_view bytes, const FilenamePattern& pattern,
+BlockData decode_block_file(std::string bytes, const FilenamePattern& pattern,
                             size_t max_block_bytes) {
   std::string plain;
+  std::string_view content = bytes;
   if (pattern.gzip()) {
     plain = gzip_decompress(bytes, max_block_bytes);
-    bytes = plain;
+    content = plain;
   }
-  return pattern.encoding() == BlockFormat::json ? decode_block_json(bytes)
-                                                 : BlockData::decode_msgpack(bytes);
+  BlockData block = pattern.encoding() == BlockFormat::json ? decode_block_json(content)
+                                                            : BlockData::decode_msgpack(content);
+  block.set_encoded(pattern.format_tag(), std::move(bytes));
+  return block;
+}
+
+std::string_view block_file_bytes(const BlockData& block, const FilenamePattern& pattern,
+                                  BlockEncodeOptions options, std::string& storage) {
+  // drop-certificate changes the content, so the bytes read cannot stand in.
+  if (!options.drop_certificate)
+    if (const std::string* bytes = block.encoded(pattern.format_tag())) return *bytes;
+  storage = encode_block_file(block, pattern, options);
+  return storage;
 }
 
 std::string encode_block_file(const BlockData& block, const FilenamePattern& pattern,

@@ -28,9 +28,12 @@ class FilenamePattern {
   BlockFormat encoding() const { return encoding_; }
   bool gzip() const { return gzip_; }
   const std::string& text() const { return text_; }
+  // The file format as a BlockData::encoded() tag: "msgp", "msgp.gz", "json", "json.gz".
+  const std::string& format_tag() const { return format_tag_; }
 
  private:
   std::string text_;
+  std::string format_tag_;
   BlockFormat encoding_ = BlockFormat::msgpack;
   bool gzip_ = false;
 };
@@ -50,9 +53,15 @@ std::string gzip_decompress(std::string_view data, size_t limit);
 constexpr size_t kMaxBlockFileBytes = size_t{256} << 20;
 
 // File bytes -> block, and block -> file bytes, for a pattern's encoding.
-BlockData decode_block_file(std::string_view bytes, const FilenamePattern& pattern,
+// decode keeps `bytes` in the block (BlockData::set_encoded) for pass-through.
+BlockData decode_block_file(std::string bytes, const FilenamePattern& pattern,
                             size_t max_block_bytes = kMaxBlockFileBytes);
 std::string encode_block_file(const BlockData& block, const FilenamePattern& pattern,
                               BlockEncodeOptions options);
+// The file bytes for `block`: the bytes it was read from when it is unmodified
+// and in the pattern's format (pass-through: no decode/encode/compress round
+// trip, the file stays byte-identical), else a fresh encoding kept in `storage`.
+std::string_view block_file_bytes(const BlockData& block, const FilenamePattern& pattern,
+                                  BlockEncodeOptions options, std::string& storage);
 
 }  // namespace conduit::plugins

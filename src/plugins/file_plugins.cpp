@@ -138,7 +138,7 @@ class FileReader final : public Importer {
     if (!bytes) throw PluginError("file_reader: " + path.string() + " does not exist (yet)", true);
     BlockData block;
     try {
-      block = decode_block_file(*bytes, pattern_, max_block_bytes_);
+      block = decode_block_file(std::move(*bytes), pattern_, max_block_bytes_);
     } catch (const std::exception& e) {
       throw PluginError("file_reader: cannot decode " + path.string() + ": " + e.what(), false);
     }
@@ -245,7 +245,8 @@ class FileWriter final : public Exporter {
       throw PluginError("file_writer: received round " + std::to_string(block.round()) +
                             ", expected round " + std::to_string(next_round_),
                         false);
-    std::string bytes = encode_block_file(block, pattern_, options_);
+    std::string storage;
+    std::string_view bytes = block_file_bytes(block, pattern_, options_, storage);
     write_atomically(block_dir_ / pattern_.format(block.round()), bytes, stop);
     ++next_round_;
   }

@@ -713,6 +713,40 @@ TEST_F(FilePluginTest, PipelineReproducesTheInputFilesThroughJsonAndBack) {
   for (const auto& name : names(out_)) EXPECT_EQ(name.find(".conduit-tmp-"), std::string::npos);
 }
 
+// Pass-through (issue 18): unmodified blocks in the writer's format are written
+// as read, byte for byte, with no gunzip/gzip round trip; a modified block is encoded.
+TEST_F(FilePluginTest, UnmodifiedBlocksPassThroughByteIdentical) {
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) copy_fixture(r);
+  // The fixtures come from Go's gzip; ours compresses differently, so equal
+  // files can only be the bytes that were read.
+  ASSERT_NE(plugins::gzip_compress(fixture_msgpack(1)),
+            read_file(fixtures_dir() / "1_block.msgp.gz"));
+  Config c = config("missing-file-wait = \"600s\"", "");
+  StopAfter observer(kFixtureRounds - 1);
+  PipelineOptions options{.data_dir = data_, .retry_count = 0, .retry_delay = {}};
+  Pipeline pipeline(build_plugins(builtin_registry(), c), options, logger_, &observer);
+  observer.pipeline = &pipeline;
+  StopCause cause = pipeline.run();
+  ASSERT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) {
+    std::string name = std::to_string(r) + "_block.msgp.gz";
+    EXPECT_EQ(read_file(out_ / name), read_file(fixtures_dir() / name)) << name;
+  }
+
+  // A block changed after it was read is encoded afresh.
+  auto importer = reader();
+  BlockData block = importer->get_block(1, {});
+  ASSERT_GT(block.txn_count(), 1u);
+  block.keep_payset_entries({0});
+  fs::remove_all(out_);
+  auto exporter = writer("", 1);
+  exporter->receive(block, {});
+  BlockData written = BlockData::decode_msgpack(
+      plugins::gzip_decompress(read_file(out_ / "1_block.msgp.gz"), 1 << 24));
+  EXPECT_EQ(written.txn_count(), 1u);
+  EXPECT_EQ(written.encode_msgpack(), block.encode_msgpack());
+}
+
 TEST_F(FilePluginTest, RestartOnAnotherNetworkIsRefused) {
   copy_fixture(0);
   Checkpoint(data_).store({"c29tZS1vdGhlci1oYXNo", "othernet", 0});
@@ -762,6 +796,26 @@ TEST(BlockAccessors, ReadTransactionsGroupsAndInnerTransactions) {
   EXPECT_GT(inner, 0u);
   EXPECT_FALSE(FieldView().path("a.b").present());
   EXPECT_EQ(FieldView().as_uint(), std::nullopt);
+}
+
+TEST(BlockAccessors, EncodedBytesLastUntilTheBlockChanges) {
+  CONDUIT_REQUIRE_FIXTURES();
+  BlockData block = BlockData::decode_msgpack(fixture_msgpack(1));
+  EXPECT_EQ(block.encoded("msgp"), nullptr);
+  block.set_encoded("msgp", fixture_msgpack(1));
+  ASSERT_NE(block.encoded("msgp"), nullptr);
+  EXPECT_EQ(*block.encoded("msgp"), fixture_msgpack(1));
+  EXPECT_EQ(block.encoded("msgp.gz"), nullptr);  // another format
+  const BlockData& reader = block;
+  (void)reader.tree();  // reading leaves them
+  EXPECT_NE(block.encoded("msgp"), nullptr);
+  BlockData copy = block.clone();
+  EXPECT_NE(copy.encoded("msgp"), nullptr);
+  block.keep_payset_entries({0});
+  EXPECT_EQ(block.encoded("msgp"), nullptr);
+  EXPECT_NE(copy.encoded("msgp"), nullptr);  // the copy is still unmodified
+  (void)copy.tree();                         // mutable access: may change it
+  EXPECT_EQ(copy.encoded("msgp"), nullptr);
 }
 
 TEST(BlockAccessors, KeepPaysetEntriesDropsTheOthers) {
