@@ -185,6 +185,7 @@ BlockData BlockData::decode_msgpack(std::string_view bytes) {
   if (block.tree_->root.type != msgpack::type::MAP)
     throw BlockDecodeError("a block must be a msgpack map");
   block.refresh();
+  block.decoded_size_ = bytes.size();
   return block;
 }
 
@@ -213,6 +214,7 @@ BlockData BlockData::clone() const {
   copy.round_ = round_;
   copy.txn_count_ = txn_count_;
   copy.encoded_ = encoded_;
+  copy.decoded_size_ = decoded_size_;
   return copy;
 }
 

@@ -97,6 +97,9 @@ class BlockData {
 
   uint64_t round() const { return round_; }
   size_t txn_count() const { return txn_count_; }
+  // About how many bytes the block takes (for memory budgets): the size of the
+  // msgpack it was decoded from, else 1 KiB per transaction.
+  size_t size_hint() const { return decoded_size_ ? decoded_size_ : 1024 * (txn_count_ + 1); }
 
   // The whole BlockData, its header (`block`) and its payset entries
   // (SignedTxnInBlock: `txn`, `sig`, `hgi`, ApplyData such as `dt`).
@@ -133,6 +136,7 @@ class BlockData {
   };
   std::unique_ptr<Tree> tree_;
   std::shared_ptr<const Encoded> encoded_;
+  size_t decoded_size_ = 0;
   uint64_t round_ = 0;
   size_t txn_count_ = 0;
 };

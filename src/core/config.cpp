@@ -291,6 +291,12 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   config.retry_delay = top.get_duration("retry-delay", config.retry_delay);
   config.stop_timeout = top.get_duration("stop-timeout", config.stop_timeout);
   if (config.stop_timeout.count() == 0) top.fail("stop-timeout", "must be greater than zero");
+  config.group_commit_rounds = top.get_uint("group-commit-rounds", config.group_commit_rounds);
+  if (config.group_commit_rounds == 0)
+    top.fail("group-commit-rounds", "must be at least 1 (1 commits every round alone)");
+  config.group_commit_bytes = top.get_uint("group-commit-bytes", config.group_commit_bytes);
+  config.group_commit_latency =
+      top.get_duration("group-commit-latency", config.group_commit_latency);
   std::string pid_file = top.get_string("pid-file", "");
   config.pid_file = pid_file.empty() ? data_dir / "conduit.pid" : std::filesystem::path(pid_file);
   if (config.pid_file.is_relative()) config.pid_file = data_dir / config.pid_file;

@@ -93,6 +93,10 @@ struct Config {
   uint64_t retry_count = 10;  // 0 = retry forever
   std::chrono::nanoseconds retry_delay = std::chrono::seconds(1);
   std::chrono::nanoseconds stop_timeout = std::chrono::seconds(30);
+  // Group commit while the importer is ahead (conduit.toml(5)).
+  uint64_t group_commit_rounds = 64;
+  uint64_t group_commit_bytes = uint64_t{64} << 20;
+  std::chrono::nanoseconds group_commit_latency = std::chrono::milliseconds(250);
   std::filesystem::path pid_file;  // resolved: empty in the file means DIR/conduit.pid
   bool hide_banner = false;
   ApiConfig api;

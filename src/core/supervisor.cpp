@@ -167,6 +167,9 @@ StopCause Supervisor::run() {
       popts.next_round_override = override_round;
       popts.queue_capacity = options_.queue_capacity;
       popts.durable_checkpoint = options_.durable_checkpoint;
+      popts.unit_max_rounds = config_.group_commit_rounds;
+      popts.unit_max_bytes = config_.group_commit_bytes;
+      popts.unit_max_latency = config_.group_commit_latency;
       pipeline_ = std::make_unique<Pipeline>(std::move(*pending_), popts, logger_, this);
       pending_.reset();
     }

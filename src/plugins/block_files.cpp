@@ -215,15 +215,6 @@ BlockData decode_block_file(std::string bytes, const FilenamePattern& pattern,
   return block;
 }
 
-std::string_view block_file_bytes(const BlockData& block, const FilenamePattern& pattern,
-                                  BlockEncodeOptions options, std::string& storage) {
-  // drop-certificate changes the content, so the bytes read cannot stand in.
-  if (!options.drop_certificate)
-    if (const std::string* bytes = block.encoded(pattern.format_tag())) return *bytes;
-  storage = encode_block_file(block, pattern, options);
-  return storage;
-}
-
 std::string encode_block_file(const BlockData& block, const FilenamePattern& pattern,
                               BlockEncodeOptions options) {
   std::string bytes = pattern.encoding() == BlockFormat::json

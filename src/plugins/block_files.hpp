@@ -58,10 +58,5 @@ BlockData decode_block_file(std::string bytes, const FilenamePattern& pattern,
                             size_t max_block_bytes = kMaxBlockFileBytes);
 std::string encode_block_file(const BlockData& block, const FilenamePattern& pattern,
                               BlockEncodeOptions options);
-// The file bytes for `block`: the bytes it was read from when it is unmodified
-// and in the pattern's format (pass-through: no decode/encode/compress round
-// trip, the file stays byte-identical), else a fresh encoding kept in `storage`.
-std::string_view block_file_bytes(const BlockData& block, const FilenamePattern& pattern,
-                                  BlockEncodeOptions options, std::string& storage);
 
 }  // namespace conduit::plugins

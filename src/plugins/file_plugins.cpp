@@ -215,6 +215,7 @@ class FileWriter final : public Exporter {
     block_dir_ = config.get_string("block-dir", "");
     pattern_ = configure_pattern(config);
     options_.drop_certificate = config.get_bool("drop-certificate", false);
+    output_tag_ = pattern_.format_tag() + (options_.drop_certificate ? "+drop-certificate" : "");
   }
 
   void init(const InitContext& ctx, std::stop_token) override {
@@ -240,25 +241,99 @@ class FileWriter final : public Exporter {
   }
 
   void receive(const BlockData& block, std::stop_token stop) override {
-    if (stop.stop_requested()) throw Cancelled();
-    if (block.round() != next_round_)
-      throw PluginError("file_writer: received round " + std::to_string(block.round()) +
-                            ", expected round " + std::to_string(next_round_),
-                        false);
-    std::string storage;
-    std::string_view bytes = block_file_bytes(block, pattern_, options_, storage);
-    write_atomically(block_dir_ / pattern_.format(block.round()), bytes, stop);
-    ++next_round_;
+    stage(block, stop);
+    commit_unit(stop);
   }
 
-  void close() override {}
+  // Group commit: each round of a unit is written to its temp file as it is
+  // staged; the commit fsyncs every file, renames them into place and fsyncs
+  // the directory once.
+  bool supports_units() const override { return true; }
+
+  void stage(const BlockData& block, std::stop_token stop) override {
+    try {
+      uint64_t expected = next_round_ + staged_.size();
+      if (block.round() != expected)
+        throw PluginError("file_writer: received round " + std::to_string(block.round()) +
+                              ", expected round " + std::to_string(expected),
+                          false);
+      std::string storage;
+      staged_.push_back(write_temp(block.round(), file_bytes(block, storage), stop));
+    } catch (...) {
+      abort_unit();
+      throw;
+    }
+  }
+
+  // Temp files are fsynced before any rename: the stop token is honoured until
+  // the first rename (the commit point); a cancelled or failed commit removes
+  // every temp file of the unit.
+  void commit_unit(std::stop_token stop) override {
+    try {
+      for (auto& file : staged_) {
+        if (stop.stop_requested()) throw Cancelled();
+        if (::fsync(file.fd.get()) != 0) throw_errno("fsync " + file.temp);
+        file.fd.reset();
+      }
+      if (stop.stop_requested()) throw Cancelled();
+    } catch (...) {
+      abort_unit();
+      throw;
+    }
+    for (std::size_t i = 0; i < staged_.size(); ++i) {
+      if (::rename(staged_[i].temp.c_str(), staged_[i].target.c_str()) != 0) {
+        int error = errno;
+        std::string what = "rename " + staged_[i].temp + " to " + staged_[i].target.string();
+        abort_unit();  // the rest; the renamed files are rewritten by the retry or restart
+        errno = error;
+        throw_errno(what);
+      }
+      staged_[i].temp.clear();
+    }
+    std::size_t committed = staged_.size();
+    staged_.clear();
+    // Until the directory is synced the renames may be lost at power loss: a
+    // failure here must keep the checkpoint behind these rounds.
+    UniqueFd dir(::open(block_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir || ::fsync(dir.get()) != 0)
+      throw PluginError(
+          "file_writer: cannot fsync " + block_dir_.string() + ": " + std::strerror(errno), false);
+    next_round_ += committed;
+  }
+
+  void abort_unit() noexcept override {
+    for (const auto& file : staged_)
+      if (!file.temp.empty()) ::unlink(file.temp.c_str());
+    staged_.clear();
+  }
+
+  // Overlap: encode and compress on the thread before the exporter's.
+  void prepare(BlockData& block) const override {
+    if (!block.encoded(output_tag_))
+      block.set_encoded(output_tag_, encode_block_file(block, pattern_, options_));
+  }
+
+  void close() override { abort_unit(); }
 
  private:
-  // Temp file in the same directory, fsync, rename, fsync the directory. The
-  // stop token is honoured until the rename (the commit point); a cancelled or
-  // failed write removes its temp file.
-  void write_atomically(const fs::path& path, std::string_view data, std::stop_token stop) {
-    std::string temp = (block_dir_ / (kTempPrefix + path.filename().string() + ".XXXXXX")).string();
+  struct StagedFile {
+    std::string temp;  // empty once renamed
+    fs::path target;
+    UniqueFd fd;
+  };
+
+  // The bytes read (pass-through) or prepared, when they are this writer's
+  // output; else a fresh encoding kept in `storage`.
+  std::string_view file_bytes(const BlockData& block, std::string& storage) const {
+    if (const std::string* bytes = block.encoded(output_tag_)) return *bytes;
+    storage = encode_block_file(block, pattern_, options_);
+    return storage;
+  }
+
+  StagedFile write_temp(uint64_t round, std::string_view data, std::stop_token stop) {
+    fs::path target = block_dir_ / pattern_.format(round);
+    std::string temp =
+        (block_dir_ / (kTempPrefix + target.filename().string() + ".XXXXXX")).string();
     UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
     if (!fd)
       throw PluginError("file_writer: cannot create " + temp + ": " + std::strerror(errno), true);
@@ -270,23 +345,21 @@ class FileWriter final : public Exporter {
         write_all(fd.get(), data.substr(off, kChunk), "write " + temp);
       }
       if (stop.stop_requested()) throw Cancelled();
-      if (::fsync(fd.get()) != 0) throw_errno("fsync " + temp);
-      fd.reset();
-      if (stop.stop_requested()) throw Cancelled();
-      if (::rename(temp.c_str(), path.c_str()) != 0)
-        throw_errno("rename " + temp + " to " + path.string());
     } catch (...) {
       ::unlink(temp.c_str());
       throw;
     }
-    UniqueFd dir(::open(block_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir) ::fsync(dir.get());
+    return {std::move(temp), std::move(target), std::move(fd)};
   }
 
   fs::path block_dir_;
   FilenamePattern pattern_ = FilenamePattern::parse(kDefaultPattern);
   BlockEncodeOptions options_;
-  uint64_t next_round_ = 0;
+  // The BlockData::encoded() tag of this writer's output: the pattern's format,
+  // unless drop-certificate makes it differ from the bytes that were read.
+  std::string output_tag_;
+  std::vector<StagedFile> staged_;
+  uint64_t next_round_ = 0;  // the first round not committed
 };
 
 }  // namespace

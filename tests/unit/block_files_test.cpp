@@ -653,6 +653,47 @@ TEST_F(FilePluginTest, WriterWritesGenesisAndWholeFilesOnly) {
   }
 }
 
+// Group commit: a unit's files appear together at commit_unit, never before;
+// an abort or a cancelled commit leaves neither files nor temp files.
+TEST_F(FilePluginTest, WriterUnitsAppearWholeAtCommitOrNotAtAll) {
+  for (uint64_t r = 0; r < 6; ++r) copy_fixture(r);
+  auto importer = reader();
+  auto exporter = writer("", 0);
+  ASSERT_TRUE(exporter->supports_units());
+  std::vector<BlockData> blocks;
+  for (uint64_t r = 0; r < 6; ++r) blocks.push_back(importer->get_block(r, {}));
+  const std::vector<std::string> genesis_only{"genesis.json"};
+
+  for (uint64_t r = 0; r < 3; ++r) exporter->stage(blocks[r], {});
+  EXPECT_EQ(names(out_).size(), 4u);  // three temp files, nothing in place yet
+  for (const auto& name : names(out_))
+    EXPECT_TRUE(name == "genesis.json" || name.rfind(".conduit-tmp-", 0) == 0) << name;
+  exporter->abort_unit();
+  EXPECT_EQ(names(out_), genesis_only);
+
+  for (uint64_t r = 0; r < 3; ++r) exporter->stage(blocks[r], {});
+  std::stop_source stopped;
+  stopped.request_stop();
+  EXPECT_THROW(exporter->commit_unit(stopped.get_token()), Cancelled);
+  EXPECT_EQ(names(out_), genesis_only);
+
+  for (uint64_t r = 0; r < 3; ++r) exporter->stage(blocks[r], {});
+  exporter->commit_unit({});
+  EXPECT_EQ(names(out_), (std::vector<std::string>{"0_block.msgp.gz", "1_block.msgp.gz",
+                                                   "2_block.msgp.gz", "genesis.json"}));
+  // The next unit continues at round 3; a gap is refused and drops the unit.
+  exporter->stage(blocks[3], {});
+  EXPECT_THROW(exporter->stage(blocks[5], {}), PluginError);
+  EXPECT_EQ(names(out_).size(), 4u);
+  exporter->stage(blocks[3], {});
+  exporter->stage(blocks[4], {});
+  exporter->commit_unit({});
+  for (uint64_t r = 0; r < 5; ++r) {
+    std::string name = std::to_string(r) + "_block.msgp.gz";
+    EXPECT_EQ(read_file(out_ / name), read_file(fixtures_dir() / name)) << name;
+  }
+}
+
 TEST_F(FilePluginTest, BadConfigurationIsRejectedWithItsLocation) {
   std::string error = error_of([&] { reader("filename-pattern = \"%[1]d_block.yaml\""); });
   EXPECT_NE(error.find("conduit.toml:"), std::string::npos) << error;
