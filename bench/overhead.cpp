@@ -6,7 +6,8 @@
 // Figures:
 //   backlog:  rounds/s with the importer always ahead, vs replace-loop rounds/s
 //   tip:      median latency of one round (importer hands it over -> checkpoint
-//             written) when rounds arrive one at a time, vs the median replace
+//             written) when rounds arrive one every 5 ms, vs the median of
+//             replaces paced the same way
 //   rss:      peak RSS after 10,000 and after 100,000 rounds (100 txns each,
 //             checkpoint relaxed so that the run is short), as a ratio
 // Prints one JSON object per line. Usage: bench_overhead DIR [ROUNDS] [REPEATS]
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/fs.hpp"
@@ -33,12 +35,13 @@ namespace {
 struct StopAfter : PipelineObserver {
   Pipeline* pipeline = nullptr;
   uint64_t last = 0;
+  bool record_latency = false;  // off for the RSS runs: the record itself grows
   std::mutex mutex;
   std::vector<Clock::time_point> delivered;  // by round
   std::vector<double> latencies_ms;
   void on_plugin_time(PluginKind kind, const std::string&, uint64_t round,
                       std::chrono::nanoseconds) override {
-    if (kind != PluginKind::importer) return;
+    if (kind != PluginKind::importer || !record_latency) return;
     std::lock_guard lock(mutex);
     if (delivered.size() <= round) delivered.resize(round + 1);
     delivered[round] = Clock::now();
@@ -46,7 +49,7 @@ struct StopAfter : PipelineObserver {
   void on_exported(uint64_t round, std::size_t) override {
     {
       std::lock_guard lock(mutex);
-      if (round < delivered.size())
+      if (record_latency && round < delivered.size())
         latencies_ms.push_back(
             std::chrono::duration<double, std::milli>(Clock::now() - delivered[round]).count());
     }
@@ -76,6 +79,7 @@ Run run_pipeline(const std::filesystem::path& dir, uint64_t rounds, bool durable
   Logger logger(nullptr, LogLevel::error);
   StopAfter observer;
   observer.last = rounds - 1;
+  observer.record_latency = interval != "0s";  // the tip run
   Pipeline pipeline(build_plugins(builtin_registry(), config),
                     {.data_dir = dir, .durable_checkpoint = durable}, logger, &observer);
   observer.pipeline = &pipeline;
@@ -98,11 +102,15 @@ double fsync_loop(const std::filesystem::path& dir, uint64_t rounds) {
 }
 
 // Rounds per second of the checkpoint's protocol alone, and its median duration.
-Run replace_loop(const std::filesystem::path& dir, uint64_t rounds) {
+// `pause` between replaces: paced like rounds at the tip (an fsync after idle
+// time costs more than one right after another on a shared disk).
+Run replace_loop(const std::filesystem::path& dir, uint64_t rounds,
+                 std::chrono::milliseconds pause = {}) {
   std::filesystem::create_directories(dir);
   std::vector<double> each;
   auto start = Clock::now();
   for (uint64_t r = 0; r < rounds; ++r) {
+    if (pause.count()) std::this_thread::sleep_for(pause);
     auto t = Clock::now();
     replace_file_atomically(dir / "replace-loop.json",
                             "{\"genesis-hash\": \"x\", \"network\": \"y\", \"next-round\": " +
@@ -136,7 +144,9 @@ int main(int argc, char** argv) {
     fsync_best = std::max(fsync_best, fsync_loop(dir / "loops", rounds));
     Run replace = replace_loop(dir / "loops", rounds);
     replace_best = std::max(replace_best, replace.rounds_per_second);
-    replace_ms = std::min(replace_ms, replace.median_latency_ms);
+    replace_ms =
+        std::min(replace_ms,
+                 replace_loop(dir / "loops", 200, std::chrono::milliseconds(5)).median_latency_ms);
     backlog_best =
         std::max(backlog_best, run_pipeline(dir / "durable", rounds, true, 0).rounds_per_second);
     // At the tip: a round every 5 ms, each committed before the next arrives.
@@ -146,7 +156,7 @@ int main(int argc, char** argv) {
   emit("replace-loop", replace_best, "rounds/s");
   emit("pipeline-empty-durable-backlog", backlog_best, "rounds/s");
   emit("ratio-backlog-vs-replace-loop", backlog_best / replace_best, "x baseline");
-  emit("replace-median", replace_ms, "ms");
+  emit("replace-paced-median", replace_ms, "ms");
   emit("pipeline-tip-latency-median", tip_ms, "ms");
   emit("ratio-tip-latency-vs-replace", tip_ms / replace_ms, "x baseline");
 
