@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
   prepare(fixtures, work / "in", rounds);
   bench::Libdeflate libdeflate;
   double zlib_best = 0, deflate_best = 0, filter_best = 0, pass_best = 0;
-  for (int i = 0; i < 3; ++i) {  // interleaved repeats; best of each
+  for (int i = 0; i < 5; ++i) {  // interleaved repeats; best of each
     zlib_best = std::max(zlib_best, floor_rounds_per_second(work / "in", rounds, bench::zlib_gunzip,
                                                             bench::zlib_gzip));
     deflate_best =

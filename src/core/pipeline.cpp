@@ -406,6 +406,10 @@ std::unique_ptr<BoundedQueue<BlockData>> Pipeline::make_exporter_queue() const {
 }
 
 void Pipeline::prepare_for_exporter(BlockData& block) const {
+  // An idle exporter does the work itself, at once; a busy one (its queue holds
+  // rounds) gets them prepared here. So both threads share the encoding and
+  // compression of a backlog, and at the tip nothing waits on this thread.
+  if (queues_.back()->size() == 0) return;
   try {
     plugins_.exporter->prepare(block);
   } catch (const std::exception&) {

@@ -123,7 +123,7 @@ class Pipeline {
   bool stage_in_unit(Unit& unit, BlockData&& block, std::stop_token now);
   bool commit_unit(Unit& unit, std::stop_token now);
   std::unique_ptr<BoundedQueue<BlockData>> make_exporter_queue() const;
-  // Exporter::prepare on the thread feeding the exporter (overlap).
+  // Exporter::prepare on the thread feeding the exporter, when the exporter is busy (overlap).
   void prepare_for_exporter(BlockData& block) const;
   void close_plugins();
   // Retries `call` per retry-count / retry-delay. False when stopped or failed.

@@ -345,6 +345,9 @@ class FileWriter final : public Exporter {
         write_all(fd.get(), data.substr(off, kChunk), "write " + temp);
       }
       if (stop.stop_requested()) throw Cancelled();
+      // Start the writeback now, so that the unit's fsyncs find less to do.
+      // Only a hint: the fsync at commit is what makes the file durable.
+      ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
     } catch (...) {
       ::unlink(temp.c_str());
       throw;

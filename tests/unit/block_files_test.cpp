@@ -694,6 +694,23 @@ TEST_F(FilePluginTest, WriterUnitsAppearWholeAtCommitOrNotAtAll) {
   }
 }
 
+// Overlap: prepare() (run on the thread before the exporter's) encodes and
+// compresses a changed block; the exporter then writes those bytes as they are.
+TEST_F(FilePluginTest, WriterWritesWhatPrepareEncoded) {
+  copy_fixture(2);
+  auto importer = reader();
+  auto exporter = writer("", 2);
+  BlockData block = importer->get_block(2, {});
+  block.keep_payset_entries({0});
+  ASSERT_EQ(block.encoded("msgp.gz"), nullptr);
+  exporter->prepare(block);
+  const std::string* prepared = block.encoded("msgp.gz");
+  ASSERT_NE(prepared, nullptr);
+  EXPECT_EQ(plugins::gzip_decompress(*prepared, 1 << 24), block.encode_msgpack());
+  exporter->receive(block, {});
+  EXPECT_EQ(read_file(out_ / "2_block.msgp.gz"), *prepared);
+}
+
 TEST_F(FilePluginTest, BadConfigurationIsRejectedWithItsLocation) {
   std::string error = error_of([&] { reader("filename-pattern = \"%[1]d_block.yaml\""); });
   EXPECT_NE(error.find("conduit.toml:"), std::string::npos) << error;
