@@ -13,11 +13,13 @@
 #   whose bench binaries are run the same way, interleaved, for "before" figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+out=bench/results
+# PLOT_ONLY=1: redo the tables and plots from bench/results/results.all.
+if [ -z "${PLOT_ONLY:-}" ]; then
 bash scripts/install-deps.sh
 [ -f build-release/build.ninja ] || meson setup build-release --wrap-mode=nodownload \
   -Dbuildtype=release -Dtests=false >/dev/null
 ninja -C build-release -j"${JOBS:-2}"
-out=bench/results
 mkdir -p "$out"
 runs=${1:-200}
 work=$(mktemp -d /var/tmp/conduit-bench-XXXXXX)
@@ -43,6 +45,7 @@ tag() { sed -u "s/^{/{\"build\": \"$1\", /"; }
   $b/bench_stop_latency build-release/src/conduit "$runs" "$work/stop" | tag after
   echo "load after: $(uptime)"
 } | tee "$out/results.all"
+fi
 grep '^{' "$out/results.all" > "$out/results.json"
 grep '^load' "$out/results.all" > "$out/load.txt"
 
@@ -123,14 +126,18 @@ set grid ytics
 set bmargin 9
 set output "$out/ratios.png"
 set title "Issue 18 figures: ratio to the same-run baseline, divided by the target (>= 1 meets the target)"
-set ylabel "ratio / target"
-set yrange [0:*]
+set ylabel "ratio / target (log scale)"
+set logscale y
+set yrange [0.05:200]
 plot "$out/ratios.dat" using 2:xtic(1) title "before", "" using 3 title "after", \
      1 with lines lw 2 lc rgb "red" title "target"
 set output "$out/throughput.png"
 set title "rounds/s: each pipeline beside the baseline it is judged against (same run)"
-set ylabel "rounds/s"
-plot "$out/throughput.dat" using 2:xtic(1) title "pipeline", "" using 3 title "baseline"
+set ylabel "rounds/s (log scale)"
+set yrange [10:*]
+plot "$out/throughput.dat" using 2:xtic(1) title "pipeline", \
+     "" using 3 title "baseline (file pipelines: zlib floor; durable backlog: replace loop)"
+unset logscale y
 set output "$out/stop_latency.png"
 set title "conduit stop latency (signal to exit)"
 set ylabel "ms"
