@@ -24,6 +24,8 @@ struct UnitLog {
   std::vector<std::vector<uint64_t>> units;
   std::vector<uint64_t> committed;  // every committed round, in order, across runs
   int aborts = 0;
+  uint64_t last_staged = 0;  // the last round of the unit being committed
+  size_t staged_before = 0;  // rounds of the unit staged before the one being staged
   std::function<void(const std::string& step, uint64_t round, std::stop_token)> hook;
 };
 UnitLog* g_log = nullptr;
@@ -41,6 +43,7 @@ class UnitExporter final : public Exporter {
   bool supports_units() const override { return true; }
   void stage(const BlockData& block, std::stop_token stop) override {
     try {
+      g_log->staged_before = staged_.size();
       if (g_log->hook) g_log->hook("stage", block.round(), stop);
       if (block.round() != next_ + staged_.size())
         throw PluginError("unit exporter: round " + std::to_string(block.round()) + " out of order",
@@ -53,6 +56,7 @@ class UnitExporter final : public Exporter {
   }
   void commit_unit(std::stop_token stop) override {
     try {
+      g_log->last_staged = staged_.back();
       if (g_log->hook) g_log->hook("commit", staged_.front(), stop);
     } catch (...) {
       abort_unit();
@@ -205,22 +209,29 @@ TEST_F(GroupCommitTest, AtTheTipEveryRoundCommitsAlone) {
 }
 
 TEST_F(GroupCommitTest, NowDropsTheUncommittedUnitAndARestartExportsItOnce) {
-  build_backlog(8);
-  auto backlog_hook = log_.hook;
-  // Stop `now` while round 12 is being staged, inside a unit of several rounds.
+  // Every commit waits until the importer is 8 rounds past the unit's last
+  // round, so at least 7 rounds are queued when the next unit starts: every
+  // unit after the first holds 7 or 8 rounds.
+  world_.hook = [this](const Call& c, std::stop_token) {
+    if (c.plugin == "importer" && c.step == "get") world_.signal("got-" + std::to_string(c.round));
+  };
+  // Stop `now` while the 4th round of a unit past round 8 is being staged.
+  uint64_t stopped_at = 0, unit_first = 0;
   log_.hook = [&](const std::string& step, uint64_t round, std::stop_token stop) {
-    backlog_hook(step, round, stop);
-    if (step == "stage" && round == 12) {
+    if (step == "commit") world_.wait_for("got-" + std::to_string(log_.last_staged + 8), stop);
+    if (step == "stage" && round > 8 && log_.staged_before >= 3 && stopped_at == 0) {
+      stopped_at = round;
+      unit_first = round - log_.staged_before;
       current_->stop(StopMode::now, "test");
       World::block_until_cancelled(stop);
     }
   };
   StopCause cause = run(8, std::nullopt);
   EXPECT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+  ASSERT_GT(stopped_at, 0u) << "no unit of four rounds or more";
   uint64_t checkpoint = checkpoint_round(dir_.path()).value_or(0);
-  EXPECT_EQ(checkpoint, log_.committed.size());
-  EXPECT_LE(checkpoint, 12u);
-  EXPECT_LT(checkpoint, 12u) << "round 12 was not in a unit of several rounds";
+  EXPECT_EQ(checkpoint, unit_first) << "the checkpoint is not the first round of the dropped unit";
+  EXPECT_LT(checkpoint, stopped_at);
   EXPECT_GE(log_.aborts, 1) << "the unit in progress was not aborted";
   EXPECT_EQ(log_.committed, iota(0, checkpoint));
 
