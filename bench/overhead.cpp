@@ -1,16 +1,27 @@
-// Per-round framework overhead (issue 10, figure 2; issue 2's rounds/s).
-// generator (empty blocks) -> noop -> noop, with the durable checkpoint and with
-// it relaxed, against baselines measured in the same run on the same disk:
-//   fsync-loop:    rewrite one small file in place + fsync, once per round
-//   replace-loop:  the checkpoint's own protocol without a pipeline
-//                  (write temp, fsync, rename, fsync dir), once per round
-// Prints one JSON object per line.
+// Per-round framework overhead (issue 18): generator -> noop -> noop with the
+// durable checkpoint, against baselines measured in the same run on the same disk:
+//   replace-loop: the checkpoint's own protocol without a pipeline
+//                 (write temp, fsync, rename, fsync dir), once per round
+//   fsync-loop:   rewrite one small file in place + fsync, once per round (context)
+// Figures:
+//   backlog:  rounds/s with the importer always ahead, vs replace-loop rounds/s
+//   tip:      median latency of one round (importer hands it over -> checkpoint
+//             written) when rounds arrive one every 5 ms, vs the median of
+//             replaces paced the same way
+//   rss:      peak RSS after 10,000 and after 100,000 rounds (100 txns each,
+//             checkpoint relaxed so that the run is short), as a ratio
+// Prints one JSON object per line. Usage: bench_overhead DIR [ROUNDS] [REPEATS]
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "core/fs.hpp"
 #include "core/pipeline.hpp"
@@ -24,30 +35,58 @@ namespace {
 struct StopAfter : PipelineObserver {
   Pipeline* pipeline = nullptr;
   uint64_t last = 0;
+  bool record_latency = false;  // off for the RSS runs: the record itself grows
+  std::mutex mutex;
+  std::vector<Clock::time_point> delivered;  // by round
+  std::vector<double> latencies_ms;
+  void on_plugin_time(PluginKind kind, const std::string&, uint64_t round,
+                      std::chrono::nanoseconds) override {
+    if (kind != PluginKind::importer || !record_latency) return;
+    std::lock_guard lock(mutex);
+    if (delivered.size() <= round) delivered.resize(round + 1);
+    delivered[round] = Clock::now();
+  }
   void on_exported(uint64_t round, std::size_t) override {
+    {
+      std::lock_guard lock(mutex);
+      if (record_latency && round < delivered.size())
+        latencies_ms.push_back(
+            std::chrono::duration<double, std::milli>(Clock::now() - delivered[round]).count());
+    }
     if (round == last) pipeline->stop(StopMode::end_of_round, "bench");
   }
 };
 
-double run_pipeline(const std::filesystem::path& dir, uint64_t rounds, bool durable, uint64_t txns,
-                    int processors) {
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct Run {
+  double rounds_per_second;
+  double median_latency_ms;
+};
+
+Run run_pipeline(const std::filesystem::path& dir, uint64_t rounds, bool durable, uint64_t txns,
+                 const std::string& interval = "0s") {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::string text = "[importer]\nname = \"generator\"\n[importer.config]\ntxns-per-round = " +
-                     std::to_string(txns) + "\n";
-  for (int i = 0; i < processors; ++i) text += "[[processors]]\nname = \"noop\"\n";
-  text += "[exporter]\nname = \"noop\"\n";
+                     std::to_string(txns) + "\nround-interval = \"" + interval + "\"\n";
+  text += "[[processors]]\nname = \"noop\"\n[exporter]\nname = \"noop\"\n";
   Config config = parse_config(text, dir, "bench.toml");
   Logger logger(nullptr, LogLevel::error);
   StopAfter observer;
   observer.last = rounds - 1;
+  observer.record_latency = interval != "0s";  // the tip run
   Pipeline pipeline(build_plugins(builtin_registry(), config),
                     {.data_dir = dir, .durable_checkpoint = durable}, logger, &observer);
   observer.pipeline = &pipeline;
   auto start = Clock::now();
   pipeline.run();
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return rounds / seconds;
+  return {rounds / seconds, median(observer.latencies_ms)};
 }
 
 double fsync_loop(const std::filesystem::path& dir, uint64_t rounds) {
@@ -62,15 +101,29 @@ double fsync_loop(const std::filesystem::path& dir, uint64_t rounds) {
   return rounds / std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-double replace_loop(const std::filesystem::path& dir, uint64_t rounds, bool durable) {
+// Rounds per second of the checkpoint's protocol alone, and its median duration.
+// `pause` between replaces: paced like rounds at the tip (an fsync after idle
+// time costs more than one right after another on a shared disk).
+Run replace_loop(const std::filesystem::path& dir, uint64_t rounds,
+                 std::chrono::milliseconds pause = {}) {
   std::filesystem::create_directories(dir);
+  std::vector<double> each;
   auto start = Clock::now();
-  for (uint64_t r = 0; r < rounds; ++r)
+  for (uint64_t r = 0; r < rounds; ++r) {
+    if (pause.count()) std::this_thread::sleep_for(pause);
+    auto t = Clock::now();
     replace_file_atomically(dir / "replace-loop.json",
                             "{\"genesis-hash\": \"x\", \"network\": \"y\", \"next-round\": " +
-                                std::to_string(r) + "}\n",
-                            durable);
-  return rounds / std::chrono::duration<double>(Clock::now() - start).count();
+                                std::to_string(r) + "}\n");
+    each.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
+  }
+  return {rounds / std::chrono::duration<double>(Clock::now() - start).count(), median(each)};
+}
+
+long peak_rss_kib() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss;
 }
 
 }  // namespace
@@ -80,29 +133,41 @@ int main(int argc, char** argv) {
   uint64_t rounds = argc > 2 ? std::stoull(argv[2]) : 3000;
   int repeats = argc > 3 ? std::stoi(argv[3]) : 3;
   auto emit = [](const char* name, double value, const char* unit) {
-    std::printf("{\"bench\": \"overhead\", \"name\": \"%s\", \"value\": %.1f, \"unit\": \"%s\"}\n",
+    std::printf("{\"bench\": \"overhead\", \"name\": \"%s\", \"value\": %.3f, \"unit\": \"%s\"}\n",
                 name, value, unit);
     std::fflush(stdout);
   };
   // Interleave repeats so machine noise hits every variant alike; keep the best.
-  double best[6] = {};
+  double fsync_best = 0, replace_best = 0, backlog_best = 0;
+  double replace_ms = 1e9, tip_ms = 1e9;
   for (int i = 0; i < repeats; ++i) {
-    best[0] = std::max(best[0], fsync_loop(dir / "loops", rounds));
-    best[1] = std::max(best[1], replace_loop(dir / "loops", rounds, true));
-    best[2] = std::max(best[2], run_pipeline(dir / "durable", rounds, true, 0, 1));
-    best[3] = std::max(best[3], replace_loop(dir / "loops", rounds * 10, false));
-    best[4] = std::max(best[4], run_pipeline(dir / "relaxed", rounds * 10, false, 0, 1));
-    best[5] = std::max(best[5], run_pipeline(dir / "relaxed100", rounds * 10, false, 100, 1));
+    fsync_best = std::max(fsync_best, fsync_loop(dir / "loops", rounds));
+    Run replace = replace_loop(dir / "loops", rounds);
+    replace_best = std::max(replace_best, replace.rounds_per_second);
+    replace_ms =
+        std::min(replace_ms,
+                 replace_loop(dir / "loops", 200, std::chrono::milliseconds(5)).median_latency_ms);
+    backlog_best =
+        std::max(backlog_best, run_pipeline(dir / "durable", rounds, true, 0).rounds_per_second);
+    // At the tip: a round every 5 ms, each committed before the next arrives.
+    tip_ms = std::min(tip_ms, run_pipeline(dir / "tip", 200, true, 0, "5ms").median_latency_ms);
   }
-  emit("fsync-loop", best[0], "rounds/s");
-  emit("replace-loop-durable", best[1], "rounds/s");
-  emit("pipeline-empty-durable", best[2], "rounds/s");
-  emit("replace-loop-relaxed", best[3], "rounds/s");
-  emit("pipeline-empty-relaxed", best[4], "rounds/s");
-  emit("pipeline-100txn-relaxed", best[5], "rounds/s");
-  emit("ratio-durable-vs-fsync-loop", best[0] / best[2], "x slower");
-  emit("ratio-durable-vs-replace-loop", best[1] / best[2], "x slower");
-  emit("ratio-relaxed-vs-replace-loop", best[3] / best[4], "x slower");
+  emit("fsync-loop", fsync_best, "rounds/s");
+  emit("replace-loop", replace_best, "rounds/s");
+  emit("pipeline-empty-durable-backlog", backlog_best, "rounds/s");
+  emit("ratio-backlog-vs-replace-loop", backlog_best / replace_best, "x baseline");
+  emit("replace-paced-median", replace_ms, "ms");
+  emit("pipeline-tip-latency-median", tip_ms, "ms");
+  emit("ratio-tip-latency-vs-replace", tip_ms / replace_ms, "x baseline");
+
+  // Peak RSS: 10,000 rounds, then 100,000 more in the same process.
+  run_pipeline(dir / "rss", 10000, false, 100);
+  long after_10k = peak_rss_kib();
+  run_pipeline(dir / "rss", 100000, false, 100);
+  long after_100k = peak_rss_kib();
+  emit("peak-rss-after-10k-rounds", after_10k, "KiB");
+  emit("peak-rss-after-100k-rounds", after_100k, "KiB");
+  emit("ratio-rss-100k-vs-10k", double(after_100k) / after_10k, "x baseline");
   std::filesystem::remove_all(dir);
   return 0;
 }

@@ -1,47 +1,86 @@
 #!/usr/bin/env bash
-# Runs every benchmark on a release build and writes
-#   bench/results/results.json   one JSON object per line (machine-readable)
-#   bench/results/results.md     a short human table
-#   bench/results/stop_latency.png, throughput.png   (gnuplot)
+# Runs the benchmarks on a release build and writes
+#   bench/results/results.json   one JSON object per line (machine-readable), each
+#                                tagged with the build ("after" = this tree,
+#                                "before" = BEFORE_BUILD, when given)
+#   bench/results/results.md     the ratios against their targets, and every figure
+#   bench/results/ratios.png     each ratio / its target, before and after (1 = target met)
+#   bench/results/throughput.png each pipeline's rounds/s beside its baseline's
+#   bench/results/stop_latency.png
+# Every figure is judged as a ratio to a baseline measured in the same run.
 # Usage: bench/run.sh [STOP_RUNS (default 200)]
+# BEFORE_BUILD=DIR: a release build dir of another version (same bench sources)
+#   whose bench binaries are run the same way, interleaved, for "before" figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+out=bench/results
+# PLOT_ONLY=1: redo the tables and plots from bench/results/results.all.
+if [ -z "${PLOT_ONLY:-}" ]; then
 bash scripts/install-deps.sh
 [ -f build-release/build.ninja ] || meson setup build-release --wrap-mode=nodownload \
   -Dbuildtype=release -Dtests=false >/dev/null
 ninja -C build-release -j"${JOBS:-2}"
-out=bench/results
 mkdir -p "$out"
 runs=${1:-200}
 work=$(mktemp -d /var/tmp/conduit-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
+fixtures=${CONDUIT_FIXTURES:-$PWD/../shared/fixtures/conduit-blocks}
 
-fixtures=${CONDUIT_FIXTURES:-../shared/fixtures/conduit-blocks}
-b=build-release/bench
+builds=("after:build-release")
+[ -n "${BEFORE_BUILD:-}" ] && builds=("before:$BEFORE_BUILD" "${builds[@]}")
+
+# Tags each JSON line with the build.
+tag() { sed -u "s/^{/{\"build\": \"$1\", /"; }
+
 {
-  $b/bench_overhead "$work/overhead" 3000 3
-  $b/bench_stop_latency build-release/src/conduit "$runs" "$work/stop"
-  [ -x $b/bench_algod_sigterm ] && $b/bench_algod_sigterm build-release/src/conduit 51
-  [ -x $b/bench_algod_sigterm ] && $b/bench_algod_sigterm build-release/src/conduit 51 --baseline
-  $b/bench_block_codec "$fixtures" 1
-  # CPU-bound on tmpfs, then on disk (fsync per file and per checkpoint).
-  $b/bench_file_pipeline /dev/shm 2000 "$fixtures"
-  $b/bench_file_pipeline "$work" 300 "$fixtures"
-  for extra in $b/bench_*; do
-    case "$(basename "$extra")" in
-      bench_overhead|bench_stop_latency|bench_algod_sigterm|bench_block_codec|bench_file_pipeline) ;;
-      *) "$extra" "$work" || true ;;
-    esac
+  echo "load before: $(uptime)"
+  for entry in "${builds[@]}"; do
+    name=${entry%%:*} b=${entry#*:}/bench
+    $b/bench_overhead "$work/overhead" 3000 3 | tag "$name"
+    $b/bench_file_pipeline "$work" 300 "$fixtures" | tag "$name"
+    $b/bench_block_codec "$fixtures" 1 | tag "$name"
   done
+  echo "load during: $(uptime)"
+  b=build-release/bench
+  $b/bench_stop_latency build-release/src/conduit "$runs" "$work/stop" | tag after
+  echo "load after: $(uptime)"
 } | tee "$out/results.all"
+fi
 grep '^{' "$out/results.all" > "$out/results.json"
+grep '^load' "$out/results.all" > "$out/load.txt"
 
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(f"{out}/results.json") if l.startswith("{")]
+def value(build, name):
+    for r in rows:
+        if r.get("build") == build and r["name"] == name:
+            return r.get("value")
+    return None
+# (label, figure, target, higher is better)
+targets = [
+    ("file pipeline filter / zlib floor", "ratio-filter-vs-zlib-floor-disk", 1.2, True),
+    ("file pipeline filter / libdeflate floor", "ratio-filter-vs-libdeflate-floor-disk", 1.0, True),
+    ("pass-through / zlib floor", "ratio-pass-through-vs-zlib-floor-disk", 1.2, True),
+    ("pass-through / libdeflate floor", "ratio-pass-through-vs-libdeflate-floor-disk", 1.0, True),
+    ("durable backlog / replace loop", "ratio-backlog-vs-replace-loop", 2.0, True),
+    ("tip latency / one replace", "ratio-tip-latency-vs-replace", 1.2, False),
+    ("filtering / evaluate-only", "ratio-filtering-vs-evaluate-only", 0.9, True),
+    ("peak RSS 100k / 10k rounds", "ratio-rss-100k-vs-10k", 1.1, False),
+]
+builds = [b for b in ("before", "after") if any(r.get("build") == b for r in rows)]
 with open(f"{out}/results.md", "w") as md:
-    md.write("| bench | name | figure |\n|---|---|---|\n")
+    md.write("Load: " + "; ".join(l.strip() for l in open(f"{out}/load.txt")) + "\n\n")
+    md.write("| figure | target | " + " | ".join(builds) + " | met (after) |\n")
+    md.write("|---|---|" + "---|" * len(builds) + "---|\n")
+    for label, name, target, higher in targets:
+        vals = [value(b, name) for b in builds]
+        after = value("after", name)
+        met = after is not None and (after >= target if higher else after <= target)
+        cells = " | ".join("-" if v is None else f"{v:.2f}" for v in vals)
+        md.write(f"| {label} | {'>=' if higher else '<='} {target} | {cells} | {'yes' if met else 'no'} |\n")
+    md.write("\n| build | bench | name | figure |\n|---|---|---|---|\n")
     for r in rows:
         if "median_ms" in r:
             fig = f"median {r['median_ms']} ms, p99 {r['p99_ms']} ms over {r['runs']} stops"
@@ -49,30 +88,60 @@ with open(f"{out}/results.md", "w") as md:
             fig = f"peak RSS {r['max_rss_kb']} KiB"
         else:
             fig = f"{r.get('value')} {r.get('unit', '')}"
-        md.write(f"| {r['bench']} | {r['name']} | {fig} |\n")
+        md.write(f"| {r.get('build', '')} | {r['bench']} | {r['name']} | {fig} |\n")
+# ratios.dat: label, before/target, after/target (scaled so 1 = target met exactly)
+with open(f"{out}/ratios.dat", "w") as f:
+    for label, name, target, higher in targets:
+        cols = []
+        for b in ("before", "after"):
+            v = value(b, name)
+            cols.append("0" if v is None else f"{(v / target) if higher else (target / v if v else 0):.3f}")
+        f.write(f"\"{label} ({'>=' if higher else '<='}{target})\" {' '.join(cols)}\n")
+# throughput.dat: each pipeline beside its baseline, after build
+pairs = [
+    ("filter, disk", "filter-reencode-disk", "floor-zlib-gunzip+gzip"),
+    ("pass-through, disk", "pass-through-disk", "floor-zlib-gunzip+gzip"),
+    ("durable backlog", "pipeline-empty-durable-backlog", "replace-loop"),
+]
+with open(f"{out}/throughput.dat", "w") as f:
+    for label, name, base in pairs:
+        for b in builds:
+            f.write(f"\"{label} ({b})\" {value(b, name) or 0} {value(b, base) or 0}\n")
 with open(f"{out}/stop_latency.dat", "w") as f:
     for i, r in enumerate(x for x in rows if "median_ms" in x):
         f.write(f"{i} \"{r['name']}\" {r['median_ms']} {r['p99_ms']}\n")
-with open(f"{out}/throughput.dat", "w") as f:
-    for i, r in enumerate(x for x in rows if x.get("unit") == "rounds/s"):
-        f.write(f"{i} \"{r['name']}\" {r['value']}\n")
 PY
 cat "$out/results.md"
 if command -v gnuplot >/dev/null; then
   gnuplot <<GP
-set terminal png size 900,500
+set terminal pngcairo size 1100,600 noenhanced font ",10"
+set termoption noenhanced
 set style data histograms
-set style fill solid 0.8
-set boxwidth 0.8
-set xtics rotate by -30
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set xtics rotate by -25 left
+set key top right
+set grid ytics
+set bmargin 9
+set output "$out/ratios.png"
+set title "Issue 18 figures: ratio to the same-run baseline, divided by the target (>= 1 meets the target)"
+set ylabel "ratio / target (log scale)"
+set logscale y
+set yrange [0.05:200]
+plot "$out/ratios.dat" using 2:xtic(1) title "before", "" using 3 title "after", \
+     1 with lines lw 2 lc rgb "red" title "target"
+set output "$out/throughput.png"
+set title "rounds/s: each pipeline beside the baseline it is judged against (same run)"
+set ylabel "rounds/s (log scale)"
+set yrange [10:*]
+plot "$out/throughput.dat" using 2:xtic(1) title "pipeline", \
+     "" using 3 title "baseline (file pipelines: zlib floor; durable backlog: replace loop)"
+unset logscale y
 set output "$out/stop_latency.png"
 set title "conduit stop latency (signal to exit)"
 set ylabel "ms"
+set yrange [0:*]
 plot "$out/stop_latency.dat" using 3:xtic(2) title "median", "" using 4 title "p99"
-set output "$out/throughput.png"
-set title "rounds per second"
-set ylabel "rounds/s"
-set logscale y
-plot "$out/throughput.dat" using 3:xtic(2) title "rounds/s"
 GP
 fi

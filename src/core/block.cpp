@@ -185,6 +185,7 @@ BlockData BlockData::decode_msgpack(std::string_view bytes) {
   if (block.tree_->root.type != msgpack::type::MAP)
     throw BlockDecodeError("a block must be a msgpack map");
   block.refresh();
+  block.decoded_size_ = bytes.size();
   return block;
 }
 
@@ -212,7 +213,17 @@ BlockData BlockData::clone() const {
   copy.tree_->root = msgpack::object(tree_->root, copy.tree_->zone);
   copy.round_ = round_;
   copy.txn_count_ = txn_count_;
+  copy.encoded_ = encoded_;
+  copy.decoded_size_ = decoded_size_;
   return copy;
+}
+
+void BlockData::set_encoded(std::string format, std::string bytes) {
+  encoded_ = std::make_shared<const Encoded>(Encoded{std::move(format), std::move(bytes)});
+}
+
+const std::string* BlockData::encoded(std::string_view format) const {
+  return encoded_ && encoded_->format == format ? &encoded_->bytes : nullptr;
 }
 
 namespace {
@@ -332,6 +343,7 @@ FieldView BlockData::root() const {
 }
 
 void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
+  encoded_.reset();
   auto* payset = mp::find(tree_->root, "payset");
   if (!payset || payset->type != msgpack::type::ARRAY) {
     if (!indices.empty()) throw std::out_of_range("the block has no payset");
@@ -359,6 +371,7 @@ void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
 }
 
 void BlockData::refresh() {
+  encoded_.reset();
   const auto& root = tree_->root;
   round_ = 0;
   txn_count_ = 0;

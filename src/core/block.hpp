@@ -97,6 +97,9 @@ class BlockData {
 
   uint64_t round() const { return round_; }
   size_t txn_count() const { return txn_count_; }
+  // About how many bytes the block takes (for memory budgets): the size of the
+  // msgpack it was decoded from, else 1 KiB per transaction.
+  size_t size_hint() const { return decoded_size_ ? decoded_size_ : 1024 * (txn_count_ + 1); }
 
   // The whole BlockData, its header (`block`) and its payset entries
   // (SignedTxnInBlock: `txn`, `sig`, `hgi`, ApplyData such as `dt`).
@@ -107,13 +110,33 @@ class BlockData {
   // the rest; the block is otherwise unchanged. Views into the payset are invalidated.
   void keep_payset_entries(const std::vector<size_t>& indices);
 
-  Tree& tree() { return *tree_; }
+  // Mutable access drops the encoded bytes (see encoded()): the caller may change the tree.
+  Tree& tree() {
+    encoded_.reset();
+    return *tree_;
+  }
   const Tree& tree() const { return *tree_; }
   // Re-reads the cached round and transaction count after the tree was modified.
   void refresh();
 
+  // Pass-through: the bytes this block was read from (or already encoded to) in
+  // `format` (a tag such as "msgp.gz" that both ends agree on), valid only while
+  // the block is unmodified. Every mutation (tree(), keep_payset_entries,
+  // refresh) drops them, so an exporter that finds bytes in its own format may
+  // write them as they are instead of encoding the block again. Copies (clone)
+  // share them.
+  void set_encoded(std::string format, std::string bytes);
+  // The bytes in `format`, or nullptr when the block holds none in that format.
+  const std::string* encoded(std::string_view format) const;
+
  private:
+  struct Encoded {
+    std::string format;
+    std::string bytes;
+  };
   std::unique_ptr<Tree> tree_;
+  std::shared_ptr<const Encoded> encoded_;
+  size_t decoded_size_ = 0;
   uint64_t round_ = 0;
   size_t txn_count_ = 0;
 };

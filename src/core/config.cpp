@@ -480,6 +480,12 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
                                                       : top.get_string("pid-file", "");
   // Relative to the data dir, joined once (a relative -d made it DIR/DIR/conduit.pid).
   config.pid_file = data_dir / (pid_file.empty() ? "conduit.pid" : pid_file);
+  config.group_commit_rounds = top.get_uint("group-commit-rounds", config.group_commit_rounds);
+  if (config.group_commit_rounds == 0)
+    top.fail("group-commit-rounds", "must be at least 1 (1 commits every round alone)");
+  config.group_commit_bytes = top.get_uint("group-commit-bytes", config.group_commit_bytes);
+  config.group_commit_latency =
+      top.get_duration("group-commit-latency", config.group_commit_latency);
   if (!config.log_file.empty() && std::filesystem::path(config.log_file).is_relative())
     config.log_file = (data_dir / config.log_file).string();
   config.hide_banner = top.get_bool("hide-banner", false);

@@ -103,6 +103,10 @@ struct Config {
   // A round call, checkpoint write or close() stuck this long is a wedge (no more
   // watchdog pings); 0 = the unit's watchdog period (WatchdogSec=).
   std::chrono::nanoseconds wedge_timeout{0};
+  // Group commit while the importer is ahead (conduit.toml(5)).
+  uint64_t group_commit_rounds = 64;
+  uint64_t group_commit_bytes = uint64_t{64} << 20;
+  std::chrono::nanoseconds group_commit_latency = std::chrono::milliseconds(250);
   std::filesystem::path pid_file;  // resolved: empty in the file means DIR/conduit.pid
   bool hide_banner = false;
   ApiConfig api;

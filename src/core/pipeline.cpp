@@ -1,5 +1,6 @@
 #include "core/pipeline.hpp"
 
+#include <algorithm>
 #include <system_error>
 #include <thread>
 
@@ -384,6 +385,7 @@ void Pipeline::run_importer() {
                                            " when asked for round " + std::to_string(round));
       break;
     }
+    if (plugins_.processors.empty()) prepare_for_exporter(block);
     // Delivered: from here only `now` may drop it.
     if (!out.push(std::move(block), now)) break;
     ++round;
@@ -407,48 +409,151 @@ void Pipeline::run_processor(std::size_t index) {
         }))
       break;
     if (observer_) observer_->on_plugin_time(PluginKind::processor, name, round, elapsed);
+    if (index + 1 == plugins_.processors.size()) prepare_for_exporter(*block);
     if (!out.push(std::move(*block), now)) break;
   }
   out.close();
 }
 
+// The rounds staged in the exporter but not yet committed.
+struct Pipeline::Unit {
+  std::vector<BlockData> blocks;
+  std::vector<std::chrono::nanoseconds> times;  // each round's stage() time
+  uint64_t bytes = 0;
+  std::chrono::steady_clock::time_point deadline;  // latency cap, from the first round
+  // False when a failed stage/commit may have left the exporter with part of
+  // the unit: the next attempt aborts and stages the whole unit again.
+  bool staged_cleanly = true;
+  uint64_t first_round() const { return blocks.front().round(); }
+};
+
+std::unique_ptr<BoundedQueue<BlockData>> Pipeline::make_exporter_queue() const {
+  if (!plugins_.exporter || !plugins_.exporter->supports_units() || options_.unit_max_rounds <= 1)
+    return std::make_unique<BoundedQueue<BlockData>>(options_.queue_capacity);
+  // Room for a whole unit's worth of rounds, so that while one unit is made
+  // durable the next one accumulates (and the importer is not held up).
+  return std::make_unique<BoundedQueue<BlockData>>(
+      std::max<std::size_t>(options_.queue_capacity, options_.unit_max_rounds),
+      options_.unit_max_bytes, [](const BlockData& block) { return block.size_hint(); });
+}
+
+void Pipeline::prepare_for_exporter(BlockData& block) const {
+  // An idle exporter does the work itself, at once; a busy one (its queue holds
+  // rounds) gets them prepared here. So both threads share the encoding and
+  // compression of a backlog, and at the tip nothing waits on this thread.
+  if (queues_.back()->size() == 0) return;
+  try {
+    plugins_.exporter->prepare(block);
+  } catch (const std::exception&) {
+    // The exporter encodes it itself (and reports any error) on its own thread.
+  }
+}
+
+bool Pipeline::stage_in_unit(Unit& unit, BlockData&& block, std::stop_token now) {
+  auto& exporter = *plugins_.exporter;
+  std::chrono::nanoseconds elapsed{0};
+  bool ok = attempt(PluginKind::exporter, plugins_.exporter_name, block.round(), now, [&] {
+    InCall guard(*this, exporter_stage(), "stage()");
+    if (!unit.staged_cleanly) {
+      exporter.abort_unit();
+      for (const auto& staged : unit.blocks) exporter.stage(staged, now);
+    }
+    unit.staged_cleanly = false;
+    auto started = std::chrono::steady_clock::now();
+    exporter.stage(block, now);
+    elapsed = std::chrono::steady_clock::now() - started;
+    unit.staged_cleanly = true;
+  });
+  if (!ok) return false;
+  if (unit.blocks.empty())
+    unit.deadline = std::chrono::steady_clock::now() + options_.unit_max_latency;
+  unit.bytes += block.size_hint();
+  unit.blocks.push_back(std::move(block));
+  unit.times.push_back(elapsed);
+  return true;
+}
+
+bool Pipeline::commit_unit(Unit& unit, std::stop_token now) {
+  auto& exporter = *plugins_.exporter;
+  uint64_t first = unit.first_round();
+  uint64_t last = unit.blocks.back().round();
+  // `now` drops a unit not yet committed. Without units, stage() was
+  // receive(): that round is committed already and the checkpoint must follow.
+  if (exporter.supports_units() && now.stop_requested()) return false;
+  std::chrono::nanoseconds elapsed{0};
+  bool ok = attempt(PluginKind::exporter, plugins_.exporter_name, first, now, [&] {
+    InCall guard(*this, exporter_stage(), "commit_unit()");
+    if (!unit.staged_cleanly) {
+      exporter.abort_unit();
+      for (const auto& staged : unit.blocks) exporter.stage(staged, now);
+    }
+    unit.staged_cleanly = false;
+    auto started = std::chrono::steady_clock::now();
+    exporter.commit_unit(now);
+    elapsed = std::chrono::steady_clock::now() - started;
+    unit.staged_cleanly = true;
+  });
+  if (!ok) return false;
+  // Committed by the exporter: the checkpoint must follow, even under `now`.
+  metadata_.next_round = last + 1;
+  try {
+    InCall guard(*this, checkpoint_slot(), "store()");
+    checkpoint_.store(metadata_);
+  } catch (const CheckpointError& e) {
+    fail(StopReason::checkpoint_error,
+         std::string(e.what()) + " after exporting round " + std::to_string(last));
+    return false;
+  }
+  next_round_ = last + 1;
+  if (observer_) {
+    unit.times.back() += elapsed;
+    for (std::size_t i = 0; i < unit.blocks.size(); ++i) {
+      observer_->on_plugin_time(PluginKind::exporter, plugins_.exporter_name, first + i,
+                                unit.times[i]);
+      observer_->on_exported(first + i, unit.blocks[i].txn_count());
+      observer_->on_exported_block(unit.blocks[i]);
+    }
+  }
+  unit = Unit{};
+  return true;
+}
+
 void Pipeline::run_exporter() {
   std::stop_token now = now_.get_token();
   auto& in = *queues_.back();
+  auto& exporter = *plugins_.exporter;
+  const uint64_t max_rounds =
+      exporter.supports_units() ? std::max<uint64_t>(options_.unit_max_rounds, 1) : 1;
   uint64_t expected = next_round_.load();
-  while (auto block = in.pop(now)) {
+  Unit unit;
+  for (;;) {
+    // A unit grows only while rounds are already queued (the importer is
+    // ahead) and within its budget; at the tip each round is committed alone.
+    std::optional<BlockData> block;
+    bool room = unit.blocks.size() < max_rounds && unit.bytes < options_.unit_max_bytes &&
+                std::chrono::steady_clock::now() < unit.deadline;
+    if (unit.blocks.empty())
+      block = in.pop(now);
+    else if (room)
+      block = in.try_pop();
+    if (!block) {
+      if (unit.blocks.empty()) break;  // closed and drained, or `now`
+      if (!commit_unit(unit, now)) break;
+      continue;
+    }
     if (block->round() != expected) {
       fail(StopReason::internal_error, "round " + std::to_string(block->round()) +
                                            " reached the exporter when round " +
                                            std::to_string(expected) + " was expected");
       break;
     }
-    std::chrono::nanoseconds elapsed{0};
-    if (!attempt(PluginKind::exporter, plugins_.exporter_name, expected, now, [&] {
-          InCall guard(*this, exporter_stage(), "receive()");
-          auto started = std::chrono::steady_clock::now();
-          plugins_.exporter->receive(*block, now);
-          elapsed = std::chrono::steady_clock::now() - started;
-        }))
-      break;
-    // Committed by the exporter: the checkpoint must follow, even under `now`.
-    metadata_.next_round = expected + 1;
-    try {
-      InCall guard(*this, checkpoint_slot(), "store()");
-      checkpoint_.store(metadata_);
-    } catch (const CheckpointError& e) {
-      fail(StopReason::checkpoint_error,
-           std::string(e.what()) + " after exporting round " + std::to_string(expected));
-      break;
-    }
-    next_round_ = expected + 1;
-    if (observer_) {
-      observer_->on_plugin_time(PluginKind::exporter, plugins_.exporter_name, expected, elapsed);
-      observer_->on_exported(expected, block->txn_count());
-      observer_->on_exported_block(*block);
-    }
+    if (!stage_in_unit(unit, std::move(*block), now)) break;
     ++expected;
+    // Without units, stage() committed the round: record it at once.
+    if (max_rounds == 1 && !commit_unit(unit, now)) break;
   }
+  // Whatever is left was not committed (a `now` stop or a failure).
+  if (!unit.blocks.empty()) exporter.abort_unit();
 }
 
 void Pipeline::close_plugins() {
@@ -510,8 +615,9 @@ StopCause Pipeline::run() {
 void Pipeline::run_stages() {
   std::vector<std::jthread> threads;
   try {
-    for (size_t i = 0; i <= plugins_.processors.size(); ++i)
+    for (size_t i = 0; i < plugins_.processors.size(); ++i)
       queues_.push_back(std::make_unique<BoundedQueue<BlockData>>(options_.queue_capacity));
+    queues_.push_back(make_exporter_queue());  // sized for group commit
     set_state(State::running);
     if (observer_) observer_->on_ready(next_round_.load());
     logger_.info("pipeline running from round " + std::to_string(next_round_.load()));

@@ -37,6 +37,14 @@ struct PipelineOptions {
   // Test seam: called before each stage thread starts (0 importer, 1.. processors,
   // then the exporter); an exception here is a stage that failed to start.
   std::function<void(std::size_t stage)> before_stage_start;
+  // Group commit (Exporter::supports_units): while rounds are queued, up to
+  // this many rounds / bytes (BlockData::size_hint) go in one unit, and a unit
+  // is committed no later than this after its first round was staged. The
+  // exporter's input queue holds up to the same budget, so that rounds keep
+  // arriving while a unit is made durable.
+  uint64_t unit_max_rounds = 64;
+  uint64_t unit_max_bytes = uint64_t{64} << 20;
+  std::chrono::nanoseconds unit_max_latency = std::chrono::milliseconds(250);
 };
 
 // Told about progress. Called from pipeline threads, never with a pipeline lock
@@ -140,6 +148,13 @@ class Pipeline {
   void run_importer();
   void run_processor(std::size_t index);
   void run_exporter();
+  // run_exporter's parts: one unit of rounds staged, committed, checkpointed.
+  struct Unit;
+  bool stage_in_unit(Unit& unit, BlockData&& block, std::stop_token now);
+  bool commit_unit(Unit& unit, std::stop_token now);
+  std::unique_ptr<BoundedQueue<BlockData>> make_exporter_queue() const;
+  // Exporter::prepare on the thread feeding the exporter, when the exporter is busy (overlap).
+  void prepare_for_exporter(BlockData& block) const;
   void close_plugins();
   // Retries `call` per retry-count / retry-delay. False when stopped or failed.
   template <class F>

@@ -105,6 +105,28 @@ class Exporter : public Plugin {
   // Commits `block`. When it throws (or is cancelled) nothing of the round may
   // remain: the round is retried or exported again after a restart.
   virtual void receive(const BlockData& block, std::stop_token stop) = 0;
+
+  // Group commit (optional; the defaults keep one round per receive()).
+  // When supports_units() is true and rounds are queued (the importer is
+  // ahead), the pipeline hands the exporter a unit of consecutive rounds:
+  // stage() for each, in order, then commit_unit() makes all of them durable at
+  // once, and the checkpoint is written once for the unit. A unit is atomic:
+  // when stage() or commit_unit() throws, or abort_unit() is called, nothing of
+  // the unit may remain (the pipeline then aborts and stages the unit again to
+  // retry, or drops it under a `now` stop). abort_unit() must be idempotent.
+  // At the tip (nothing queued) a unit is a single round, committed at once.
+  virtual bool supports_units() const { return false; }
+  virtual void stage(const BlockData& block, std::stop_token stop) { receive(block, stop); }
+  virtual void commit_unit(std::stop_token stop) { (void)stop; }
+  virtual void abort_unit() noexcept {}
+
+  // Optional work on a block before the exporter's thread gets it (such as
+  // encoding it, kept with BlockData::set_encoded), run on the previous
+  // stage's thread so that it overlaps with the exporter making earlier rounds
+  // durable. May only read the exporter's configuration: it runs concurrently
+  // with the exporter's other calls. On an exception the block is passed on
+  // as it was and the exporter does the work itself.
+  virtual void prepare(BlockData& block) const { (void)block; }
 };
 
 }  // namespace conduit

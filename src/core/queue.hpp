@@ -3,7 +3,9 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -14,14 +16,26 @@ template <class T>
 class BoundedQueue {
  public:
   explicit BoundedQueue(std::size_t capacity) : capacity_(capacity ? capacity : 1) {}
+  // Also bounded by the total weight of the items held (e.g. bytes): a push
+  // waits while the queue is not empty and the item would pass `max_weight`.
+  BoundedQueue(std::size_t capacity, std::size_t max_weight,
+               std::function<std::size_t(const T&)> weight)
+      : capacity_(capacity ? capacity : 1),
+        max_weight_(max_weight),
+        weight_of_(std::move(weight)) {}
 
   // Blocks while full. Returns false (item dropped) when `stop` fires first or
   // the queue was closed.
   bool push(T&& item, std::stop_token stop) {
+    std::size_t weight = weight_of_ ? weight_of_(item) : 0;
     std::unique_lock lock(mutex_);
-    if (!changed_.wait(lock, stop, [&] { return closed_ || items_.size() < capacity_; }))
+    if (!changed_.wait(lock, stop, [&] {
+          return closed_ ||
+                 (items_.size() < capacity_ && (items_.empty() || weight_ + weight <= max_weight_));
+        }))
       return false;
     if (closed_) return false;
+    weight_ += weight;
     items_.push_back(std::move(item));
     changed_.notify_all();
     return true;
@@ -31,11 +45,13 @@ class BoundedQueue {
   std::optional<T> pop(std::stop_token stop) {
     std::unique_lock lock(mutex_);
     if (!changed_.wait(lock, stop, [&] { return closed_ || !items_.empty(); })) return std::nullopt;
-    if (items_.empty()) return std::nullopt;
-    T item = std::move(items_.front());
-    items_.pop_front();
-    changed_.notify_all();
-    return item;
+    return take_locked();
+  }
+
+  // Does not block: the next item if one is queued now.
+  std::optional<T> try_pop() {
+    std::lock_guard lock(mutex_);
+    return take_locked();
   }
 
   // No more pushes; pops drain what is left.
@@ -51,10 +67,22 @@ class BoundedQueue {
   }
 
  private:
+  std::optional<T> take_locked() {
+    if (items_.empty()) return std::nullopt;
+    T item = std::move(items_.front());
+    items_.pop_front();
+    if (weight_of_) weight_ -= weight_of_(item);
+    changed_.notify_all();
+    return item;
+  }
+
   mutable std::mutex mutex_;
   std::condition_variable_any changed_;
   std::deque<T> items_;
   std::size_t capacity_;
+  std::size_t max_weight_ = SIZE_MAX;
+  std::function<std::size_t(const T&)> weight_of_;
+  std::size_t weight_ = 0;
   bool closed_ = false;
 };
 

@@ -274,6 +274,9 @@ StopCause Supervisor::run() {
         popts.queue_capacity = options_.queue_capacity;
         popts.durable_checkpoint = options_.durable_checkpoint;
         popts.before_stage_start = options_.before_stage_start;
+        popts.unit_max_rounds = config_.group_commit_rounds;
+        popts.unit_max_bytes = config_.group_commit_bytes;
+        popts.unit_max_latency = config_.group_commit_latency;
         pipeline = std::make_unique<Pipeline>(std::move(pending_->plugins), popts, logger_, this);
       } catch (const std::exception& e) {
         cause = StopCause::failure(StopReason::internal_error,

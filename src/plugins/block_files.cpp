@@ -1,9 +1,12 @@
 #include "plugins/block_files.hpp"
 
+#include <libdeflate.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <memory>
 
 namespace conduit::plugins {
 
@@ -61,6 +64,8 @@ FilenamePattern FilenamePattern::parse(std::string_view pattern) {
   if (!has_round)
     throw std::invalid_argument("filename-pattern '" + std::string(pattern) +
                                 "' has no round verb such as %[1]d");
+  result.format_tag_ = std::string(result.encoding_ == BlockFormat::json ? "json" : "msgp") +
+                       (result.gzip_ ? ".gz" : "");
   if (pattern.find('/') != std::string_view::npos)
     throw std::invalid_argument("filename-pattern '" + std::string(pattern) +
                                 "' must be a file name, not a path");
@@ -95,73 +100,139 @@ std::string FilenamePattern::format(uint64_t round) const {
   return out;
 }
 
+namespace {
+
+// libdeflate's (de)compressors are reusable but not thread-safe: one per thread
+// (and per level), kept for the thread's life so no block pays for the setup.
+struct CompressorDeleter {
+  void operator()(libdeflate_compressor* c) const { libdeflate_free_compressor(c); }
+};
+struct DecompressorDeleter {
+  void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
+};
+
+libdeflate_compressor* thread_compressor(int level) {
+  thread_local std::unique_ptr<libdeflate_compressor, CompressorDeleter> compressors[13];
+  if (level < 0 || level > 12) throw std::invalid_argument("gzip level must be 0..12");
+  auto& slot = compressors[level];
+  if (!slot) slot.reset(libdeflate_alloc_compressor(level));
+  if (!slot) throw std::bad_alloc();
+  return slot.get();
+}
+
+libdeflate_decompressor* thread_decompressor() {
+  thread_local std::unique_ptr<libdeflate_decompressor, DecompressorDeleter> decompressor;
+  if (!decompressor) decompressor.reset(libdeflate_alloc_decompressor());
+  if (!decompressor) throw std::bad_alloc();
+  return decompressor.get();
+}
+
+constexpr size_t kGzipMinMember = 18;  // 10-byte header, empty deflate stream, 8-byte trailer
+
+std::string limit_message(size_t limit) {
+  return "decompressed data exceeds " + std::to_string(limit) +
+         " bytes (file_reader's max-block-bytes)";
+}
+
+}  // namespace
+
 std::string gzip_compress(std::string_view data, int level) {
-  z_stream zs{};
-  if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-    throw std::runtime_error("zlib: deflateInit2 failed");
+  libdeflate_compressor* compressor = thread_compressor(level);
   std::string out;
-  out.resize(deflateBound(&zs, static_cast<uLong>(data.size())) + 32);
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  int rc = deflate(&zs, Z_FINISH);
-  size_t produced = zs.total_out;
-  deflateEnd(&zs);
-  if (rc != Z_STREAM_END) throw std::runtime_error("zlib: deflate failed");
+  out.resize(libdeflate_gzip_compress_bound(compressor, data.size()));
+  size_t produced =
+      libdeflate_gzip_compress(compressor, data.data(), data.size(), out.data(), out.size());
+  if (produced == 0) throw std::runtime_error("libdeflate: gzip compression failed");
   out.resize(produced);
   return out;
 }
 
-std::string gzip_decompress(std::string_view data, size_t limit) {
+namespace {
+
+// The exact decompressed size of every member together, by streaming through a
+// small buffer with zlib; throws once it passes `limit`. Costs a decompression
+// pass without keeping the output, so only files whose trailer is not the whole
+// story (several members, or a wrong ISIZE) pay for it.
+size_t streamed_size(std::string_view data, size_t limit) {
   z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
-    throw std::runtime_error("zlib: inflateInit2 failed");
-  std::string out;
-  out.resize(std::max<size_t>(data.size() * 4, 4096));
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) throw std::bad_alloc();
+  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&zs, inflateEnd);
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
   zs.avail_in = static_cast<uInt>(data.size());
-  size_t produced = 0;
+  char scratch[1 << 16];
+  size_t total = 0;
   for (;;) {
-    if (produced == out.size()) {
-      if (out.size() >= limit) {
-        inflateEnd(&zs);
-        throw BlockDecodeError("decompressed data exceeds " + std::to_string(limit) + " bytes");
-      }
-      out.resize(std::min(out.size() * 2, limit));
-    }
-    zs.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
-    zs.avail_out = static_cast<uInt>(out.size() - produced);
+    zs.next_out = reinterpret_cast<Bytef*>(scratch);
+    zs.avail_out = sizeof(scratch);
     int rc = inflate(&zs, Z_NO_FLUSH);
-    produced = out.size() - zs.avail_out;
+    total += sizeof(scratch) - zs.avail_out;
+    if (total > limit) throw BlockDecodeError(limit_message(limit));
     if (rc == Z_STREAM_END) {
-      if (zs.avail_in == 0) break;
-      inflateReset(&zs);  // another gzip member follows
+      if (zs.avail_in == 0) return total;
+      inflateReset(&zs);  // another member follows
       continue;
     }
     if (rc == Z_OK) continue;
-    if (rc == Z_BUF_ERROR && zs.avail_out != 0) {
-      inflateEnd(&zs);
-      throw BlockDecodeError("truncated gzip data");
-    }
+    if (rc == Z_BUF_ERROR && zs.avail_out != 0) throw BlockDecodeError("truncated gzip data");
     if (rc == Z_BUF_ERROR) continue;
-    std::string msg = zs.msg ? zs.msg : "error " + std::to_string(rc);
-    inflateEnd(&zs);
-    throw BlockDecodeError("corrupt gzip data: " + msg);
+    throw BlockDecodeError(std::string("corrupt gzip data: ") + (zs.msg ? zs.msg : "error"));
   }
-  inflateEnd(&zs);
+}
+
+}  // namespace
+
+std::string gzip_decompress(std::string_view data, size_t limit) {
+  if (data.size() < kGzipMinMember) throw BlockDecodeError("truncated gzip data");
+  if (data.size() > std::numeric_limits<uInt>::max())
+    throw BlockDecodeError(limit_message(std::numeric_limits<uInt>::max()));
+  // ISIZE, the last member's size mod 2^32, is only a hint: a liar or a member
+  // over 4 GiB makes it small, extra members make the total larger. The common
+  // case (one member, honest trailer) decompresses once into an exact buffer;
+  // anything else is measured by streaming first (bounded by `limit`), so a
+  // file can never make us allocate more than `limit` bytes for its output.
+  const auto* tail = reinterpret_cast<const unsigned char*>(data.data() + data.size() - 4);
+  size_t hint =
+      size_t{tail[0]} | size_t{tail[1]} << 8 | size_t{tail[2]} << 16 | size_t{tail[3]} << 24;
+  // A member decompresses to at least its ISIZE.
+  if (hint > limit) throw BlockDecodeError(limit_message(limit));
+  libdeflate_decompressor* decompressor = thread_decompressor();
+  auto corrupt = [] { return BlockDecodeError("corrupt or truncated gzip data"); };
+  std::string out(hint, '\0');
+  size_t member_in = 0, member_out = 0;
+  auto rc = libdeflate_gzip_decompress_ex(decompressor, data.data(), data.size(), out.data(),
+                                          out.size(), &member_in, &member_out);
+  if (rc == LIBDEFLATE_SUCCESS && member_in == data.size()) {
+    out.resize(member_out);
+    return out;
+  }
+  if (rc != LIBDEFLATE_SUCCESS && rc != LIBDEFLATE_INSUFFICIENT_SPACE) throw corrupt();
+  std::string().swap(out);  // free it before the exact buffer exists
+  out.resize(streamed_size(data, limit));
+  size_t consumed = 0, produced = 0;
+  while (consumed < data.size()) {  // one member per pass, as Go's multistream reader
+    rc = libdeflate_gzip_decompress_ex(decompressor, data.data() + consumed, data.size() - consumed,
+                                       out.data() + produced, out.size() - produced, &member_in,
+                                       &member_out);
+    if (rc != LIBDEFLATE_SUCCESS) throw corrupt();
+    consumed += member_in;
+    produced += member_out;
+  }
   out.resize(produced);
   return out;
 }
 
-BlockData decode_block_file(std::string_view bytes, const FilenamePattern& pattern) {
+BlockData decode_block_file(std::string bytes, const FilenamePattern& pattern,
+                            size_t max_block_bytes) {
   std::string plain;
+  std::string_view content = bytes;
   if (pattern.gzip()) {
-    plain = gzip_decompress(bytes, kMaxBlockFileBytes);
-    bytes = plain;
+    plain = gzip_decompress(bytes, max_block_bytes);
+    content = plain;
   }
-  return pattern.encoding() == BlockFormat::json ? decode_block_json(bytes)
-                                                 : BlockData::decode_msgpack(bytes);
+  BlockData block = pattern.encoding() == BlockFormat::json ? decode_block_json(content)
+                                                            : BlockData::decode_msgpack(content);
+  block.set_encoded(pattern.format_tag(), std::move(bytes));
+  return block;
 }
 
 std::string encode_block_file(const BlockData& block, const FilenamePattern& pattern,

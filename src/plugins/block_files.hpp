@@ -1,6 +1,7 @@
 // Go Conduit's block file conventions, shared by file_reader and file_writer:
 // filename patterns in Go's fmt form ("%[1]d_block.msgp.gz"), the encoding
-// chosen by the extension (.msgp or .json, optionally .gz), gzip via zlib.
+// chosen by the extension (.msgp or .json, optionally .gz), gzip via libdeflate
+// (whole buffers: a block file is read and written in one piece).
 #pragma once
 
 #include <cstdint>
@@ -33,23 +34,34 @@ class FilenamePattern {
   BlockFormat encoding() const { return encoding_; }
   bool gzip() const { return gzip_; }
   const std::string& text() const { return text_; }
+  // The file format as a BlockData::encoded() tag: "msgp", "msgp.gz", "json", "json.gz".
+  const std::string& format_tag() const { return format_tag_; }
 
  private:
   std::string text_;
+  std::string format_tag_;
   BlockFormat encoding_ = BlockFormat::msgpack;
   bool gzip_ = false;
 };
 
-// gzip (RFC 1952) via zlib. decompress accepts concatenated members, as Go's
-// gzip.Reader does, and refuses output beyond `limit` bytes.
+// gzip (RFC 1952) via libdeflate; the output is a standard gzip member (zcat,
+// Go's compress/gzip). decompress accepts concatenated members, as Go's
+// gzip.Reader does, and refuses output beyond `limit` bytes: it never allocates
+// more than `limit` bytes for the output, whatever the gzip trailer claims.
 std::string gzip_compress(std::string_view data, int level = 6);
 std::string gzip_decompress(std::string_view data, size_t limit);
 
-// Largest decompressed block file accepted (a guard against gzip bombs).
-constexpr size_t kMaxBlockFileBytes = size_t{1} << 30;
+// Default bound on one block file, compressed or not, and on its decompressed
+// content (file_reader's max-block-bytes): a gzip bomb stops here. Algorand
+// caps a block's transactions at 5 MB (consensus MaxTxnBytesPerBlock); with
+// ApplyData, state deltas and the certificate, real blocks stay within a few
+// tens of MB, so 256 MiB leaves ample headroom while bounding memory.
+constexpr size_t kMaxBlockFileBytes = size_t{256} << 20;
 
 // File bytes -> block, and block -> file bytes, for a pattern's encoding.
-BlockData decode_block_file(std::string_view bytes, const FilenamePattern& pattern);
+// decode keeps `bytes` in the block (BlockData::set_encoded) for pass-through.
+BlockData decode_block_file(std::string bytes, const FilenamePattern& pattern,
+                            size_t max_block_bytes = kMaxBlockFileBytes);
 std::string encode_block_file(const BlockData& block, const FilenamePattern& pattern,
                               BlockEncodeOptions options);
 

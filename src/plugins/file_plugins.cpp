@@ -36,6 +36,9 @@ filename-pattern = "%[1]d_block.msgp.gz"
 # conduit only: how long one fetch waits for a missing file to appear before
 # reporting a retryable error (the pipeline then retries per retry-count)
 missing-file-wait = "1s"
+# conduit only: largest block file accepted, in bytes, before and after gzip
+# decompression (a gzip bomb is refused with this error, memory stays bounded)
+max-block-bytes = 268435456
 )";
 
 constexpr const char* kWriterSample = R"(# directory for the block files; created if missing.
@@ -64,7 +67,7 @@ FilenamePattern configure_pattern(PluginConfig& config) {
 }
 
 // The whole file, or nullopt when it does not exist.
-std::optional<std::string> read_if_exists(const fs::path& path) {
+std::optional<std::string> read_if_exists(const fs::path& path, size_t limit = kMaxBlockFileBytes) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT) return std::nullopt;
@@ -81,10 +84,10 @@ std::optional<std::string> read_if_exists(const fs::path& path) {
       throw PluginError("cannot read " + path.string() + ": " + std::strerror(errno), false);
     }
     if (n == 0) break;
-    if (data.size() + static_cast<size_t>(n) > kMaxBlockFileBytes)
-      throw PluginError(
-          path.string() + " is larger than " + std::to_string(kMaxBlockFileBytes) + " bytes",
-          false);
+    if (data.size() + static_cast<size_t>(n) > limit)
+      throw PluginError(path.string() + " is larger than " + std::to_string(limit) +
+                            " bytes (file_reader's max-block-bytes)",
+                        false);
     data.append(buffer, static_cast<size_t>(n));
   }
   return data;
@@ -116,6 +119,8 @@ class FileReader final : public Importer {
     block_dir_ = dir;
     pattern_ = configure_pattern(config);
     wait_ = config.get_duration("missing-file-wait", std::chrono::seconds(1));
+    max_block_bytes_ = config.get_uint("max-block-bytes", kMaxBlockFileBytes);
+    if (max_block_bytes_ == 0) config.fail("max-block-bytes", "max-block-bytes must be positive");
   }
 
   Genesis init(const InitContext& ctx, std::stop_token) override {
@@ -134,12 +139,12 @@ class FileReader final : public Importer {
     if (stop.stop_requested()) throw Cancelled();
     std::string name = pattern_.format(round);
     fs::path path = block_dir_ / name;
-    auto bytes = read_if_exists(path);
+    auto bytes = read_if_exists(path, max_block_bytes_);
     if (!bytes) bytes = wait_for(path, name, stop);
     if (!bytes) throw PluginError("file_reader: " + path.string() + " does not exist (yet)", true);
     BlockData block;
     try {
-      block = decode_block_file(*bytes, pattern_);
+      block = decode_block_file(std::move(*bytes), pattern_, max_block_bytes_);
     } catch (const std::exception& e) {
       throw PluginError("file_reader: cannot decode " + path.string() + ": " + e.what(), false);
     }
@@ -167,7 +172,7 @@ class FileReader final : public Importer {
         ::inotify_add_watch(watch.get(), block_dir_.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
       watch.reset();
     // The file may have appeared before the watch existed.
-    if (auto bytes = read_if_exists(path)) return bytes;
+    if (auto bytes = read_if_exists(path, max_block_bytes_)) return bytes;
     for (;;) {
       if (stop.stop_requested()) throw Cancelled();
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -183,7 +188,7 @@ class FileReader final : public Importer {
       bool seen = !watch;  // without inotify, look at every tick
       if (watch && (fds[1].revents & POLLIN)) seen = drained_event_for(watch.get(), name);
       if (seen)
-        if (auto bytes = read_if_exists(path)) return bytes;
+        if (auto bytes = read_if_exists(path, max_block_bytes_)) return bytes;
     }
   }
 
@@ -206,6 +211,7 @@ class FileReader final : public Importer {
   fs::path block_dir_;
   FilenamePattern pattern_ = FilenamePattern::parse(kDefaultPattern);
   std::chrono::nanoseconds wait_{std::chrono::seconds(1)};
+  size_t max_block_bytes_ = kMaxBlockFileBytes;
   Logger* logger_ = nullptr;
 };
 
@@ -225,6 +231,7 @@ class FileWriter final : public Exporter {
       options_.invalid_utf8 = Utf8Mode::replace;
     else if (invalid_utf8 != "escape")
       config.fail("json-invalid-utf8", "must be \"escape\" or \"replace\" (Go's form)");
+    output_tag_ = pattern_.format_tag() + (options_.drop_certificate ? "+drop-certificate" : "");
   }
 
   void init(const InitContext& ctx, std::stop_token) override {
@@ -250,24 +257,101 @@ class FileWriter final : public Exporter {
   }
 
   void receive(const BlockData& block, std::stop_token stop) override {
-    if (stop.stop_requested()) throw Cancelled();
-    if (block.round() != next_round_)
-      throw PluginError("file_writer: received round " + std::to_string(block.round()) +
-                            ", expected round " + std::to_string(next_round_),
-                        false);
-    std::string bytes = encode_block_file(block, pattern_, options_);
-    write_atomically(block_dir_ / pattern_.format(block.round()), bytes, stop);
-    ++next_round_;
+    stage(block, stop);
+    commit_unit(stop);
   }
 
-  void close() override {}
+  // Group commit: each round of a unit is written to its temp file as it is
+  // staged; the commit fsyncs every file, renames them into place and fsyncs
+  // the directory once.
+  bool supports_units() const override { return true; }
+
+  void stage(const BlockData& block, std::stop_token stop) override {
+    try {
+      uint64_t expected = next_round_ + staged_.size();
+      if (block.round() != expected)
+        throw PluginError("file_writer: received round " + std::to_string(block.round()) +
+                              ", expected round " + std::to_string(expected),
+                          false);
+      std::string storage;
+      staged_.push_back(write_temp(block.round(), file_bytes(block, storage), stop));
+    } catch (...) {
+      abort_unit();
+      throw;
+    }
+  }
+
+  // Temp files are fsynced before any rename: the stop token is honoured until
+  // the first rename (the commit point); a cancelled or failed commit removes
+  // every temp file of the unit.
+  void commit_unit(std::stop_token stop) override {
+    try {
+      for (auto& file : staged_) {
+        if (stop.stop_requested()) throw Cancelled();
+        // A failed fsync is fatal for the unit, as PostgreSQL treats it: the
+        // kernel may have dropped the dirty pages, so a retried fsync proves
+        // nothing. The rounds are not committed; a restart rewrites them.
+        if (fs_fsync(file.fd.get(), file.temp) != 0) throw_fatal("fsync " + file.temp);
+        file.fd.reset();
+      }
+      if (stop.stop_requested()) throw Cancelled();
+    } catch (...) {
+      abort_unit();
+      throw;
+    }
+    for (std::size_t i = 0; i < staged_.size(); ++i) {
+      if (fs_rename(staged_[i].temp, staged_[i].target) != 0) {
+        int error = errno;
+        std::string what = "rename " + staged_[i].temp + " to " + staged_[i].target.string();
+        abort_unit();  // the rest; the renamed files are rewritten by the retry or restart
+        errno = error;
+        throw_errno(what);
+      }
+      staged_[i].temp.clear();
+    }
+    std::size_t committed = staged_.size();
+    staged_.clear();
+    // Until the directory is synced the renames may be lost at power loss: a
+    // failure here must keep the checkpoint behind these rounds.
+    UniqueFd dir(fs_open(block_dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) throw_fatal("open " + block_dir_.string() + " to fsync it");
+    if (fs_fsync(dir.get(), block_dir_) != 0) throw_fatal("fsync " + block_dir_.string());
+    next_round_ += committed;
+  }
+
+  void abort_unit() noexcept override {
+    for (const auto& file : staged_)
+      if (!file.temp.empty()) ::unlink(file.temp.c_str());
+    staged_.clear();
+  }
+
+  // Overlap: encode and compress on the thread before the exporter's.
+  void prepare(BlockData& block) const override {
+    if (!block.encoded(output_tag_))
+      block.set_encoded(output_tag_, encode_block_file(block, pattern_, options_));
+  }
+
+  void close() override { abort_unit(); }
 
  private:
-  // Temp file in the same directory, fsync, rename, fsync the directory. The
-  // stop token is honoured until the rename (the commit point); a cancelled or
-  // failed write removes its temp file.
-  void write_atomically(const fs::path& path, std::string_view data, std::stop_token stop) {
-    std::string temp = (block_dir_ / (kTempPrefix + path.filename().string() + ".XXXXXX")).string();
+  struct StagedFile {
+    std::string temp;  // empty once renamed
+    fs::path target;
+    UniqueFd fd;
+  };
+
+  // The bytes read (pass-through) or prepared, when they are this writer's
+  // output; else a fresh encoding kept in `storage`.
+  std::string_view file_bytes(const BlockData& block, std::string& storage) const {
+    if (const std::string* bytes = block.encoded(output_tag_)) return *bytes;
+    storage = encode_block_file(block, pattern_, options_);
+    return storage;
+  }
+
+  StagedFile write_temp(uint64_t round, std::string_view data, std::stop_token stop) {
+    fs::path target = block_dir_ / pattern_.format(round);
+    std::string temp =
+        (block_dir_ / (kTempPrefix + target.filename().string() + ".XXXXXX")).string();
     UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
     if (!fd)
       throw PluginError("file_writer: cannot create " + temp + ": " + std::strerror(errno), true);
@@ -279,21 +363,14 @@ class FileWriter final : public Exporter {
         write_all(fd.get(), data.substr(off, kChunk), "write " + temp, temp);
       }
       if (stop.stop_requested()) throw Cancelled();
-      // A failed fsync is fatal for the round, as PostgreSQL treats it: the
-      // kernel may have dropped the dirty pages, so a retried fsync proves
-      // nothing. The round is not committed; a restart rewrites it.
-      if (fs_fsync(fd.get(), temp) != 0) throw_fatal("fsync " + temp);
-      fd.reset();
-      if (stop.stop_requested()) throw Cancelled();
-      if (fs_rename(temp, path) != 0) throw_errno("rename " + temp + " to " + path.string());
+      // Start the writeback now, so that the unit's fsyncs find less to do.
+      // Only a hint: the fsync at commit is what makes the file durable.
+      ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
     } catch (...) {
       ::unlink(temp.c_str());
       throw;
     }
-    // Until the directory is synced the rename can vanish at power loss.
-    UniqueFd dir(fs_open(block_dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir) throw_fatal("open " + block_dir_.string() + " to fsync it");
-    if (fs_fsync(dir.get(), block_dir_) != 0) throw_fatal("fsync " + block_dir_.string());
+    return {std::move(temp), std::move(target), std::move(fd)};
   }
 
   [[noreturn]] static void throw_fatal(const std::string& what) {
@@ -305,7 +382,11 @@ class FileWriter final : public Exporter {
   fs::path block_dir_;
   FilenamePattern pattern_ = FilenamePattern::parse(kDefaultPattern);
   BlockEncodeOptions options_;
-  uint64_t next_round_ = 0;
+  // The BlockData::encoded() tag of this writer's output: the pattern's format,
+  // unless drop-certificate makes it differ from the bytes that were read.
+  std::string output_tag_;
+  std::vector<StagedFile> staged_;
+  uint64_t next_round_ = 0;  // the first round not committed
 };
 
 }  // namespace

@@ -29,6 +29,10 @@ class NoopExporter final : public Exporter {
   void configure(PluginConfig&) override {}
   void init(const InitContext&, std::stop_token) override {}
   void receive(const BlockData&, std::stop_token) override {}
+  // Units of several rounds, so that only the checkpoint is left to commit.
+  bool supports_units() const override { return true; }
+  void stage(const BlockData&, std::stop_token) override {}
+  void commit_unit(std::stop_token) override {}
   void close() override {}
 };
 

@@ -359,9 +359,9 @@ class PostgresqlExporter final : public Exporter {
   // one database transaction and committed at once, the metastate's next round
   // with it. (The signatures of the pipeline's unit API: supports_units, stage,
   // commit_unit, abort_unit.) Rounds the database already holds are skipped.
-  bool supports_units() const { return true; }
+  bool supports_units() const override { return true; }
 
-  void stage(const BlockData& block, std::stop_token stop) {
+  void stage(const BlockData& block, std::stop_token stop) override {
     const uint64_t round = block.round();
     if (!unit_ && db_next_ && round < *db_next_) {
       debug("skipping round " + std::to_string(round) + ": already committed", round);
@@ -385,7 +385,7 @@ class PostgresqlExporter final : public Exporter {
     });
   }
 
-  void commit_unit(std::stop_token stop) {
+  void commit_unit(std::stop_token stop) override {
     if (!unit_) return;
     guarded(stop, [&] {
       if (!unit_->staged) {
@@ -420,7 +420,7 @@ class PostgresqlExporter final : public Exporter {
 
   // Drops whatever the unit wrote: the connection goes, and with it the open
   // transaction (never a ROLLBACK waited on).
-  void abort_unit() noexcept {
+  void abort_unit() noexcept override {
     session_.abandon();
     unit_.reset();
   }

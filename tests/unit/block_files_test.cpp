@@ -1,6 +1,10 @@
 // Block data on Go Conduit's fixtures: msgpack and JSON codecs, addresses, the
 // genesis hash, and the file_reader / file_writer plugins alone and in a pipeline.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <locale.h>
 #include <clocale>
@@ -535,6 +539,138 @@ TEST(BlockFiles, GzipRoundTripsAndRejectsTruncation) {
   EXPECT_THROW(plugins::gzip_decompress(gz, 1000), BlockDecodeError);  // over the limit
 }
 
+namespace {
+
+// zlib's own streaming gunzip (what Go's compress/gzip and zcat implement).
+std::string zlib_gunzip(std::string_view gz) {
+  z_stream zs{};
+  EXPECT_EQ(inflateInit2(&zs, 16 + MAX_WBITS), Z_OK);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
+  zs.avail_in = static_cast<uInt>(gz.size());
+  std::string out;
+  char buffer[1 << 14];
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    zs.next_out = reinterpret_cast<Bytef*>(buffer);
+    zs.avail_out = sizeof(buffer);
+    rc = inflate(&zs, Z_NO_FLUSH);
+    out.append(buffer, sizeof(buffer) - zs.avail_out);
+  }
+  EXPECT_EQ(rc, Z_STREAM_END);
+  inflateEnd(&zs);
+  return out;
+}
+
+// Runs `body` in a forked child and returns what it printed plus how much its
+// peak RSS grew while `body` ran (KiB). A child, so that the peak measured is
+// this call's alone and a failure to bound memory cannot take the test runner down.
+struct ChildResult {
+  std::string output;
+  long rss_growth_kib = -1;
+};
+ChildResult in_child(const std::function<std::string()>& body) {
+  int fds[2];
+  EXPECT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_SELF, &before);
+    std::string text;
+    try {
+      text = body();
+    } catch (const std::exception& e) {
+      text = std::string("threw: ") + e.what();
+    }
+    ::getrusage(RUSAGE_SELF, &after);
+    text = std::to_string(after.ru_maxrss - before.ru_maxrss) + "\n" + text;
+    [[maybe_unused]] auto n = ::write(fds[1], text.data(), text.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string all;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof(buffer))) > 0;) all.append(buffer, n);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status)) << "child died: status " << status;
+  ChildResult result;
+  auto newline = all.find('\n');
+  if (newline == std::string::npos) return result;
+  result.rss_growth_kib = std::stol(all.substr(0, newline));
+  result.output = all.substr(newline + 1);
+  return result;
+}
+
+// A ~1 MB file that gunzips to 1 GiB of zeros: 1024 gzip members of 1 MiB each
+// (several members are valid gzip, read by Go and zcat alike).
+std::string gzip_bomb() {
+  std::string member = plugins::gzip_compress(std::string(size_t{1} << 20, '\0'), 9);
+  std::string bomb;
+  for (int i = 0; i < 1024; ++i) bomb += member;
+  return bomb;
+}
+
+}  // namespace
+
+TEST(BlockFiles, GzipOutputIsReadByZlibAndZcat) {
+  std::string data;
+  for (int i = 0; i < 200000; ++i) data += std::to_string(i * 7919 % 1000) + ",";
+  std::string gz = plugins::gzip_compress(data);
+  EXPECT_EQ(zlib_gunzip(gz), data);
+  TempDir tmp;
+  write_text(tmp / "x.gz", gz);
+  std::string command = "zcat " + (tmp / "x.gz").string() + " > " + (tmp / "x").string();
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  EXPECT_EQ(read_file(tmp / "x"), data);
+}
+
+TEST(BlockFiles, GzipTrailerIsOnlyAHint) {
+  std::string data(300000, 'z');
+  for (size_t i = 0; i < data.size(); i += 3) data[i] = static_cast<char>(i * 31);
+  std::string gz = plugins::gzip_compress(data);
+  // Several members: the last trailer names only the last member.
+  std::string small = plugins::gzip_compress("tail");
+  EXPECT_EQ(plugins::gzip_decompress(gz + small, 1 << 20), data + "tail");
+  EXPECT_THROW(plugins::gzip_decompress(gz + small, data.size()), BlockDecodeError);
+  // A trailer lying about the size (smaller, then larger than the limit) is refused.
+  std::string lying = gz;
+  lying[lying.size() - 4] = 10, lying[lying.size() - 3] = 0, lying[lying.size() - 2] = 0;
+  EXPECT_THROW(plugins::gzip_decompress(lying, 1 << 20), BlockDecodeError);
+  lying[lying.size() - 1] = 0x7f;
+  std::string error = error_of([&] { plugins::gzip_decompress(lying, 1 << 20); });
+  EXPECT_NE(error.find("exceeds 1048576 bytes"), std::string::npos) << error;
+  EXPECT_THROW(plugins::gzip_decompress(gz + "x", 1 << 20), BlockDecodeError);  // trailing junk
+}
+
+// Issue 14 item 6: a 1 MB gzip bomb cost 2.1 GB of RSS before it was refused.
+TEST(BlockFiles, GzipBombIsRefusedWithinTheConfiguredBound) {
+  std::string bomb = gzip_bomb();
+  ASSERT_LT(bomb.size(), size_t{2} << 20);
+  constexpr size_t kLimit = size_t{16} << 20;
+  ChildResult result = in_child([&] {
+    plugins::gzip_decompress(bomb, kLimit);
+    return std::string("decompressed");
+  });
+  EXPECT_NE(result.output.find("threw: decompressed data exceeds 16777216 bytes"),
+            std::string::npos)
+      << result.output;
+  EXPECT_GE(result.rss_growth_kib, 0);
+  EXPECT_LE(result.rss_growth_kib, long{kLimit / 1024}) << "peak RSS grew beyond the limit";
+
+  // The same, one member whose trailer lies (claims 1 KiB): grows to the limit, no further.
+  std::string member = plugins::gzip_compress(std::string(size_t{64} << 20, '\0'), 9);
+  member[member.size() - 4] = 0, member[member.size() - 3] = 4, member[member.size() - 2] = 0,
+                         member[member.size() - 1] = 0;
+  result = in_child([&] {
+    plugins::gzip_decompress(member, kLimit);
+    return std::string("decompressed");
+  });
+  EXPECT_NE(result.output.find("exceeds 16777216 bytes"), std::string::npos) << result.output;
+  EXPECT_LE(result.rss_growth_kib, long{kLimit / 1024}) << "peak RSS grew beyond the limit";
+}
+
 // --- the plugins -----------------------------------------------------------------
 
 namespace {
@@ -643,6 +779,33 @@ TEST_F(FilePluginTest, MissingFileIsRetryableAndBadFilesAreNamedErrors) {
             std::string::npos);
 }
 
+// Issue 14 item 6, through file_reader with its default bound: refused, named,
+// permanent, and memory stays within max-block-bytes.
+TEST_F(FilePluginTest, ReaderRefusesAGzipBombWithinMaxBlockBytes) {
+  write_text(blocks_ / "3_block.msgp.gz", gzip_bomb());
+  auto importer = reader();
+  ChildResult result = in_child([&] {
+    try {
+      importer->get_block(3, {});
+    } catch (const PluginError& e) {
+      return std::string(e.retryable() ? "retryable: " : "permanent: ") + e.what();
+    }
+    return std::string("decoded");
+  });
+  EXPECT_NE(result.output.find("permanent: "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("3_block.msgp.gz"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("max-block-bytes"), std::string::npos) << result.output;
+  EXPECT_GE(result.rss_growth_kib, 0);
+  EXPECT_LE(result.rss_growth_kib, long{plugins::kMaxBlockFileBytes / 1024});
+
+  // The bound is configurable: a fixture over it is refused the same way.
+  copy_fixture(1);
+  auto strict = reader("missing-file-wait = \"0s\"\nmax-block-bytes = 1000");
+  PluginError e = plugin_error(*strict, 1);
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("1000 bytes"), std::string::npos) << e.what();
+}
+
 TEST_F(FilePluginTest, ReaderWithoutGenesisFailsInit) {
   fs::remove(blocks_ / "genesis.json");
   EXPECT_THROW(reader(), PluginError);
@@ -695,6 +858,64 @@ TEST_F(FilePluginTest, WriterWritesGenesisAndWholeFilesOnly) {
   } catch (const PluginError& e) {
     EXPECT_FALSE(e.retryable());
   }
+}
+
+// Group commit: a unit's files appear together at commit_unit, never before;
+// an abort or a cancelled commit leaves neither files nor temp files.
+TEST_F(FilePluginTest, WriterUnitsAppearWholeAtCommitOrNotAtAll) {
+  for (uint64_t r = 0; r < 6; ++r) copy_fixture(r);
+  auto importer = reader();
+  auto exporter = writer("", 0);
+  ASSERT_TRUE(exporter->supports_units());
+  std::vector<BlockData> blocks;
+  for (uint64_t r = 0; r < 6; ++r) blocks.push_back(importer->get_block(r, {}));
+  const std::vector<std::string> genesis_only{"genesis.json"};
+
+  for (uint64_t r = 0; r < 3; ++r) exporter->stage(blocks[r], {});
+  EXPECT_EQ(names(out_).size(), 4u);  // three temp files, nothing in place yet
+  for (const auto& name : names(out_))
+    EXPECT_TRUE(name == "genesis.json" || name.rfind(".conduit-tmp-", 0) == 0) << name;
+  exporter->abort_unit();
+  EXPECT_EQ(names(out_), genesis_only);
+
+  for (uint64_t r = 0; r < 3; ++r) exporter->stage(blocks[r], {});
+  std::stop_source stopped;
+  stopped.request_stop();
+  EXPECT_THROW(exporter->commit_unit(stopped.get_token()), Cancelled);
+  EXPECT_EQ(names(out_), genesis_only);
+
+  for (uint64_t r = 0; r < 3; ++r) exporter->stage(blocks[r], {});
+  exporter->commit_unit({});
+  EXPECT_EQ(names(out_), (std::vector<std::string>{"0_block.msgp.gz", "1_block.msgp.gz",
+                                                   "2_block.msgp.gz", "genesis.json"}));
+  // The next unit continues at round 3; a gap is refused and drops the unit.
+  exporter->stage(blocks[3], {});
+  EXPECT_THROW(exporter->stage(blocks[5], {}), PluginError);
+  EXPECT_EQ(names(out_).size(), 4u);
+  exporter->stage(blocks[3], {});
+  exporter->stage(blocks[4], {});
+  exporter->commit_unit({});
+  for (uint64_t r = 0; r < 5; ++r) {
+    std::string name = std::to_string(r) + "_block.msgp.gz";
+    EXPECT_EQ(read_file(out_ / name), read_file(fixtures_dir() / name)) << name;
+  }
+}
+
+// Overlap: prepare() (run on the thread before the exporter's) encodes and
+// compresses a changed block; the exporter then writes those bytes as they are.
+TEST_F(FilePluginTest, WriterWritesWhatPrepareEncoded) {
+  copy_fixture(2);
+  auto importer = reader();
+  auto exporter = writer("", 2);
+  BlockData block = importer->get_block(2, {});
+  block.keep_payset_entries({0});
+  ASSERT_EQ(block.encoded("msgp.gz"), nullptr);
+  exporter->prepare(block);
+  const std::string* prepared = block.encoded("msgp.gz");
+  ASSERT_NE(prepared, nullptr);
+  EXPECT_EQ(plugins::gzip_decompress(*prepared, 1 << 24), block.encode_msgpack());
+  exporter->receive(block, {});
+  EXPECT_EQ(read_file(out_ / "2_block.msgp.gz"), *prepared);
 }
 
 TEST_F(FilePluginTest, BadConfigurationIsRejectedWithItsLocation) {
@@ -757,6 +978,40 @@ TEST_F(FilePluginTest, PipelineReproducesTheInputFilesThroughJsonAndBack) {
   for (const auto& name : names(out_)) EXPECT_EQ(name.find(".conduit-tmp-"), std::string::npos);
 }
 
+// Pass-through (issue 18): unmodified blocks in the writer's format are written
+// as read, byte for byte, with no gunzip/gzip round trip; a modified block is encoded.
+TEST_F(FilePluginTest, UnmodifiedBlocksPassThroughByteIdentical) {
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) copy_fixture(r);
+  // The fixtures come from Go's gzip; ours compresses differently, so equal
+  // files can only be the bytes that were read.
+  ASSERT_NE(plugins::gzip_compress(fixture_msgpack(1)),
+            read_file(fixtures_dir() / "1_block.msgp.gz"));
+  Config c = config("missing-file-wait = \"600s\"", "");
+  StopAfter observer(kFixtureRounds - 1);
+  PipelineOptions options{.data_dir = data_, .retry_count = 0, .retry_delay = {}};
+  Pipeline pipeline(build_plugins(builtin_registry(), c), options, logger_, &observer);
+  observer.pipeline = &pipeline;
+  StopCause cause = pipeline.run();
+  ASSERT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+  for (uint64_t r = 0; r < kFixtureRounds; ++r) {
+    std::string name = std::to_string(r) + "_block.msgp.gz";
+    EXPECT_EQ(read_file(out_ / name), read_file(fixtures_dir() / name)) << name;
+  }
+
+  // A block changed after it was read is encoded afresh.
+  auto importer = reader();
+  BlockData block = importer->get_block(1, {});
+  ASSERT_GT(block.txn_count(), 1u);
+  block.keep_payset_entries({0});
+  fs::remove_all(out_);
+  auto exporter = writer("", 1);
+  exporter->receive(block, {});
+  BlockData written = BlockData::decode_msgpack(
+      plugins::gzip_decompress(read_file(out_ / "1_block.msgp.gz"), 1 << 24));
+  EXPECT_EQ(written.txn_count(), 1u);
+  EXPECT_EQ(written.encode_msgpack(), block.encode_msgpack());
+}
+
 TEST_F(FilePluginTest, RestartOnAnotherNetworkIsRefused) {
   copy_fixture(0);
   Checkpoint(data_).store({"c29tZS1vdGhlci1oYXNo", "othernet", 0});
@@ -806,6 +1061,26 @@ TEST(BlockAccessors, ReadTransactionsGroupsAndInnerTransactions) {
   EXPECT_GT(inner, 0u);
   EXPECT_FALSE(FieldView().path("a.b").present());
   EXPECT_EQ(FieldView().as_uint(), std::nullopt);
+}
+
+TEST(BlockAccessors, EncodedBytesLastUntilTheBlockChanges) {
+  CONDUIT_REQUIRE_FIXTURES();
+  BlockData block = BlockData::decode_msgpack(fixture_msgpack(1));
+  EXPECT_EQ(block.encoded("msgp"), nullptr);
+  block.set_encoded("msgp", fixture_msgpack(1));
+  ASSERT_NE(block.encoded("msgp"), nullptr);
+  EXPECT_EQ(*block.encoded("msgp"), fixture_msgpack(1));
+  EXPECT_EQ(block.encoded("msgp.gz"), nullptr);  // another format
+  const BlockData& reader = block;
+  (void)reader.tree();  // reading leaves them
+  EXPECT_NE(block.encoded("msgp"), nullptr);
+  BlockData copy = block.clone();
+  EXPECT_NE(copy.encoded("msgp"), nullptr);
+  block.keep_payset_entries({0});
+  EXPECT_EQ(block.encoded("msgp"), nullptr);
+  EXPECT_NE(copy.encoded("msgp"), nullptr);  // the copy is still unmodified
+  (void)copy.tree();                         // mutable access: may change it
+  EXPECT_EQ(copy.encoded("msgp"), nullptr);
 }
 
 TEST(BlockAccessors, KeepPaysetEntriesDropsTheOthers) {
