@@ -410,10 +410,14 @@ class PostgresqlExporter final : public Exporter {
         throw DbError("postgresql: round " + std::to_string(new_next - 1) + " was rolled back",
                       false);
       if (pruned) prune_base_ = new_next;
+      // One line per round, also inside a group-committed unit (tests and
+      // operators follow rounds, not units).
+      const uint64_t first = db_next_ && *db_next_ < new_next ? *db_next_ : new_next - 1;
       db_next_ = new_next;
-      debug("committed round " + std::to_string(new_next - 1) + " (" + std::to_string(unit_->rows) +
-                " rows)",
-            new_next - 1);
+      for (uint64_t round = first; round < new_next; ++round)
+        debug("committed round " + std::to_string(round) + " (" + std::to_string(unit_->rows) +
+                  " rows in a unit of " + std::to_string(new_next - first) + " rounds)",
+              round);
       unit_.reset();
     });
   }

@@ -228,11 +228,13 @@ class StopAfter : public PipelineObserver {
   explicit StopAfter(uint64_t last) : last_(last) {}
   Pipeline* pipeline = nullptr;
   void on_exported(uint64_t round, std::size_t) override {
-    if (round == last_) pipeline->stop(StopMode::end_of_round, "test");
+    // >=: group commit may have drained past `last` before a restart.
+    if (round >= last_ && !stopped_.exchange(true)) pipeline->stop(StopMode::end_of_round, "test");
   }
 
  private:
   uint64_t last_;
+  std::atomic<bool> stopped_{false};
 };
 
 struct FaultCase {
@@ -253,7 +255,10 @@ class FaultyDisk : public ::testing::TestWithParam<FaultCase> {
         out_.string() + "\"\nfilename-pattern = \"%[1]d_block.json\"\n";
     Config config = parse_config(text, data_, "conduit.toml");
     StopAfter observer(last);
-    PipelineOptions options{.data_dir = data_, .retry_count = 1, .retry_delay = {}};
+    // One round per commit: the faults are counted per round's file (group
+    // commit has its own tests, group_commit_test.cpp).
+    PipelineOptions options{
+        .data_dir = data_, .retry_count = 1, .retry_delay = {}, .unit_max_rounds = 1};
     Pipeline pipeline(build_plugins(builtin_registry(), config), options, logger_, &observer);
     observer.pipeline = &pipeline;
     return pipeline.run();
@@ -356,7 +361,9 @@ TEST(FaultyDiskFileWriter, AFailedDirectoryFsyncKeepsTheCheckpointAtThatRound) {
   Config config = parse_config(text, dir.path(), "conduit.toml");
   Logger logger{nullptr, LogLevel::error};
   StopAfter observer(20);
-  PipelineOptions options{.data_dir = dir.path(), .retry_count = 3, .retry_delay = {}};
+  // One round per commit, so that the checkpoint can stop exactly at round 3.
+  PipelineOptions options{
+      .data_dir = dir.path(), .retry_count = 3, .retry_delay = {}, .unit_max_rounds = 1};
   Pipeline pipeline(build_plugins(builtin_registry(), config), options, logger, &observer);
   observer.pipeline = &pipeline;
   FaultInjection faults([&](FsOp op, const fs::path& path) {
