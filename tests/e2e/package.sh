@@ -222,12 +222,22 @@ rc=$?
 say "  ok: no messages"
 step "systemd-analyze security conduit.service"
 cx systemd-analyze security conduit.service 2>&1 | grep -E '^✗|Overall' | sed 's/  */ /g; s/^/  /'
-# --threshold is on the 0-100 scale of the printed 0.0-10.0: at most 1.0.
+# --threshold is on the 0-100 scale of the printed 0.0-10.0. The units ship no
+# IP allow list (algod and PostgreSQL may be on public addresses): 1.1 as
+# shipped, and 1.0 with the documented drop-in that pins the endpoints.
 for unit in conduit.service conduit@example.service; do
-  cx systemd-analyze security --threshold=10 "$unit" >/dev/null 2>&1 \
-    || failed "systemd-analyze security $unit scores above 1.0"
-  say "  ok: $unit exposure <= 1.0"
+  cx systemd-analyze security --threshold=11 "$unit" >/dev/null 2>&1 \
+    || failed "systemd-analyze security $unit scores above 1.1"
+  say "  ok: $unit exposure <= 1.1"
 done
+cx mkdir -p /run/systemd/system/conduit.service.d
+cx sh -c 'printf "[Service]\nIPAddressDeny=any\nIPAddressAllow=localhost 192.0.2.10\n" > /run/systemd/system/conduit.service.d/pin.conf'
+cx systemctl daemon-reload
+cx systemd-analyze security --threshold=10 conduit.service >/dev/null 2>&1 \
+  || failed "systemd-analyze security conduit.service scores above 1.0 with endpoints pinned"
+say "  ok: conduit.service exposure <= 1.0 with the endpoint drop-in"
+cx rm -r /run/systemd/system/conduit.service.d
+cx systemctl daemon-reload
 
 # Enabled, started by the postinst, and its condition failed: not a failure.
 run systemctl status --no-pager conduit.service
