@@ -618,6 +618,9 @@ class PostgresqlExporter final : public Exporter {
   std::optional<uint64_t> db_next_;  // metastate's next round as last seen
   uint64_t prune_base_ = 0;          // the next round at the last prune (Go's interval base)
   struct Unit {
+    // User-provided: clang (14) does not see a nested class with default member
+    // initializers as default-constructible for std::optional::emplace().
+    Unit() {}
     uint64_t next = 0;    // the next round the unit can take
     bool staged = false;  // it holds at least one round
     size_t rows = 0;
