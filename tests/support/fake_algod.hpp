@@ -9,7 +9,9 @@
 #include <httplib.h>
 #include <msgpack.hpp>
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
@@ -211,6 +213,18 @@ class FakeAlgod {
     port_ = server_.bind_to_any_port("127.0.0.1");
     if (port_ <= 0) throw std::runtime_error("fake algod: cannot bind 127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
+    // httplib 0.11's stop() is a no-op until listen_after_bind() has marked the server running,
+    // and it offers no event to wait for: a test that ends at once (skipped without fixtures)
+    // would otherwise join a listener that never stops. Polled, with a deadline.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!server_.is_running()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        // Neither joinable nor safely detachable (it uses *this): end the test binary loudly.
+        std::fputs("fake algod: the listener did not start within 30 s\n", stderr);
+        std::abort();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   }
 
   ~FakeAlgod() {
