@@ -1,6 +1,7 @@
 #include "test_support.hpp"
 
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <fstream>
@@ -251,7 +252,9 @@ std::string test_config(int processors, const std::string& extra_top) {
 }  // namespace conduit::test
 
 #include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <csignal>
 
@@ -300,18 +303,28 @@ Subprocess::~Subprocess() {
   if (out_fd_ >= 0) ::close(out_fd_);
 }
 
-bool Subprocess::read_more() {
-  char buffer[4096];
-  ssize_t n;
-  do {
-    n = ::read(out_fd_, buffer, sizeof buffer);
-  } while (n < 0 && errno == EINTR);
-  if (n <= 0) return false;
-  output_.append(buffer, static_cast<size_t>(n));
-  return true;
+bool Subprocess::read_more(std::chrono::steady_clock::time_point until) {
+  for (;;) {
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd readable{out_fd_, POLLIN, 0};
+    int ready = ::poll(&readable, 1, static_cast<int>(std::min<int64_t>(left.count(), 60000)));
+    if (ready < 0 && errno != EINTR) return false;
+    if (ready <= 0) continue;  // EINTR, or a slice of the wait without output
+    char buffer[4096];
+    ssize_t n;
+    do {
+      n = ::read(out_fd_, buffer, sizeof buffer);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return false;
+    output_.append(buffer, static_cast<size_t>(n));
+    return true;
+  }
 }
 
-bool Subprocess::wait_for_line(const std::string& needle) {
+bool Subprocess::wait_for_line(const std::string& needle, std::chrono::seconds deadline) {
+  auto until = std::chrono::steady_clock::now() + deadline;
   for (;;) {
     auto pos = output_.find(needle, scanned_);
     if (pos != std::string::npos) {
@@ -319,15 +332,42 @@ bool Subprocess::wait_for_line(const std::string& needle) {
       scanned_ = end == std::string::npos ? output_.size() : end + 1;
       return true;
     }
-    if (!read_more()) return false;
+    if (!read_more(until)) {
+      if (std::chrono::steady_clock::now() >= until)
+        output_ += "\n[test support: no line containing \"" + needle + "\" within " +
+                   std::to_string(deadline.count()) + " s]\n";
+      return false;
+    }
   }
 }
 
-int Subprocess::wait() {
+int Subprocess::wait(std::chrono::seconds deadline) {
   if (status_) return *status_;
-  while (read_more()) {
+  auto until = std::chrono::steady_clock::now() + deadline;
+  while (read_more(until)) {
   }
   int status = 0;
+  // EOF came (or the deadline passed): the child has exited, or is about to, or hangs. Its
+  // pidfd becomes readable when it exits (the child is not reaped yet, so the PID is ours).
+  bool exited = false;
+  if (int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)); pidfd >= 0) {
+    for (;;) {
+      auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      pollfd gone{pidfd, POLLIN, 0};
+      int ready = ::poll(&gone, 1, static_cast<int>(std::clamp<int64_t>(left.count(), 0, 60000)));
+      if (ready > 0) exited = true;
+      if (ready > 0 || (ready == 0 && left.count() <= 0) || (ready < 0 && errno != EINTR)) break;
+    }
+    ::close(pidfd);
+  } else {
+    exited = true;  // no pidfd (old kernel): wait as before
+  }
+  if (!exited) {
+    output_ += "\n[test support: still running after " + std::to_string(deadline.count()) +
+               " s; killed]\n";
+    ::kill(pid_, SIGKILL);
+  }
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
   status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

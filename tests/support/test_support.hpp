@@ -123,17 +123,23 @@ class Subprocess {
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
 
+  // How long one wait may take before the test fails instead of hanging to meson's timeout.
+  static constexpr std::chrono::seconds kDefaultDeadline{180};
+
   pid_t pid() const { return pid_; }
-  // Reads output until a line containing `needle` arrives; false on EOF.
-  bool wait_for_line(const std::string& needle);
-  // Waits for exit; returns the exit status (128+signal when killed).
-  int wait();
+  // Reads output until a line containing `needle` arrives; false on EOF or when `deadline`
+  // passes (the output then says which line was awaited).
+  bool wait_for_line(const std::string& needle, std::chrono::seconds deadline = kDefaultDeadline);
+  // Waits for exit; returns the exit status (128+signal when killed). A child still running
+  // after `deadline` is killed (SIGKILL, status 137) and the output says so.
+  int wait(std::chrono::seconds deadline = kDefaultDeadline);
   // All output read so far (wait() reads the rest).
   std::string output() const { return output_; }
   void signal(int sig);
 
  private:
-  bool read_more();
+  // Reads what is available, waiting until `until`; false on EOF or at `until`.
+  bool read_more(std::chrono::steady_clock::time_point until);
   pid_t pid_ = -1;
   int out_fd_ = -1;
   std::string output_;

@@ -279,3 +279,21 @@ TEST(CliGoCompat, GoOnlyKeysAreLoggedAsWarnings) {
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(), 0);
 }
+
+// The test support's own waits end at their deadline, so a missing line or a child that never
+// exits fails the test that waits instead of hanging it to meson's timeout (issue 13, Tests).
+TEST(TestSupport, SubprocessWaitsEndAtTheirDeadline) {
+  Subprocess quiet({"/bin/sh", "-c", "echo started; exec sleep 600"});
+  ASSERT_TRUE(quiet.wait_for_line("started"));
+  EXPECT_FALSE(quiet.wait_for_line("never printed", std::chrono::seconds(1)));
+  EXPECT_NE(quiet.output().find("no line containing \"never printed\" within 1 s"),
+            std::string::npos)
+      << quiet.output();
+  EXPECT_EQ(quiet.wait(std::chrono::seconds(1)), 128 + SIGKILL);
+  EXPECT_NE(quiet.output().find("still running after 1 s; killed"), std::string::npos)
+      << quiet.output();
+
+  Subprocess done({"/bin/sh", "-c", "echo bye; exit 3"});
+  EXPECT_EQ(done.wait(), 3);
+  EXPECT_EQ(done.output(), "bye\n");
+}
