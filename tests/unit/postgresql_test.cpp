@@ -693,12 +693,12 @@ TEST_F(Postgresql, ConnectionLossMidRoundIsRetryableAndTheRoundIsRetriedWhole) {
 constexpr uint64_t kChainRounds = 60;
 constexpr uint64_t kTxnsPerRound = 25;
 
-std::string conduit_toml(const std::string& conninfo) {
+std::string conduit_toml(const std::string& conninfo, uint64_t last_round = kChainRounds) {
   // A finite chain, so that both runs end at the same round and their state
   // tables (accounts, holdings) can be compared whole.
   return "log-level = \"debug\"\nretry-count = 0\nretry-delay = \"20ms\"\n"
          "[importer]\nname = \"generator\"\n[importer.config]\ntxns-per-round = " +
-         std::to_string(kTxnsPerRound) + "\nlast-round = " + std::to_string(kChainRounds) +
+         std::to_string(kTxnsPerRound) + "\nlast-round = " + std::to_string(last_round) +
          "\nseed = 42\n[exporter]\nname = \"postgresql\"\n[exporter.config]\n"
          "connection-string = \"" +
          conninfo + "\"\n";
@@ -869,7 +869,9 @@ TEST_F(Postgresql, CrashMatrixLeavesTheTablesOfAnUninterruptedRun) {
 
 TEST_F(Postgresql, DaemonResumesFromTheDatabaseAndRejectsAnOverrideBehindIt) {
   TempDir data_dir;
-  write_text(data_dir / "conduit.toml", conduit_toml(conninfo()));
+  // A chain longer than the first run can commit in one unit, so that the
+  // resumed run has rounds left to commit after the database's next round.
+  write_text(data_dir / "conduit.toml", conduit_toml(conninfo(), 1000000));
   {
     Subprocess conduit({conduit_bin(), "-d", data_dir.path().string(), "--bus", "none"});
     ASSERT_TRUE(conduit.wait_for_line(committed_line(3))) << conduit.output();
