@@ -41,6 +41,9 @@ connection-string = ""
 delete-task = { interval = 0, rounds = 100000 }
 )";
 
+// BlockData::encoded's tag for rows built by prepare().
+constexpr const char* kPreparedRows = "postgresql-rows";
+
 // Serialises concurrent initialisations of one database (any constant will do).
 constexpr const char* kInitLock = "SELECT pg_advisory_xact_lock(7170770617)";
 
@@ -438,6 +441,15 @@ class PostgresqlExporter final : public Exporter {
     commit_unit(stop);
   }
 
+  // Overlap: a round's rows (JSON encodings, transaction ids, COPY text) built
+  // on the thread before the exporter's while it commits earlier rounds.
+  void prepare(BlockData& block) const override {
+    if (block.encoded(kPreparedRows)) return;
+    const BlockData& unchanged = block;  // tree() of a mutable block drops encodings
+    block.set_encoded(kPreparedRows, pg::serialize_round_rows(
+                                         pg::round_rows(unchanged.tree().root, block.round())));
+  }
+
   void close() override { session_.close(); }
 
  private:
@@ -597,12 +609,14 @@ class PostgresqlExporter final : public Exporter {
     debug("pruned transactions before round " + keep, next_round - 1);
   }
 
-  // One round's rows, kept in the unit until it commits.
+  // One round's rows (prepared on the previous stage's thread, or built now),
+  // kept in the unit until it commits.
   void stage_round(const BlockData& block) {
     const uint64_t round = block.round();
     pg::RoundRows rows;
     try {
-      rows = pg::round_rows(block.tree().root, round);
+      const std::string* prepared = block.encoded(kPreparedRows);
+      rows = prepared ? pg::parse_round_rows(*prepared) : pg::round_rows(block.tree().root, round);
     } catch (const std::exception& e) {
       throw PluginError("postgresql: " + std::string(e.what()), false);
     }

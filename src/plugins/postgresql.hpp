@@ -92,6 +92,11 @@ struct RoundRows {
   size_t participations = 0;
 };
 
+// RoundRows as bytes (for Exporter::prepare, which keeps them with the block)
+// and back; parse_round_rows throws std::runtime_error on bytes it did not write.
+std::string serialize_round_rows(const RoundRows& rows);
+RoundRows parse_round_rows(std::string_view bytes);
+
 // The rows of consecutive rounds committed in one transaction. Each state row
 // the rounds change becomes one upsert that leaves it exactly as applying the
 // rounds one by one would (created_at of the first change, closed_at of the

@@ -967,6 +967,85 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
 
 namespace {
 
+void put_number(std::string& out, uint64_t n) {
+  char bytes[8];
+  std::memcpy(bytes, &n, 8);
+  out.append(bytes, 8);
+}
+void put_text(std::string& out, std::string_view text) {
+  put_number(out, text.size());
+  out += text;
+}
+
+struct RowsReader {
+  std::string_view in;
+  uint64_t number() {
+    if (in.size() < 8) throw std::runtime_error("prepared rows: truncated");
+    uint64_t n;
+    std::memcpy(&n, in.data(), 8);
+    in.remove_prefix(8);
+    return n;
+  }
+  std::string text() {
+    uint64_t n = number();
+    if (in.size() < n) throw std::runtime_error("prepared rows: truncated");
+    std::string out(in.substr(0, n));
+    in.remove_prefix(n);
+    return out;
+  }
+};
+
+}  // namespace
+
+std::string serialize_round_rows(const RoundRows& rows) {
+  std::string out;
+  out.reserve(rows.txn_copy.size() + rows.participation_copy.size() + rows.header_tuple.size() +
+              64 * rows.changes.size() + 256);
+  put_number(out, rows.round);
+  put_text(out, rows.header_tuple);
+  put_text(out, rows.accounts_state);
+  put_text(out, rows.txn_copy);
+  put_text(out, rows.participation_copy);
+  put_number(out, rows.txns);
+  put_number(out, rows.participations);
+  put_number(out, rows.changes.size());
+  for (const auto& change : rows.changes) {
+    put_number(out, static_cast<uint64_t>(change.table) | (change.removed ? 0x100 : 0) |
+                        (change.side ? 0x200 : 0));
+    put_text(out, change.key);
+    put_text(out, change.values);
+    if (change.side) put_text(out, *change.side);
+  }
+  return out;
+}
+
+RoundRows parse_round_rows(std::string_view bytes) {
+  RowsReader in{bytes};
+  RoundRows rows;
+  rows.round = in.number();
+  rows.header_tuple = in.text();
+  rows.accounts_state = in.text();
+  rows.txn_copy = in.text();
+  rows.participation_copy = in.text();
+  rows.txns = in.number();
+  rows.participations = in.number();
+  uint64_t changes = in.number();
+  if (changes > bytes.size()) throw std::runtime_error("prepared rows: bad change count");
+  rows.changes.reserve(changes);
+  for (uint64_t i = 0; i < changes; ++i) {
+    uint64_t flags = in.number();
+    if ((flags & 0xff) >= kStateTables) throw std::runtime_error("prepared rows: bad table");
+    StateChange change{static_cast<StateTable>(flags & 0xff), in.text(), in.text(),
+                       (flags & 0x100) != 0, std::nullopt};
+    if (flags & 0x200) change.side = in.text();
+    rows.changes.push_back(std::move(change));
+  }
+  if (!in.in.empty()) throw std::runtime_error("prepared rows: trailing bytes");
+  return rows;
+}
+
+namespace {
+
 // How a state table's collapsed rows are written (StateTable order; app_box apart).
 struct StateShape {
   const char* table;

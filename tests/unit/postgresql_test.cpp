@@ -1077,6 +1077,85 @@ TEST_F(Postgresql, SchemaEqualsIndexersSetupPostgresSql) {
 
 // The state the fixtures' deltas describe, gathered here straight from the
 // msgpack (no exporter code), and compared with the tables.
+// Group commit with overlap, as the pipeline runs a backlog: every fixture
+// round prepared (rows built on another thread and kept with the block), then
+// staged in one unit. The tables equal those of one round per commit.
+TEST_F(Postgresql, FixturesInOneUnitOfPreparedRoundsEqualOneRoundPerCommit) {
+  CONDUIT_REQUIRE_FIXTURES();
+  Genesis genesis = fixture_genesis();
+  Db db(conninfo());
+  db.exec("CREATE SCHEMA by_round; CREATE SCHEMA by_unit");
+  auto exporter_in = [&](const std::string& schema) {
+    std::string text =
+        "[importer]\nname = \"noop\"\n[exporter]\nname = \"postgresql\"\n"
+        "[exporter.config]\nconnection-string = \"" +
+        conninfo() + " options='-csearch_path=" + schema + "'\"\n";
+    Config config = parse_config(text, dir_.path(), "conduit.toml");
+    auto exporter = std::move(build_plugins(builtin_registry(), config).exporter);
+    exporter->init(InitContext{.next_round = 0, .genesis = &genesis, .logger = &quiet_}, {});
+    return exporter;
+  };
+  auto by_round = exporter_in("by_round");
+  for (uint64_t round = 0; round < 10; ++round) by_round->receive(load_fixture(round), {});
+  by_round->close();
+
+  auto by_unit = exporter_in("by_unit");
+  ASSERT_TRUE(by_unit->supports_units());
+  std::vector<BlockData> blocks;
+  for (uint64_t round = 0; round < 10; ++round) {
+    blocks.push_back(load_fixture(round));
+    std::thread([&] { by_unit->prepare(blocks.back()); }).join();
+    EXPECT_NE(blocks.back().encoded("postgresql-rows"), nullptr) << round;
+  }
+  for (const auto& block : blocks) by_unit->stage(block, {});
+  by_unit->commit_unit({});
+  by_unit->close();
+
+  for (const char* table :
+       {"block_header ORDER BY round", "txn ORDER BY round, intra",
+        "txn_participation ORDER BY addr, round, intra", "account ORDER BY addr",
+        "asset ORDER BY index", "account_asset ORDER BY addr, assetid", "app ORDER BY index",
+        "account_app ORDER BY addr, app", "app_box ORDER BY app, name", "metastate ORDER BY k"}) {
+    auto expected = db.rows(std::string("SELECT * FROM by_round.") + table);
+    EXPECT_FALSE(expected.empty()) << table;
+    EXPECT_EQ(db.rows(std::string("SELECT * FROM by_unit.") + table), expected) << table;
+  }
+}
+
+// Prepared rows survive their bytes unchanged; bytes they were not made from are refused.
+TEST(PostgresqlRows, PreparedRowsRoundTrip) {
+  pg::RoundRows rows;
+  rows.round = 7;
+  rows.header_tuple = "(7, x)";
+  rows.accounts_state = "{}";
+  rows.txn_copy = std::string("a\tb\n\0c", 7);
+  rows.participation_copy = "p";
+  rows.txns = 3;
+  rows.participations = 4;
+  rows.changes = {{pg::StateTable::account, "k1", "v1", true, "'sig'"},
+                  {pg::StateTable::app_box, "k2", "", false, std::nullopt}};
+  std::string bytes = pg::serialize_round_rows(rows);
+  pg::RoundRows back = pg::parse_round_rows(bytes);
+  EXPECT_EQ(back.round, 7u);
+  EXPECT_EQ(back.header_tuple, rows.header_tuple);
+  EXPECT_EQ(back.accounts_state, rows.accounts_state);
+  EXPECT_EQ(back.txn_copy, rows.txn_copy);
+  EXPECT_EQ(back.participation_copy, "p");
+  EXPECT_EQ(back.txns, 3u);
+  EXPECT_EQ(back.participations, 4u);
+  ASSERT_EQ(back.changes.size(), 2u);
+  EXPECT_EQ(back.changes[0].table, pg::StateTable::account);
+  EXPECT_EQ(back.changes[0].key, "k1");
+  EXPECT_EQ(back.changes[0].values, "v1");
+  EXPECT_TRUE(back.changes[0].removed);
+  EXPECT_EQ(back.changes[0].side, std::optional<std::string>("'sig'"));
+  EXPECT_EQ(back.changes[1].table, pg::StateTable::app_box);
+  EXPECT_FALSE(back.changes[1].removed);
+  EXPECT_FALSE(back.changes[1].side.has_value());
+  EXPECT_THROW(pg::parse_round_rows(bytes.substr(0, bytes.size() - 1)), std::runtime_error);
+  EXPECT_THROW(pg::parse_round_rows(bytes + "x"), std::runtime_error);
+}
+
 TEST_F(Postgresql, FixtureStateEqualsWhatTheDeltasDescribe) {
   CONDUIT_REQUIRE_FIXTURES();
   Genesis genesis = fixture_genesis();
