@@ -98,8 +98,13 @@ class BlockData {
   uint64_t round() const { return round_; }
   size_t txn_count() const { return txn_count_; }
   // About how many bytes the block takes (for memory budgets): the size of the
-  // msgpack it was decoded from, else 1 KiB per transaction.
-  size_t size_hint() const { return decoded_size_ ? decoded_size_ : 1024 * (txn_count_ + 1); }
+  // msgpack it was decoded from, else 1 KiB per transaction, plus the bytes
+  // kept with it (encoded(): read, or prepared by an exporter, such as the
+  // postgresql exporter's rows, several times the block's size).
+  size_t size_hint() const {
+    return (decoded_size_ ? decoded_size_ : 1024 * (txn_count_ + 1)) +
+           (encoded_ ? encoded_->bytes.size() : 0);
+  }
 
   // The whole BlockData, its header (`block`) and its payset entries
   // (SignedTxnInBlock: `txn`, `sig`, `hgi`, ApplyData such as `dt`).

@@ -41,6 +41,9 @@ connection-string = ""
 delete-task = { interval = 0, rounds = 100000 }
 )";
 
+// BlockData::encoded's tag for rows built by prepare().
+constexpr const char* kPreparedRows = "postgresql-rows";
+
 // Serialises concurrent initialisations of one database (any constant will do).
 constexpr const char* kInitLock = "SELECT pg_advisory_xact_lock(7170770617)";
 
@@ -379,7 +382,7 @@ class PostgresqlExporter final : public Exporter {
                               " arrived but the database's next round is " +
                               std::to_string(unit_->next) + " (a gap)",
                           false);
-      unit_->rows += write_round(block, stop);
+      stage_round(block);
       unit_->next = round + 1;
       unit_->staged = true;
     });
@@ -394,17 +397,19 @@ class PostgresqlExporter final : public Exporter {
         return;
       }
       const uint64_t new_next = unit_->next;
+      write_unit(stop);
       bool pruned = false;
       if (delete_interval_ > 0 && delete_rounds_ > 0 && new_next > delete_rounds_ &&
           new_next - prune_base_ >= static_cast<uint64_t>(delete_interval_)) {
         prune(new_next, stop);
         pruned = true;
       }
-      session_.exec(
-          "INSERT INTO metastate (k, v) VALUES ('state', jsonb_build_object('next_account_round', "
-          "$1::bigint)) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-          stop, PGRES_COMMAND_OK, {std::to_string(new_next)});
-      Result done = session_.exec("COMMIT", stop);
+      // The next round and COMMIT in one round trip.
+      Result done =
+          session_.exec("INSERT INTO metastate (k, v) VALUES ('state', '{\"next_account_round\":" +
+                            std::to_string(new_next) +
+                            "}') ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v;\nCOMMIT",
+                        stop);
       // COMMIT of a failed transaction "succeeds" as ROLLBACK.
       if (std::string_view(PQcmdStatus(done.get())) != "COMMIT")
         throw DbError("postgresql: round " + std::to_string(new_next - 1) + " was rolled back",
@@ -415,8 +420,9 @@ class PostgresqlExporter final : public Exporter {
       const uint64_t first = db_next_ && *db_next_ < new_next ? *db_next_ : new_next - 1;
       db_next_ = new_next;
       for (uint64_t round = first; round < new_next; ++round)
-        debug("committed round " + std::to_string(round) + " (" + std::to_string(unit_->rows) +
-                  " rows in a unit of " + std::to_string(new_next - first) + " rounds)",
+        debug("committed round " + std::to_string(round) + " (" +
+                  std::to_string(unit_->rows.row_count()) + " rows in a unit of " +
+                  std::to_string(new_next - first) + " rounds)",
               round);
       unit_.reset();
     });
@@ -433,6 +439,15 @@ class PostgresqlExporter final : public Exporter {
   void write_rounds(std::span<const BlockData* const> blocks, std::stop_token stop) {
     for (const BlockData* block : blocks) stage(*block, stop);
     commit_unit(stop);
+  }
+
+  // Overlap: a round's rows (JSON encodings, transaction ids, COPY text) built
+  // on the thread before the exporter's while it commits earlier rounds.
+  void prepare(BlockData& block) const override {
+    if (block.encoded(kPreparedRows)) return;
+    const BlockData& unchanged = block;  // tree() of a mutable block drops encodings
+    block.set_encoded(kPreparedRows, pg::serialize_round_rows(
+                                         pg::round_rows(unchanged.tree().root, block.round())));
   }
 
   void close() override { session_.close(); }
@@ -468,9 +483,12 @@ class PostgresqlExporter final : public Exporter {
   // BEGIN, and the database's next round, locked until the unit ends.
   void open_unit(std::stop_token stop) {
     if (!session_.connected()) session_.connect(conninfo_, stop);
-    session_.exec("BEGIN", stop);
     unit_.emplace();
-    std::optional<uint64_t> next = next_account_round(stop, true);
+    // BEGIN and the locked read in one round trip.
+    std::optional<uint64_t> next = scalar_uint(session_.exec(
+        "BEGIN;\nSELECT (v->>'next_account_round')::bigint FROM metastate WHERE k = 'state' FOR "
+        "UPDATE",
+        stop, PGRES_TUPLES_OK));
     if (!next) throw PluginError("postgresql: the database lost its Indexer import state", false);
     db_next_ = next;
     unit_->next = *next;
@@ -591,22 +609,33 @@ class PostgresqlExporter final : public Exporter {
     debug("pruned transactions before round " + keep, next_round - 1);
   }
 
-  // One round's rows, inside the caller's transaction; returns the row count.
-  size_t write_round(const BlockData& block, std::stop_token stop) {
+  // One round's rows (prepared on the previous stage's thread, or built now),
+  // kept in the unit until it commits.
+  void stage_round(const BlockData& block) {
     const uint64_t round = block.round();
     pg::RoundRows rows;
     try {
-      rows = pg::round_rows(block.tree().root, round);
+      const std::string* prepared = block.encoded(kPreparedRows);
+      rows = prepared ? pg::parse_round_rows(*prepared) : pg::round_rows(block.tree().root, round);
     } catch (const std::exception& e) {
       throw PluginError("postgresql: " + std::string(e.what()), false);
     }
-    debug("copying round " + std::to_string(round) + " (" + std::to_string(rows.txns) +
-              " transactions)",
+    unit_->txns.emplace_back(round, rows.txns);
+    unit_->rows.add(std::move(rows));
+  }
+
+  // The unit's rows, inside its transaction: txn and txn_participation by COPY,
+  // the other tables in one simple query (a statement per table, not per round).
+  void write_unit(std::stop_token stop) {
+    for (const auto& [round, txns] : unit_->txns)
+      debug(
+          "copying round " + std::to_string(round) + " (" + std::to_string(txns) + " transactions)",
           round);
-    session_.exec(rows.statements, stop);
-    session_.copy("txn (round, intra, typeenum, asset, txid, txn, extra)", rows.txn_copy, stop);
-    session_.copy("txn_participation (addr, round, intra)", rows.participation_copy, stop);
-    return rows.txns + rows.participations;
+    session_.copy("txn (round, intra, typeenum, asset, txid, txn, extra)", unit_->rows.txn_copy(),
+                  stop);
+    session_.copy("txn_participation (addr, round, intra)", unit_->rows.participation_copy(), stop);
+    std::string statements = unit_->rows.statements();
+    if (!statements.empty()) session_.exec(statements, stop);
   }
 
   std::string conninfo_;
@@ -621,9 +650,10 @@ class PostgresqlExporter final : public Exporter {
     // User-provided: clang (14) does not see a nested class with default member
     // initializers as default-constructible for std::optional::emplace().
     Unit() {}
-    uint64_t next = 0;    // the next round the unit can take
-    bool staged = false;  // it holds at least one round
-    size_t rows = 0;
+    uint64_t next = 0;                              // the next round the unit can take
+    bool staged = false;                            // it holds at least one round
+    pg::UnitRows rows;                              // written at commit
+    std::vector<std::pair<uint64_t, size_t>> txns;  // round, transactions (for the log)
   };
   std::optional<Unit> unit_;  // the open transaction, if any
 };

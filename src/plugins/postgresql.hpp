@@ -3,8 +3,11 @@
 #pragma once
 
 #include <msgpack.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "core/registry.hpp"
 
@@ -62,15 +65,72 @@ std::string encode_app_local_state(const msgpack::object& state);
 // Indexer's util.PrintableUTF8OrEmpty test.
 bool printable_utf8(std::string_view text);
 
-// What one round writes: SQL statements (no parameters, one simple query), and
-// the COPY text of txn and txn_participation.
+// The state tables a round's delta changes, in StateChange::table.
+enum class StateTable : uint8_t { account, asset, account_asset, app, account_app, app_box };
+constexpr size_t kStateTables = 6;
+
+// One row of a state table as one round's delta leaves it (SQL literals).
+struct StateChange {
+  StateTable table;
+  std::string key;     // the key columns, comma-separated
+  std::string values;  // the value columns (for a removal: what a closed row holds)
+  bool removed = false;
+  // account keytype / account_asset frozen, when this change sets it.
+  std::optional<std::string> side;
+};
+
+// What one round writes: its block_header row, the metastate `accounts` value,
+// the state rows its delta changes, and the COPY text of txn and txn_participation.
 struct RoundRows {
-  std::string statements;
+  uint64_t round = 0;
+  std::string header_tuple;
+  std::string accounts_state;
+  std::vector<StateChange> changes;
   std::string txn_copy;
   std::string participation_copy;
   size_t txns = 0;
   size_t participations = 0;
 };
+
+// RoundRows as bytes (for Exporter::prepare, which keeps them with the block)
+// and back; parse_round_rows throws std::runtime_error on bytes it did not write.
+std::string serialize_round_rows(const RoundRows& rows);
+RoundRows parse_round_rows(std::string_view bytes);
+
+// The rows of consecutive rounds committed in one transaction. Each state row
+// the rounds change becomes one upsert that leaves it exactly as applying the
+// rounds one by one would (created_at of the first change, closed_at of the
+// last removal, keytype/frozen of the last change that sets them, the rest of
+// the last change), so a unit costs one statement per table, not per round.
+class UnitRows {
+ public:
+  UnitRows();
+  void add(RoundRows&& rows);
+  bool empty() const { return rounds_ == 0; }
+  // block_header, metastate `accounts` and the state tables (one simple query).
+  std::string statements() const;
+  const std::string& txn_copy() const { return txn_copy_; }
+  const std::string& participation_copy() const { return participation_copy_; }
+  size_t row_count() const { return rows_; }
+
+ private:
+  struct Row {
+    std::string key, values;
+    uint64_t created_at = 0;
+    std::optional<uint64_t> closed_at;
+    bool removed = false;
+    std::optional<std::string> side;
+  };
+  size_t rounds_ = 0;
+  size_t rows_ = 0;
+  std::string header_values_;
+  std::string accounts_state_;
+  std::vector<std::vector<Row>> tables_;
+  std::vector<std::unordered_map<std::string, size_t>> index_;
+  std::string txn_copy_;
+  std::string participation_copy_;
+};
+
 // Throws std::runtime_error when the block or its delta cannot be written
 // (missing delta past round 0, a KvMods key that is not a box, ...).
 RoundRows round_rows(const msgpack::object& block_data, uint64_t round);

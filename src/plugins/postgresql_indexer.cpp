@@ -799,16 +799,14 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
   if (!header || header->type != msgpack::type::MAP)
     throw std::runtime_error("round " + std::to_string(round) + " has no block header");
   const std::string round_text = std::to_string(round);
-  std::string& sql = rows.statements;
-
-  sql += "INSERT INTO block_header (round, realtime, rewardslevel, header) VALUES (" + round_text +
-         ", to_timestamp(" + std::to_string(static_cast<int64_t>(uint_at(*header, "ts"))) +
-         ") AT TIME ZONE 'UTC', " + std::to_string(uint_at(*header, "earn")) + ", " +
-         text_literal(encode_block_header(*header)) + "::jsonb) ON CONFLICT DO NOTHING;\n";
+  rows.round = round;
+  rows.header_tuple = "(" + round_text + ", to_timestamp(" +
+                      std::to_string(static_cast<int64_t>(uint_at(*header, "ts"))) +
+                      ") AT TIME ZONE 'UTC', " + std::to_string(uint_at(*header, "earn")) + ", " +
+                      text_literal(encode_block_header(*header)) + "::jsonb)";
   std::string sink = address_at(*header, "fees"), pool = address_at(*header, "rwd");
-  sql += "INSERT INTO metastate (k, v) VALUES ('accounts', '{\"FeeSink\":\"" + base64_encode(sink) +
-         "\",\"RewardsPool\":\"" + base64_encode(pool) +
-         "\"}') ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v;\n";
+  rows.accounts_state = "{\"FeeSink\":\"" + base64_encode(sink) + "\",\"RewardsPool\":\"" +
+                        base64_encode(pool) + "\"}";
   if (round == 0) return rows;  // Indexer's AddBlock0: header and special accounts only
 
   const Obj* delta = field(block_data, "delta");
@@ -859,7 +857,10 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
   }
 
   // Accounts.
-  std::string upsert, upsert_kt, remove, remove_kt;
+  auto change = [&rows](StateTable table, std::string key, std::string values, bool removed,
+                        std::optional<std::string> side = std::nullopt) {
+    rows.changes.push_back({table, std::move(key), std::move(values), removed, std::move(side)});
+  };
   const Obj* accts = field(*delta, "Accts");
   const Obj* records = accts ? field(*accts, "Accts") : nullptr;
   for (uint32_t i = 0;
@@ -872,56 +873,21 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
         keytype = &it->second;
         break;
       }
-    std::string kt = keytype ? (*keytype ? text_literal(**keytype) : "NULL::varchar") : "";
+    std::optional<std::string> kt;
+    if (keytype) kt = *keytype ? text_literal(**keytype) : "NULL::varchar";
     uint64_t algos = uint_at(record, "MicroAlgos");
-    if (algos == 0) {
-      if (keytype)
-        append_tuple(remove_kt, {bytea_literal(addr), round_text, kt});
-      else
-        append_tuple(remove, {bytea_literal(addr), round_text});
-    } else {
-      std::vector<std::string> values{bytea_literal(addr), std::to_string(algos),
-                                      std::to_string(uint_at(record, "RewardsBase")),
-                                      std::to_string(uint_at(record, "RewardedMicroAlgos")),
-                                      round_text};
-      if (keytype) values.push_back(kt);
-      values.push_back(text_literal(encode_trimmed_account_data(record)) + "::jsonb");
-      append_tuple(keytype ? upsert_kt : upsert, values);
-    }
+    if (algos == 0)
+      change(StateTable::account, bytea_literal(addr), "0, 0, 0, 'null'::jsonb", true,
+             std::move(kt));
+    else
+      change(StateTable::account, bytea_literal(addr),
+             std::to_string(algos) + ", " + std::to_string(uint_at(record, "RewardsBase")) + ", " +
+                 std::to_string(uint_at(record, "RewardedMicroAlgos")) + ", " +
+                 text_literal(encode_trimmed_account_data(record)) + "::jsonb",
+             false, std::move(kt));
   }
-  statement(sql,
-            "INSERT INTO account (addr, microalgos, rewardsbase, rewards_total, created_at, "
-            "account_data, deleted) SELECT *, FALSE FROM (VALUES ",
-            upsert,
-            ") v ON CONFLICT (addr) DO UPDATE SET microalgos = EXCLUDED.microalgos, rewardsbase = "
-            "EXCLUDED.rewardsbase, rewards_total = EXCLUDED.rewards_total, deleted = FALSE, "
-            "account_data = EXCLUDED.account_data");
-  statement(sql,
-            "INSERT INTO account (addr, microalgos, rewardsbase, rewards_total, created_at, "
-            "keytype, account_data, deleted) SELECT *, FALSE FROM (VALUES ",
-            upsert_kt,
-            ") v ON CONFLICT (addr) DO UPDATE SET microalgos = EXCLUDED.microalgos, rewardsbase = "
-            "EXCLUDED.rewardsbase, rewards_total = EXCLUDED.rewards_total, deleted = FALSE, "
-            "keytype = EXCLUDED.keytype, account_data = EXCLUDED.account_data");
-  statement(sql,
-            "INSERT INTO account (addr, created_at, closed_at, microalgos, rewardsbase, "
-            "rewards_total, deleted, account_data) SELECT v.a, v.r, v.r, 0, 0, 0, TRUE, "
-            "'null'::jsonb FROM (VALUES ",
-            remove,
-            ") v (a, r) ON CONFLICT (addr) DO UPDATE SET microalgos = 0, rewardsbase = 0, "
-            "rewards_total = 0, deleted = TRUE, closed_at = EXCLUDED.closed_at, account_data = "
-            "EXCLUDED.account_data");
-  statement(sql,
-            "INSERT INTO account (addr, created_at, closed_at, keytype, microalgos, rewardsbase, "
-            "rewards_total, deleted, account_data) SELECT v.a, v.r, v.r, v.k, 0, 0, 0, TRUE, "
-            "'null'::jsonb FROM (VALUES ",
-            remove_kt,
-            ") v (a, r, k) ON CONFLICT (addr) DO UPDATE SET microalgos = 0, rewardsbase = 0, "
-            "rewards_total = 0, deleted = TRUE, closed_at = EXCLUDED.closed_at, keytype = "
-            "EXCLUDED.keytype, account_data = EXCLUDED.account_data");
 
   // Assets and holdings.
-  std::string asset_up, asset_del, holding_up, holding_del;
   const Obj* assets = accts ? field(*accts, "AssetResources") : nullptr;
   for (uint32_t i = 0; assets && assets->type == msgpack::type::ARRAY && i < assets->via.array.size;
        ++i) {
@@ -932,52 +898,27 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
       const Obj* deleted = field(*params, "Deleted");
       const Obj* p = field(*params, "Params");
       if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean)
-        append_tuple(asset_del, {id, addr, round_text});
+        change(StateTable::asset, id, addr + ", 'null'::jsonb", true);
       else if (p && p->type == msgpack::type::MAP)
-        append_tuple(asset_up,
-                     {id, addr, text_literal(encode_asset_params(*p)) + "::jsonb", round_text});
+        change(StateTable::asset, id,
+               addr + ", " + text_literal(encode_asset_params(*p)) + "::jsonb", false);
     }
     if (const Obj* holding = field(r, "Holding")) {
       const Obj* deleted = field(*holding, "Deleted");
       const Obj* h = field(*holding, "Holding");
+      // A removal leaves frozen as it was (Indexer's closing update does not set it).
       if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean)
-        append_tuple(holding_del, {addr, id, round_text});
+        change(StateTable::account_asset, addr + ", " + id, "0", true);
       else if (h && h->type == msgpack::type::MAP) {
         const Obj* frozen = field(*h, "f");
         bool is_frozen = frozen && frozen->type == msgpack::type::BOOLEAN && frozen->via.boolean;
-        append_tuple(holding_up, {addr, id, std::to_string(uint_at(*h, "a")),
-                                  is_frozen ? "TRUE" : "FALSE", round_text});
+        change(StateTable::account_asset, addr + ", " + id, std::to_string(uint_at(*h, "a")), false,
+               is_frozen ? "TRUE" : "FALSE");
       }
     }
   }
-  statement(sql,
-            "INSERT INTO asset (index, creator_addr, params, created_at, deleted) SELECT *, FALSE "
-            "FROM (VALUES ",
-            asset_up,
-            ") v ON CONFLICT (index) DO UPDATE SET creator_addr = EXCLUDED.creator_addr, params = "
-            "EXCLUDED.params, deleted = FALSE");
-  statement(sql,
-            "INSERT INTO asset (index, creator_addr, created_at, closed_at, params, deleted) "
-            "SELECT v.i, v.c, v.r, v.r, 'null'::jsonb, TRUE FROM (VALUES ",
-            asset_del,
-            ") v (i, c, r) ON CONFLICT (index) DO UPDATE SET creator_addr = "
-            "EXCLUDED.creator_addr, params = EXCLUDED.params, deleted = TRUE, closed_at = "
-            "EXCLUDED.closed_at");
-  statement(sql,
-            "INSERT INTO account_asset (addr, assetid, amount, frozen, created_at, deleted) "
-            "SELECT v.a, v.i, v.n::numeric, v.f, v.r, FALSE FROM (VALUES ",
-            holding_up,
-            ") v (a, i, n, f, r) ON CONFLICT (addr, assetid) DO UPDATE SET amount = "
-            "EXCLUDED.amount, frozen = EXCLUDED.frozen, deleted = FALSE");
-  statement(sql,
-            "INSERT INTO account_asset (addr, assetid, created_at, closed_at, amount, frozen, "
-            "deleted) SELECT v.a, v.i, v.r, v.r, 0, FALSE, TRUE FROM (VALUES ",
-            holding_del,
-            ") v (a, i, r) ON CONFLICT (addr, assetid) DO UPDATE SET amount = EXCLUDED.amount, "
-            "deleted = TRUE, closed_at = EXCLUDED.closed_at");
 
   // Applications and local states.
-  std::string app_up, app_del, local_up, local_del;
   const Obj* apps = accts ? field(*accts, "AppResources") : nullptr;
   for (uint32_t i = 0; apps && apps->type == msgpack::type::ARRAY && i < apps->via.array.size;
        ++i) {
@@ -988,48 +929,23 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
       const Obj* deleted = field(*params, "Deleted");
       const Obj* p = field(*params, "Params");
       if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean)
-        append_tuple(app_del, {id, addr, round_text});
+        change(StateTable::app, id, addr + ", 'null'::jsonb", true);
       else if (p && p->type == msgpack::type::MAP)
-        append_tuple(app_up,
-                     {id, addr, text_literal(encode_app_params(*p)) + "::jsonb", round_text});
+        change(StateTable::app, id, addr + ", " + text_literal(encode_app_params(*p)) + "::jsonb",
+               false);
     }
     if (const Obj* state = field(r, "State")) {
       const Obj* deleted = field(*state, "Deleted");
       const Obj* s = field(*state, "LocalState");
       if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean)
-        append_tuple(local_del, {addr, id, round_text});
+        change(StateTable::account_app, addr + ", " + id, "'null'::jsonb", true);
       else if (s && s->type == msgpack::type::MAP)
-        append_tuple(local_up,
-                     {addr, id, text_literal(encode_app_local_state(*s)) + "::jsonb", round_text});
+        change(StateTable::account_app, addr + ", " + id,
+               text_literal(encode_app_local_state(*s)) + "::jsonb", false);
     }
   }
-  statement(sql,
-            "INSERT INTO app (index, creator, params, created_at, deleted) SELECT *, FALSE FROM "
-            "(VALUES ",
-            app_up,
-            ") v ON CONFLICT (index) DO UPDATE SET creator = EXCLUDED.creator, params = "
-            "EXCLUDED.params, deleted = FALSE");
-  statement(sql,
-            "INSERT INTO app (index, creator, created_at, closed_at, params, deleted) SELECT v.i, "
-            "v.c, v.r, v.r, 'null'::jsonb, TRUE FROM (VALUES ",
-            app_del,
-            ") v (i, c, r) ON CONFLICT (index) DO UPDATE SET creator = EXCLUDED.creator, params = "
-            "EXCLUDED.params, deleted = TRUE, closed_at = EXCLUDED.closed_at");
-  statement(sql,
-            "INSERT INTO account_app (addr, app, localstate, created_at, deleted) SELECT *, FALSE "
-            "FROM (VALUES ",
-            local_up,
-            ") v ON CONFLICT (addr, app) DO UPDATE SET localstate = EXCLUDED.localstate, deleted "
-            "= FALSE");
-  statement(sql,
-            "INSERT INTO account_app (addr, app, created_at, closed_at, localstate, deleted) "
-            "SELECT v.a, v.i, v.r, v.r, 'null'::jsonb, TRUE FROM (VALUES ",
-            local_del,
-            ") v (a, i, r) ON CONFLICT (addr, app) DO UPDATE SET localstate = "
-            "EXCLUDED.localstate, deleted = TRUE, closed_at = EXCLUDED.closed_at");
 
   // Boxes (KvMods keys: "bx:" + the app id, 8 bytes big-endian, + the box name).
-  std::string box_up, box_del;
   const Obj* kv = field(*delta, "KvMods");
   for (uint32_t i = 0; kv && kv->type == msgpack::type::MAP && i < kv->via.map.size; ++i) {
     std::string_view key = key_text(kv->via.map.ptr[i]);
@@ -1039,18 +955,210 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
                                "boxes)");
     uint64_t app = 0;
     for (size_t k = 3; k < 11; ++k) app = app << 8 | static_cast<uint8_t>(key[k]);
-    std::string name = bytea_literal(key.substr(11));
+    std::string box = std::to_string(app) + ", " + bytea_literal(key.substr(11));
     const Obj* data = field(kv->via.map.ptr[i].val, "Data");
     if (data && (data->type == msgpack::type::BIN || data->type == msgpack::type::STR))
-      append_tuple(box_up, {std::to_string(app), name, bytea_literal(bytes_of(*data))});
+      change(StateTable::app_box, std::move(box), bytea_literal(bytes_of(*data)), false);
     else
-      append_tuple(box_del, {std::to_string(app), name});
+      change(StateTable::app_box, std::move(box), "", true);
   }
-  statement(sql, "INSERT INTO app_box (app, name, value) VALUES ", box_up,
-            " ON CONFLICT (app, name) DO UPDATE SET value = EXCLUDED.value");
-  statement(sql, "DELETE FROM app_box b USING (VALUES ", box_del,
-            ") v (app, name) WHERE b.app = v.app AND b.name = v.name");
   return rows;
+}
+
+namespace {
+
+void put_number(std::string& out, uint64_t n) {
+  char bytes[8];
+  std::memcpy(bytes, &n, 8);
+  out.append(bytes, 8);
+}
+void put_text(std::string& out, std::string_view text) {
+  put_number(out, text.size());
+  out += text;
+}
+
+struct RowsReader {
+  std::string_view in;
+  uint64_t number() {
+    if (in.size() < 8) throw std::runtime_error("prepared rows: truncated");
+    uint64_t n;
+    std::memcpy(&n, in.data(), 8);
+    in.remove_prefix(8);
+    return n;
+  }
+  std::string text() {
+    uint64_t n = number();
+    if (in.size() < n) throw std::runtime_error("prepared rows: truncated");
+    std::string out(in.substr(0, n));
+    in.remove_prefix(n);
+    return out;
+  }
+};
+
+}  // namespace
+
+std::string serialize_round_rows(const RoundRows& rows) {
+  std::string out;
+  out.reserve(rows.txn_copy.size() + rows.participation_copy.size() + rows.header_tuple.size() +
+              64 * rows.changes.size() + 256);
+  put_number(out, rows.round);
+  put_text(out, rows.header_tuple);
+  put_text(out, rows.accounts_state);
+  put_text(out, rows.txn_copy);
+  put_text(out, rows.participation_copy);
+  put_number(out, rows.txns);
+  put_number(out, rows.participations);
+  put_number(out, rows.changes.size());
+  for (const auto& change : rows.changes) {
+    put_number(out, static_cast<uint64_t>(change.table) | (change.removed ? 0x100 : 0) |
+                        (change.side ? 0x200 : 0));
+    put_text(out, change.key);
+    put_text(out, change.values);
+    if (change.side) put_text(out, *change.side);
+  }
+  return out;
+}
+
+RoundRows parse_round_rows(std::string_view bytes) {
+  RowsReader in{bytes};
+  RoundRows rows;
+  rows.round = in.number();
+  rows.header_tuple = in.text();
+  rows.accounts_state = in.text();
+  rows.txn_copy = in.text();
+  rows.participation_copy = in.text();
+  rows.txns = in.number();
+  rows.participations = in.number();
+  uint64_t changes = in.number();
+  if (changes > bytes.size()) throw std::runtime_error("prepared rows: bad change count");
+  rows.changes.reserve(changes);
+  for (uint64_t i = 0; i < changes; ++i) {
+    uint64_t flags = in.number();
+    if ((flags & 0xff) >= kStateTables) throw std::runtime_error("prepared rows: bad table");
+    StateChange change{static_cast<StateTable>(flags & 0xff), in.text(), in.text(),
+                       (flags & 0x100) != 0, std::nullopt};
+    if (flags & 0x200) change.side = in.text();
+    rows.changes.push_back(std::move(change));
+  }
+  if (!in.in.empty()) throw std::runtime_error("prepared rows: trailing bytes");
+  return rows;
+}
+
+namespace {
+
+// How a state table's collapsed rows are written (StateTable order; app_box apart).
+struct StateShape {
+  const char* table;
+  const char* key_columns;
+  const char* value_columns;
+  const char* side_column;   // nullptr: none
+  const char* side_default;  // a new row's side when no change set it
+};
+constexpr StateShape kStateShapes[] = {
+    {"account", "addr", "microalgos, rewardsbase, rewards_total, account_data", "keytype", "NULL"},
+    {"asset", "index", "creator_addr, params", nullptr, nullptr},
+    {"account_asset", "addr, assetid", "amount", "frozen", "FALSE"},
+    {"app", "index", "creator, params", nullptr, nullptr},
+    {"account_app", "addr, app", "localstate", nullptr, nullptr},
+};
+
+// "a, b" -> "a = EXCLUDED.a, b = EXCLUDED.b"
+std::string excluded_assignments(std::string_view columns) {
+  std::string out;
+  while (!columns.empty()) {
+    size_t comma = columns.find(',');
+    std::string_view column = columns.substr(0, comma);
+    while (!column.empty() && column.front() == ' ') column.remove_prefix(1);
+    if (!out.empty()) out += ", ";
+    out += std::string(column) + " = EXCLUDED." + std::string(column);
+    if (comma == std::string_view::npos) break;
+    columns.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+UnitRows::UnitRows() : tables_(kStateTables), index_(kStateTables) {}
+
+void UnitRows::add(RoundRows&& rows) {
+  ++rounds_;
+  rows_ += rows.txns + rows.participations + 1;
+  if (!header_values_.empty()) header_values_ += ", ";
+  header_values_ += rows.header_tuple;
+  accounts_state_ = std::move(rows.accounts_state);
+  for (auto& change : rows.changes) {
+    const size_t t = static_cast<size_t>(change.table);
+    auto [at, fresh] = index_[t].try_emplace(change.key, tables_[t].size());
+    if (fresh) {
+      tables_[t].push_back(Row{});
+      tables_[t].back().key = std::move(change.key);
+      tables_[t].back().created_at = rows.round;
+      ++rows_;
+    }
+    Row& row = tables_[t][at->second];
+    row.values = std::move(change.values);
+    row.removed = change.removed;
+    if (change.removed) row.closed_at = rows.round;
+    if (change.side) row.side = std::move(change.side);
+  }
+  txn_copy_ += rows.txn_copy;
+  participation_copy_ += rows.participation_copy;
+}
+
+std::string UnitRows::statements() const {
+  std::string sql;
+  if (!header_values_.empty())
+    sql += "INSERT INTO block_header (round, realtime, rewardslevel, header) VALUES " +
+           header_values_ + " ON CONFLICT DO NOTHING;\n";
+  if (!accounts_state_.empty())
+    sql += "INSERT INTO metastate (k, v) VALUES ('accounts', " + text_literal(accounts_state_) +
+           ") ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v;\n";
+  for (size_t t = 0; t < std::size(kStateShapes); ++t) {
+    const StateShape& shape = kStateShapes[t];
+    // One statement per (closed in the unit, side set in the unit): the update
+    // touches closed_at and the side column only when a change did.
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool closed = variant & 1, side_set = variant & 2;
+      if (side_set && !shape.side_column) continue;
+      std::string values;
+      for (const Row& row : tables_[t]) {
+        if (row.closed_at.has_value() != closed || row.side.has_value() != side_set) continue;
+        values += values.empty() ? "(" : ", (";
+        values += row.key + ", " + row.values + ", " + (row.removed ? "TRUE" : "FALSE") + ", " +
+                  std::to_string(row.created_at) + ", " +
+                  (closed ? std::to_string(*row.closed_at) : "NULL::bigint");
+        if (shape.side_column) values += ", " + (row.side ? *row.side : shape.side_default);
+        values += ')';
+      }
+      if (values.empty()) continue;
+      sql += std::string("INSERT INTO ") + shape.table + " (" + shape.key_columns + ", " +
+             shape.value_columns + ", deleted, created_at, closed_at" +
+             (shape.side_column ? std::string(", ") + shape.side_column : "") + ") VALUES " +
+             values + " ON CONFLICT (" + shape.key_columns + ") DO UPDATE SET " +
+             excluded_assignments(shape.value_columns) + ", deleted = EXCLUDED.deleted" +
+             (closed ? ", closed_at = EXCLUDED.closed_at" : "") +
+             (side_set ? std::string(", ") + shape.side_column + " = EXCLUDED." + shape.side_column
+                       : "") +
+             ";\n";
+    }
+  }
+  // Boxes: the last change of each wins (no created/closed columns).
+  std::string box_up, box_del;
+  for (const Row& row : tables_[static_cast<size_t>(StateTable::app_box)]) {
+    std::string& list = row.removed ? box_del : box_up;
+    list += list.empty() ? "(" : ", (";
+    list += row.key;
+    if (!row.removed) list += ", " + row.values;
+    list += ')';
+  }
+  if (!box_up.empty())
+    sql += "INSERT INTO app_box (app, name, value) VALUES " + box_up +
+           " ON CONFLICT (app, name) DO UPDATE SET value = EXCLUDED.value;\n";
+  if (!box_del.empty())
+    sql += "DELETE FROM app_box b USING (VALUES " + box_del +
+           ") v (app, name) WHERE b.app = v.app AND b.name = v.name;\n";
+  return sql;
 }
 
 std::string genesis_statements(std::string_view genesis_json) {

@@ -1083,6 +1083,19 @@ TEST(BlockAccessors, EncodedBytesLastUntilTheBlockChanges) {
   EXPECT_EQ(copy.encoded("msgp"), nullptr);
 }
 
+// Memory budgets (the exporter queue, group-commit-bytes) count what an
+// exporter's prepare() keeps with a block, such as the postgresql exporter's rows.
+TEST(BlockAccessors, SizeHintCountsTheBytesKeptWithTheBlock) {
+  CONDUIT_REQUIRE_FIXTURES();
+  BlockData block = BlockData::decode_msgpack(fixture_msgpack(1));
+  const size_t bare = block.size_hint();
+  EXPECT_EQ(bare, fixture_msgpack(1).size());
+  block.set_encoded("postgresql-rows", std::string(100000, 'r'));
+  EXPECT_EQ(block.size_hint(), bare + 100000);
+  (void)block.tree();  // mutable access drops them
+  EXPECT_EQ(block.size_hint(), bare);
+}
+
 TEST(BlockAccessors, KeepPaysetEntriesDropsTheOthers) {
   CONDUIT_REQUIRE_FIXTURES();
   BlockData block = BlockData::decode_msgpack(fixture_msgpack(1));
