@@ -887,6 +887,21 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
              false, std::move(kt));
   }
 
+  // A resource's entry in the delta, {"Deleted": bool, inner: map}: true when it changes the
+  // resource, with `value` the new map, or nullptr for a removal.
+  auto resource_change = [](const Obj& record, const char* name, const char* inner,
+                            const Obj*& value) {
+    const Obj* entry = field(record, name);
+    if (!entry) return false;
+    const Obj* deleted = field(*entry, "Deleted");
+    const Obj* map = field(*entry, inner);
+    value = nullptr;
+    if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean) return true;
+    if (!map || map->type != msgpack::type::MAP) return false;
+    value = map;
+    return true;
+  };
+
   // Assets and holdings.
   const Obj* assets = accts ? field(*accts, "AssetResources") : nullptr;
   for (uint32_t i = 0; assets && assets->type == msgpack::type::ARRAY && i < assets->via.array.size;
@@ -894,26 +909,21 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     const Obj& r = assets->via.array.ptr[i];
     std::string addr = bytea_literal(address_at(r, "Addr"));
     std::string id = std::to_string(uint_at(r, "Aidx"));
-    if (const Obj* params = field(r, "Params")) {
-      const Obj* deleted = field(*params, "Deleted");
-      const Obj* p = field(*params, "Params");
-      if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean)
-        change(StateTable::asset, id, addr + ", 'null'::jsonb", true);
-      else if (p && p->type == msgpack::type::MAP)
-        change(StateTable::asset, id,
-               addr + ", " + text_literal(encode_asset_params(*p)) + "::jsonb", false);
-    }
-    if (const Obj* holding = field(r, "Holding")) {
-      const Obj* deleted = field(*holding, "Deleted");
-      const Obj* h = field(*holding, "Holding");
-      // A removal leaves frozen as it was (Indexer's closing update does not set it).
-      if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean)
+    const Obj* value;
+    if (resource_change(r, "Params", "Params", value))
+      change(
+          StateTable::asset, id,
+          addr + ", " + (value ? text_literal(encode_asset_params(*value)) : "'null'") + "::jsonb",
+          !value);
+    // A removal leaves frozen as it was (Indexer's closing update does not set it).
+    if (resource_change(r, "Holding", "Holding", value)) {
+      if (!value) {
         change(StateTable::account_asset, addr + ", " + id, "0", true);
-      else if (h && h->type == msgpack::type::MAP) {
-        const Obj* frozen = field(*h, "f");
+      } else {
+        const Obj* frozen = field(*value, "f");
         bool is_frozen = frozen && frozen->type == msgpack::type::BOOLEAN && frozen->via.boolean;
-        change(StateTable::account_asset, addr + ", " + id, std::to_string(uint_at(*h, "a")), false,
-               is_frozen ? "TRUE" : "FALSE");
+        change(StateTable::account_asset, addr + ", " + id, std::to_string(uint_at(*value, "a")),
+               false, is_frozen ? "TRUE" : "FALSE");
       }
     }
   }
@@ -925,24 +935,14 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     const Obj& r = apps->via.array.ptr[i];
     std::string addr = bytea_literal(address_at(r, "Addr"));
     std::string id = std::to_string(uint_at(r, "Aidx"));
-    if (const Obj* params = field(r, "Params")) {
-      const Obj* deleted = field(*params, "Deleted");
-      const Obj* p = field(*params, "Params");
-      if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean)
-        change(StateTable::app, id, addr + ", 'null'::jsonb", true);
-      else if (p && p->type == msgpack::type::MAP)
-        change(StateTable::app, id, addr + ", " + text_literal(encode_app_params(*p)) + "::jsonb",
-               false);
-    }
-    if (const Obj* state = field(r, "State")) {
-      const Obj* deleted = field(*state, "Deleted");
-      const Obj* s = field(*state, "LocalState");
-      if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean)
-        change(StateTable::account_app, addr + ", " + id, "'null'::jsonb", true);
-      else if (s && s->type == msgpack::type::MAP)
-        change(StateTable::account_app, addr + ", " + id,
-               text_literal(encode_app_local_state(*s)) + "::jsonb", false);
-    }
+    const Obj* value;
+    if (resource_change(r, "Params", "Params", value))
+      change(StateTable::app, id,
+             addr + ", " + (value ? text_literal(encode_app_params(*value)) : "'null'") + "::jsonb",
+             !value);
+    if (resource_change(r, "State", "LocalState", value))
+      change(StateTable::account_app, addr + ", " + id,
+             (value ? text_literal(encode_app_local_state(*value)) : "'null'") + "::jsonb", !value);
   }
 
   // Boxes (KvMods keys: "bx:" + the app id, 8 bytes big-endian, + the box name).
