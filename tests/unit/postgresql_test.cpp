@@ -1616,11 +1616,12 @@ std::unique_ptr<Exporter> exporter_at(const std::string& conninfo,
   return std::move(build_plugins(builtin_registry(), config).exporter);
 }
 
-TEST_F(Postgresql, NowInterruptsAConnectToAServerThatNeverAnswers) {
-  uint16_t port;
+// A TCP server that accepts one connection and never answers on it (until the client goes).
+struct SilentServer {
+  uint16_t port = 0;
   int fd = listen_tcp(16, port);
   std::atomic<bool> accepted{false};
-  std::thread acceptor([&] {
+  std::thread acceptor{[this] {
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, 20000) == 1) {
       int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -1629,18 +1630,24 @@ TEST_F(Postgresql, NowInterruptsAConnectToAServerThatNeverAnswers) {
       ::poll(&q, 1, 20000);  // holds the connection, answers nothing
       ::close(c);
     }
-  });
+  }};
+  ~SilentServer() {
+    acceptor.join();
+    ::close(fd);
+  }
+};
+
+TEST_F(Postgresql, NowInterruptsAConnectToAServerThatNeverAnswers) {
+  SilentServer server;
   auto exporter =
-      exporter_at("host=127.0.0.1 port=" + std::to_string(port) + " dbname=x", dir_.path());
+      exporter_at("host=127.0.0.1 port=" + std::to_string(server.port) + " dbname=x", dir_.path());
   EXPECT_EQ(stop_when(
                 [&](std::stop_token stop) {
                   exporter->init(InitContext{.next_round = 0, .logger = &quiet_}, stop);
                 },
-                [&] { return accepted.load(); }),
+                [&] { return server.accepted.load(); }),
             "cancelled");
   exporter->close();
-  acceptor.join();
-  ::close(fd);
 }
 
 TEST_F(Postgresql, NowInterruptsAConnectToAListenerThatNeverAccepts) {
@@ -1714,27 +1721,13 @@ TEST_F(Postgresql, NowInterruptsAReconnectInsideReceive) {
 }
 
 TEST_F(Postgresql, NowInterruptsARoundRequestToAServerThatNeverAnswers) {
-  uint16_t port;
-  int fd = listen_tcp(16, port);
-  std::atomic<bool> accepted{false};
-  std::thread acceptor([&] {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 20000) == 1) {
-      int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
-      accepted = true;
-      pollfd q{c, POLLRDHUP, 0};
-      ::poll(&q, 1, 20000);  // holds the connection, answers nothing
-      ::close(c);
-    }
-  });
+  SilentServer server;
   auto exporter =
-      exporter_at("host=127.0.0.1 port=" + std::to_string(port) + " dbname=x", dir_.path());
+      exporter_at("host=127.0.0.1 port=" + std::to_string(server.port) + " dbname=x", dir_.path());
   EXPECT_EQ(stop_when([&](std::stop_token stop) { exporter->requested_round(dir_.path(), stop); },
-                      [&] { return accepted.load(); }),
+                      [&] { return server.accepted.load(); }),
             "cancelled");
   exporter->close();
-  acceptor.join();
-  ::close(fd);
 }
 
 }  // namespace
