@@ -94,6 +94,7 @@ class Supervisor : public PipelineObserver {
   std::string reload(const std::string& origin);
 
   Status status() const;
+  State state() const { return state_.load(); }  // lock-free: for any thread
   Objective objective() const;
 
   // The running pipeline's wedged call, if any (Pipeline::wedged_stage).

@@ -247,9 +247,16 @@ int run_daemon(const DaemonOptions& options) {
 
   EventLoop loop;
   Notifier notifier;
-  // A plugin's progress during a long init (algod fast catchup) as STATUS=.
-  logger.set_status_listener(
-      [&notifier](std::string_view text) { notifier.send("STATUS=" + std::string(text)); });
+  // A plugin's progress during a long init (algod fast catchup, which can take
+  // longer than TimeoutStartSec=) as STATUS=; while starting or reloading, each
+  // report also gives systemd's timeout another minute, so only an init that
+  // stops reporting is timed out (the catchup reports every poll-interval).
+  logger.set_status_listener([&notifier, &sup = *supervisor](std::string_view text) {
+    std::string message = "STATUS=" + std::string(text);
+    if (State state = sup.state(); state == State::starting || state == State::reloading)
+      message += "\nEXTEND_TIMEOUT_USEC=60000000";
+    notifier.send(message);
+  });
   LoopObserver observer(loop, logger, notifier, *supervisor);
   ObserverFanout observers;
   observers.add(&observer);

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "../service/service_support.hpp"
 #include "core/block_msgpack.hpp"
 #include "core/pipeline.hpp"
 #include "fake_algod.hpp"
@@ -675,6 +676,42 @@ TEST_F(AlgodTest, FastCatchupStopsInBothModesAtEveryPoint) {
 // The daemon itself: SIGTERM while the importer waits in a long-poll that is
 // never answered exits at once with status 0 and the checkpoint at the round
 // it waited for.
+// A fast catchup can outlast TimeoutStartSec=: while the daemon starts, every progress
+// report goes to systemd with EXTEND_TIMEOUT_USEC, so only an init that stops reporting
+// is timed out; READY=1 follows the catchup.
+TEST_F(AlgodImporterTest, DaemonExtendsTheStartTimeoutWhileAFastCatchupReportsProgress) {
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod server(kToken);
+  server.load_fixtures(fixtures_dir(), kRounds, false);
+  server.set_last_round(0);  // a fresh node: the delta of round 5 needs a catchup
+  server.round_after_catchup = 9;
+  write_text(dir_ / "conduit.toml",
+             importer_config(server.address(), "follower", kToken,
+                             catchup_config(std::string("4#") + kHash, server.admin_token)) +
+                 "[exporter]\nname = \"noop\"\n");
+  TempDir sockets;
+  DatagramSocket notify(sockets / "notify");
+  Subprocess daemon({conduit_bin(), "-d", dir_.path().string(), "--bus", "none", "-r", "5"},
+                    {"NOTIFY_SOCKET=" + notify.path().string()});
+  std::vector<std::string> before_ready;
+  for (;;) {
+    auto message = notify.receive();
+    ASSERT_TRUE(message) << daemon.output();
+    if (message->rfind("READY=1", 0) == 0) break;
+    before_ready.push_back(*message);
+  }
+  size_t reports = 0, extended = 0;
+  for (const auto& m : before_ready) {
+    if (m.rfind("STATUS=algod importer: ", 0) != 0) continue;
+    ++reports;
+    if (m.ends_with("\nEXTEND_TIMEOUT_USEC=60000000")) ++extended;
+  }
+  EXPECT_GE(reports, 3u) << daemon.output();  // started, one phase at least, finished
+  EXPECT_EQ(extended, reports);
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(), 0) << daemon.output();
+}
+
 TEST_F(AlgodImporterTest, DaemonExitsCleanlyOnSigtermDuringLongPoll) {
   CONDUIT_REQUIRE_FIXTURES();
   FakeAlgod server(kToken);
