@@ -1124,40 +1124,37 @@ std::string UnitRows::statements() const {
       std::string values;
       for (const Row& row : tables_[t]) {
         if (row.closed_at.has_value() != closed || row.side.has_value() != side_set) continue;
-        values += values.empty() ? "(" : ", (";
-        values += row.key + ", " + row.values + ", " + (row.removed ? "TRUE" : "FALSE") + ", " +
-                  std::to_string(row.created_at) + ", " +
-                  (closed ? std::to_string(*row.closed_at) : "NULL::bigint");
-        if (shape.side_column) values += ", " + (row.side ? *row.side : shape.side_default);
-        values += ')';
+        std::vector<std::string> fields{row.key, row.values, row.removed ? "TRUE" : "FALSE",
+                                        std::to_string(row.created_at),
+                                        closed ? std::to_string(*row.closed_at) : "NULL::bigint"};
+        if (shape.side_column) fields.push_back(row.side ? *row.side : shape.side_default);
+        append_tuple(values, fields);
       }
-      if (values.empty()) continue;
-      sql += std::string("INSERT INTO ") + shape.table + " (" + shape.key_columns + ", " +
-             shape.value_columns + ", deleted, created_at, closed_at" +
-             (shape.side_column ? std::string(", ") + shape.side_column : "") + ") VALUES " +
-             values + " ON CONFLICT (" + shape.key_columns + ") DO UPDATE SET " +
-             excluded_assignments(shape.value_columns) + ", deleted = EXCLUDED.deleted" +
-             (closed ? ", closed_at = EXCLUDED.closed_at" : "") +
-             (side_set ? std::string(", ") + shape.side_column + " = EXCLUDED." + shape.side_column
-                       : "") +
-             ";\n";
+      statement(
+          sql,
+          std::string("INSERT INTO ") + shape.table + " (" + shape.key_columns + ", " +
+              shape.value_columns + ", deleted, created_at, closed_at" +
+              (shape.side_column ? std::string(", ") + shape.side_column : "") + ") VALUES ",
+          values,
+          std::string(" ON CONFLICT (") + shape.key_columns + ") DO UPDATE SET " +
+              excluded_assignments(shape.value_columns) + ", deleted = EXCLUDED.deleted" +
+              (closed ? ", closed_at = EXCLUDED.closed_at" : "") +
+              (side_set ? std::string(", ") + shape.side_column + " = EXCLUDED." + shape.side_column
+                        : ""));
     }
   }
   // Boxes: the last change of each wins (no created/closed columns).
   std::string box_up, box_del;
   for (const Row& row : tables_[static_cast<size_t>(StateTable::app_box)]) {
-    std::string& list = row.removed ? box_del : box_up;
-    list += list.empty() ? "(" : ", (";
-    list += row.key;
-    if (!row.removed) list += ", " + row.values;
-    list += ')';
+    if (row.removed)
+      append_tuple(box_del, {row.key});
+    else
+      append_tuple(box_up, {row.key, row.values});
   }
-  if (!box_up.empty())
-    sql += "INSERT INTO app_box (app, name, value) VALUES " + box_up +
-           " ON CONFLICT (app, name) DO UPDATE SET value = EXCLUDED.value;\n";
-  if (!box_del.empty())
-    sql += "DELETE FROM app_box b USING (VALUES " + box_del +
-           ") v (app, name) WHERE b.app = v.app AND b.name = v.name;\n";
+  statement(sql, "INSERT INTO app_box (app, name, value) VALUES ", box_up,
+            " ON CONFLICT (app, name) DO UPDATE SET value = EXCLUDED.value");
+  statement(sql, "DELETE FROM app_box b USING (VALUES ", box_del,
+            ") v (app, name) WHERE b.app = v.app AND b.name = v.name");
   return sql;
 }
 
