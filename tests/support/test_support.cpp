@@ -225,6 +225,16 @@ class TestExporter final : public Exporter, Scripted {
 
 }  // namespace
 
+void pack_round_one_block_head(msgpack::packer<msgpack::sbuffer>& p, uint32_t payset_entries) {
+  p.pack_map(2);
+  p.pack("block");
+  p.pack_map(1);
+  p.pack("rnd");
+  p.pack(1);
+  p.pack("payset");
+  p.pack_array(payset_entries);
+}
+
 Registry test_registry() {
   Registry registry;
   plugins::register_noop(registry);

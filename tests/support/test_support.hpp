@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <msgpack.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -102,6 +103,10 @@ class World {
   std::vector<std::string> signals_;
   int generation_ = 0;
 };
+
+// Starts a minimal block's msgpack, {"block": {"rnd": 1}, "payset": [...]}: the caller
+// packs the `payset_entries` entries next.
+void pack_round_one_block_head(msgpack::packer<msgpack::sbuffer>& p, uint32_t payset_entries);
 
 // Registers test_importer, test_processor, test_exporter (and the noop and
 // generator built-ins) into a registry of the test's own.

@@ -240,13 +240,7 @@ TEST(FilterProcessor, HostileFieldsAndPatternsAreMatchedSafely) {
   std::string long_name(1 << 20, 'a');
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> p(buffer);
-  p.pack_map(2);
-  p.pack("block");
-  p.pack_map(1);
-  p.pack("rnd");
-  p.pack(1);
-  p.pack("payset");
-  p.pack_array(2);
+  pack_round_one_block_head(p, 2);
   for (const std::string& gen : {long_name, std::string("short")}) {
     p.pack_map(1);
     p.pack("txn");
@@ -270,13 +264,7 @@ TEST(FilterProcessor, HostileFieldsAndPatternsAreMatchedSafely) {
 TEST(FilterProcessor, NewerGoTagsFilterOnTheirFields) {
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> p(buffer);
-  p.pack_map(2);
-  p.pack("block");
-  p.pack_map(1);
-  p.pack("rnd");
-  p.pack(1);
-  p.pack("payset");
-  p.pack_array(2);
+  pack_round_one_block_head(p, 2);
   for (uint64_t v : {2, 3}) {
     p.pack_map(2);
     p.pack("lsig");

@@ -281,13 +281,7 @@ TEST(GoMetrics, ImportedTxnsByTypeAsGoConduit) {
   auto block_of = [](const std::vector<std::pair<std::string, int>>& txns) {
     msgpack::sbuffer buffer;
     msgpack::packer<msgpack::sbuffer> p(buffer);
-    p.pack_map(2);
-    p.pack("block");
-    p.pack_map(1);
-    p.pack("rnd");
-    p.pack(1);
-    p.pack("payset");
-    p.pack_array(static_cast<uint32_t>(txns.size()));
+    pack_round_one_block_head(p, static_cast<uint32_t>(txns.size()));
     for (const auto& [type, nested_inner] : txns) {
       p.pack_map(nested_inner ? 2 : 1);
       p.pack("txn");
