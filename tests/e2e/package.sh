@@ -47,8 +47,8 @@ skip() {
 
 # ---------------------------------------------------------------- container
 
-cx() { nsenter -t "$CONTAINER_PID" -m -u -i -p -- "$@"; }
-croot() { echo "/proc/$CONTAINER_PID/root"; }
+# cx, croot, await_container_systemd, boot_finished, stop_container, cleanup (trapped).
+source "$(dirname "$0")/container.sh"
 # Runs a command in the container and shows it with its output (the transcript).
 run() { step "$*"; cx "$@" 2>&1 | sed 's/^/  /'; return "${PIPESTATUS[0]}"; }
 
@@ -76,47 +76,14 @@ boot_container() {  # machine-name
       systemd.mask=console-getty.service systemd.mask=systemd-networkd-wait-online.service' "$1" "$WORK" \
     </dev/null >"$WORK/console.log" 2>&1 &
   NSPAWN_PID=$!
-  local deadline=$((SECONDS + 30)) child
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    kill -0 "$NSPAWN_PID" 2>/dev/null || return 1
-    child=$(pgrep -P "$NSPAWN_PID" | head -1)
-    if [ -n "$child" ] && [[ $(readlink "/proc/$child/exe" 2>/dev/null) == */lib/systemd/systemd ]]; then
-      CONTAINER_PID=$child
-      break
-    fi
-    sleep 0.05
-  done
-  [ -n "$CONTAINER_PID" ] || return 1
-  local deadline=$((SECONDS + 60)) state=""
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    state=$(timeout 30 nsenter -t "$CONTAINER_PID" -m -u -i -p -- systemctl is-system-running --wait 2>/dev/null)
-    [ "$state" = running ] || [ "$state" = degraded ] && return 0
+  await_container_systemd || return 1
+  local deadline=$((SECONDS + 60))
+  until boot_finished; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 0.1
   done
-  return 1
 }
 
-stop_container() {
-  [ -n "$NSPAWN_PID" ] || return 0
-  if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-    kill -TERM "$NSPAWN_PID" 2>/dev/null
-    local deadline=$((SECONDS + 20))
-    while kill -0 "$NSPAWN_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-    if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-      [ -n "$CONTAINER_PID" ] && kill -KILL "$CONTAINER_PID" 2>/dev/null
-      kill -KILL "$NSPAWN_PID" 2>/dev/null
-    fi
-  fi
-  wait "$NSPAWN_PID" 2>/dev/null
-  NSPAWN_PID="" CONTAINER_PID=""
-}
-
-cleanup() {
-  stop_container
-  [ -n "$WORK" ] && rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
 
 unit_prop() { cx systemctl show -P "$2" "$1"; }
 expect_eq() {  # what, expected, actual

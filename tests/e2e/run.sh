@@ -73,8 +73,8 @@ expect_eq() {  # what, expected, actual
 
 # ---------------------------------------------------------------- container
 
-cx() { nsenter -t "$CONTAINER_PID" -m -u -i -p -- "$@"; }
-croot() { echo "/proc/$CONTAINER_PID/root"; }
+# cx, croot, await_container_systemd, boot_finished, stop_container, cleanup (trapped).
+source "$(dirname "$0")/container.sh"
 
 # Polls a command until it succeeds, at most TIMEOUT seconds (events seen through
 # systemctl/busctl/journal state, never a fixed sleep).
@@ -101,55 +101,16 @@ boot_container() {  # name
       systemd.mask=console-getty.service systemd.mask=systemd-networkd-wait-online.service' "$name" "$WORK/stage" \
     </dev/null >"$WORK/console-$name.log" 2>&1 &
   NSPAWN_PID=$!
-  # The container's systemd is the direct child of nspawn once it has exec'ed.
-  local deadline=$((SECONDS + 30)) child
-  CONTAINER_PID=""
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    kill -0 "$NSPAWN_PID" 2>/dev/null || { fail "systemd-nspawn exited: $(tail -3 "$WORK/console-$name.log" | tr '\n' ' ')"; return 1; }
-    child=$(pgrep -P "$NSPAWN_PID" | head -1)
-    if [ -n "$child" ] && [[ $(readlink "/proc/$child/exe" 2>/dev/null) == */lib/systemd/systemd ]]; then
-      CONTAINER_PID=$child
-      break
-    fi
-    sleep 0.05
-  done
-  [ -n "$CONTAINER_PID" ] || { fail "container's systemd did not start"; return 1; }
-  # The bus socket appears a moment after exec; is-system-running --wait blocks until boot is done.
+  if ! await_container_systemd; then
+    if kill -0 "$NSPAWN_PID" 2>/dev/null; then fail "container's systemd did not start"
+    else fail "systemd-nspawn exited: $(tail -3 "$WORK/console-$name.log" | tr '\n' ' ')"; fi
+    return 1
+  fi
   wait_for 60 "the container to finish booting" boot_finished || return 1
   local state; state=$(cx systemctl is-system-running 2>/dev/null)
   [ "$state" = running ] || log "container boot state '$state' (failed: $(cx systemctl --failed --plain --no-legend --no-pager | tr '\n' ' '))"
   return 0
 }
-# Boot done: running, or degraded by some unit of the host's tree that has nothing to
-# do with conduit (logged above).
-boot_finished() {
-  local state
-  state=$(timeout 30 nsenter -t "$CONTAINER_PID" -m -u -i -p -- systemctl is-system-running --wait 2>/dev/null)
-  [ "$state" = running ] || [ "$state" = degraded ]
-}
-
-stop_container() {
-  [ -n "$NSPAWN_PID" ] || return 0
-  if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-    kill -TERM "$NSPAWN_PID" 2>/dev/null  # nspawn asks the container's systemd to power off
-    local deadline=$((SECONDS + 20))
-    while kill -0 "$NSPAWN_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-    if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-      log "container did not power off in 20s: killing it"
-      [ -n "$CONTAINER_PID" ] && kill -KILL "$CONTAINER_PID" 2>/dev/null
-      kill -KILL "$NSPAWN_PID" 2>/dev/null
-    fi
-  fi
-  wait "$NSPAWN_PID" 2>/dev/null
-  NSPAWN_PID="" CONTAINER_PID=""
-}
-
-cleanup() {
-  stop_container
-  [ -n "$WORK" ] && rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
 
 # Makes the staged install visible to the container's systemd, journald, dbus-daemon.
 install_into_container() {
