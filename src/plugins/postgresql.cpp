@@ -6,6 +6,13 @@
 // write_rounds) is one database transaction covering every table and the
 // metastate `state` row ({"next_account_round": N}), so a round is either
 // wholly in the database or not at all, whatever stops, crashes or restarts.
+// One exception, as Indexer's own writer does (idb/postgres AddBlock): a large
+// unit's txn rows stream over a second connection while its rounds are staged
+// (the server parses them while conduit builds the next rounds) and commit
+// just before the main transaction. They can be ahead of the import state
+// (after a crash or stop between the two commits), never behind: the Indexer
+// API joins them with block_header and so never shows them, and the next unit
+// removes them before writing (remove_rows_ahead).
 //
 // Stop `now`: the connection is non-blocking everywhere (connect included), and
 // every wait polls the socket together with an eventfd that the stop token's
@@ -39,7 +46,13 @@ connection-string = ""
 # prune txn and txn_participation every `interval` rounds (0: never, -1: once at
 # start-up), keeping the last `rounds` rounds (0: never prune)
 delete-task = { interval = 0, rounds = 100000 }
+# once a group of rounds' txn rows reach this many bytes, they stream over a
+# second connection, in parallel with the rest (as Indexer does); 0: one connection
+parallel-copy-bytes = 1048576
 )";
+
+constexpr const char* kTxnCopyTarget = "txn (round, intra, typeenum, asset, txid, txn, extra)";
+constexpr const char* kParticipationCopyTarget = "txn_participation (addr, round, intra)";
 
 // BlockData::encoded's tag for rows built by prepare().
 constexpr const char* kPreparedRows = "postgresql-rows";
@@ -139,24 +152,36 @@ class Session {
   // COPY `target` FROM STDIN with `data` in text format.
   void copy(const std::string& target, std::string_view data, std::stop_token stop) {
     if (data.empty()) return;
+    copy_start(target, stop);
+    copy_put(data, stop);
+    copy_end(stop);
+  }
+
+  // A COPY in parts: started, fed as rows come, ended.
+  void copy_start(const std::string& target, std::stop_token stop) {
     Watch watch(*this, stop);
-    std::string sql = "COPY " + target + " FROM STDIN";
-    if (!PQsendQuery(conn_, sql.c_str())) throw lost(sql);
-    Result started = collect(stop, true);
-    check(std::move(started), PGRES_COPY_IN, sql);
+    copy_sql_ = "COPY " + target + " FROM STDIN";
+    if (!PQsendQuery(conn_, copy_sql_.c_str())) throw lost(copy_sql_);
+    check(collect(stop, true), PGRES_COPY_IN, copy_sql_);
+  }
+  void copy_put(std::string_view data, std::stop_token stop) {
+    Watch watch(*this, stop);
     constexpr size_t kChunk = 256 * 1024;
     for (size_t at = 0; at < data.size(); at += kChunk) {
       size_t n = std::min(kChunk, data.size() - at);
       int queued;
       while ((queued = PQputCopyData(conn_, data.data() + at, static_cast<int>(n))) == 0)
         wait(POLLOUT, stop, true);
-      if (queued < 0) throw lost(sql);
+      if (queued < 0) throw lost(copy_sql_);
       flush(stop);
     }
+  }
+  void copy_end(std::stop_token stop) {
+    Watch watch(*this, stop);
     int ended;
     while ((ended = PQputCopyEnd(conn_, nullptr)) == 0) wait(POLLOUT, stop, true);
-    if (ended < 0) throw lost(sql);
-    check(collect(stop), PGRES_COMMAND_OK, sql);
+    if (ended < 0) throw lost(copy_sql_);
+    check(collect(stop), PGRES_COMMAND_OK, copy_sql_);
   }
 
   // Drops the connection without waiting on the server: a cancel request goes
@@ -276,6 +301,7 @@ class Session {
 
   PGconn* conn_ = nullptr;
   int wake_fd_ = -1;
+  std::string copy_sql_;  // the COPY in progress (for its errors)
 };
 
 std::optional<uint64_t> scalar_uint(const Result& r) {
@@ -297,8 +323,12 @@ class PostgresqlExporter final : public Exporter {
       config.fail("connection-string", "invalid connection string: " + message);
     }
     PQconninfoFree(options);
-    // Go Conduit's connection pool size. conduit writes rounds in order over one
-    // connection, so it is accepted (Go configurations carry it) and not used.
+    // Once a unit's txn COPY text reaches this many bytes, its txn rows stream
+    // over a second connection (see the top of the file); a smaller unit (a
+    // round at the tip) keeps one connection and one commit. 0: never.
+    parallel_copy_bytes_ = config.get_uint("parallel-copy-bytes", parallel_copy_bytes_);
+    // Go Conduit's connection pool size. conduit writes rounds in order over at
+    // most two connections, so it is accepted (Go configurations carry it) and not used.
     if (config.contains("max-conn") && config.get_uint("max-conn", 20) == 0)
       config.fail("max-conn", "must be at least 1");
     if (auto task = config.get_table("delete-task")) {
@@ -382,7 +412,7 @@ class PostgresqlExporter final : public Exporter {
                               " arrived but the database's next round is " +
                               std::to_string(unit_->next) + " (a gap)",
                           false);
-      stage_round(block);
+      stage_round(block, stop);
       unit_->next = round + 1;
       unit_->staged = true;
     });
@@ -414,6 +444,7 @@ class PostgresqlExporter final : public Exporter {
       if (std::string_view(PQcmdStatus(done.get())) != "COMMIT")
         throw DbError("postgresql: round " + std::to_string(new_next - 1) + " was rolled back",
                       false);
+      rows_may_be_ahead_ = false;
       if (pruned) prune_base_ = new_next;
       // One line per round, also inside a group-committed unit (tests and
       // operators follow rounds, not units).
@@ -432,6 +463,7 @@ class PostgresqlExporter final : public Exporter {
   // transaction (never a ROLLBACK waited on).
   void abort_unit() noexcept override {
     session_.abandon();
+    side_.abandon();
     unit_.reset();
   }
 
@@ -450,7 +482,10 @@ class PostgresqlExporter final : public Exporter {
                                          pg::round_rows(unchanged.tree().root, block.round())));
   }
 
-  void close() override { session_.close(); }
+  void close() override {
+    session_.close();
+    side_.close();
+  }
 
  private:
   void debug(const std::string& message, uint64_t round) {
@@ -490,8 +525,47 @@ class PostgresqlExporter final : public Exporter {
         "UPDATE",
         stop, PGRES_TUPLES_OK));
     if (!next) throw PluginError("postgresql: the database lost its Indexer import state", false);
+    if (rows_may_be_ahead_) {
+      if (remove_rows_ahead(*next, stop))
+        next = scalar_uint(session_.exec(
+            "BEGIN;\nSELECT (v->>'next_account_round')::bigint FROM metastate WHERE k = 'state' "
+            "FOR UPDATE",
+            stop, PGRES_TUPLES_OK));
+      rows_may_be_ahead_ = false;  // (the lock keeps other writers out)
+      if (!next)
+        throw PluginError("postgresql: the database lost its Indexer import state", false);
+    }
     db_next_ = next;
     unit_->next = *next;
+  }
+
+  // txn rows of rounds from `next` on, which a unit that failed after its side
+  // connection committed left behind, are deleted and committed on their own,
+  // inside the locked transaction open_unit began (a delete left uncommitted
+  // there would make the side connection's inserts of the same keys wait on
+  // it: a deadlock no server sees). Returns whether it committed (then
+  // open_unit begins again). Only the first unit of a run also removes
+  // txn_participation rows ahead: Indexer's writer (or an older conduit) may
+  // have left those too; this one never does, and without an index on round
+  // that delete is a scan of the table.
+  bool remove_rows_ahead(uint64_t next, std::stop_token stop) {
+    const std::string from = std::to_string(next);
+    const bool first_unit = !checked_at_start_;
+    checked_at_start_ = true;
+    Result ahead = session_.exec("SELECT EXISTS (SELECT 1 FROM txn WHERE round >= $1::bigint)",
+                                 stop, PGRES_TUPLES_OK, {from});
+    if (std::string_view(PQgetvalue(ahead.get(), 0, 0)) != "t") return false;
+    std::string sql = "DELETE FROM txn WHERE round >= " + from + ";\n";
+    if (first_unit) sql += "DELETE FROM txn_participation WHERE round >= " + from + ";\n";
+    Result done = session_.exec(sql + "COMMIT", stop);
+    if (std::string_view(PQcmdStatus(done.get())) != "COMMIT")
+      throw DbError("postgresql: removing transactions ahead of round " + from + " was rolled back",
+                    false);
+    if (logger_)
+      logger_->warn("postgresql: removed the transactions of rounds from " + from +
+                        " on, written ahead of the import state by an interrupted unit",
+                    {.round = next});
+    return true;
   }
 
   uint64_t request_round(std::stop_token stop) {
@@ -611,7 +685,7 @@ class PostgresqlExporter final : public Exporter {
 
   // One round's rows (prepared on the previous stage's thread, or built now),
   // kept in the unit until it commits.
-  void stage_round(const BlockData& block) {
+  void stage_round(const BlockData& block, std::stop_token stop) {
     const uint64_t round = block.round();
     pg::RoundRows rows;
     try {
@@ -622,28 +696,82 @@ class PostgresqlExporter final : public Exporter {
     }
     unit_->txns.emplace_back(round, rows.txns);
     unit_->rows.add(std::move(rows));
+    // txn_participation streams over the unit's own connection, idle until the
+    // unit commits.
+    if (!unit_->copying_participation) {
+      session_.copy_start(kParticipationCopyTarget, stop);
+      unit_->copying_participation = true;
+    }
+    session_.copy_put(unit_->rows.take_participation_copy(), stop);
+    if (unit_->streaming) {
+      side_.copy_put(unit_->rows.take_txn_copy(), stop);
+    } else if (parallel_copy_bytes_ > 0 && unit_->rows.txn_copy().size() >= parallel_copy_bytes_) {
+      rows_may_be_ahead_ = true;  // until the main transaction commits
+      if (!side_.connected()) side_.connect(conninfo_, stop);
+      side_.exec("BEGIN", stop);
+      side_.copy_start(kTxnCopyTarget, stop);
+      unit_->streaming = true;
+      side_.copy_put(unit_->rows.take_txn_copy(), stop);
+    }
   }
 
   // The unit's rows, inside its transaction: txn and txn_participation by COPY,
   // the other tables in one simple query (a statement per table, not per round).
+  // The unit's rows, inside its transaction: the end of the txn_participation
+  // COPY staging fed, txn by COPY (unless streamed), the other tables in one
+  // simple query (a statement per table, not per round). A streamed txn COPY
+  // is ended and committed on its own connection meanwhile.
   void write_unit(std::stop_token stop) {
     for (const auto& [round, txns] : unit_->txns)
       debug(
           "copying round " + std::to_string(round) + " (" + std::to_string(txns) + " transactions)",
           round);
-    session_.copy("txn (round, intra, typeenum, asset, txid, txn, extra)", unit_->rows.txn_copy(),
-                  stop);
-    session_.copy("txn_participation (addr, round, intra)", unit_->rows.participation_copy(), stop);
     std::string statements = unit_->rows.statements();
-    if (!statements.empty()) session_.exec(statements, stop);
+    auto write_main = [&] {
+      if (unit_->copying_participation) session_.copy_end(stop);
+      unit_->copying_participation = false;
+      session_.copy(kTxnCopyTarget, unit_->rows.txn_copy(), stop);
+      if (!statements.empty()) session_.exec(statements, stop);
+    };
+    if (!unit_->streaming) return write_main();
+    // The side's waits end on the pipeline's stop or on a failure here.
+    std::stop_source side_stop;
+    std::stop_callback forward(stop, [&side_stop] { side_stop.request_stop(); });
+    std::exception_ptr side_error;
+    {
+      std::jthread side([&] {
+        try {
+          side_.copy_end(side_stop.get_token());
+          Result done = side_.exec("COMMIT", side_stop.get_token());
+          if (std::string_view(PQcmdStatus(done.get())) != "COMMIT")
+            throw DbError("postgresql: the transactions' COPY was rolled back", false);
+        } catch (...) {
+          side_error = std::current_exception();
+        }
+      });
+      try {
+        write_main();
+      } catch (...) {
+        side_stop.request_stop();
+        throw;  // (once the side is joined)
+      }
+    }
+    unit_->streaming = false;
+    if (side_error) std::rethrow_exception(side_error);
   }
 
   std::string conninfo_;
   int64_t delete_interval_ = 0;
   uint64_t delete_rounds_ = 100000;
   bool config_has_delete_ = false;
+  uint64_t parallel_copy_bytes_ = 1 << 20;
   Logger* logger_ = nullptr;
   Session session_;
+  Session side_;  // a large unit's txn rows (stage_round, write_unit)
+  // txn may hold rows past the import state: at start (a previous run, or
+  // Indexer, may have left them) and from a unit's streaming until it commits.
+  bool rows_may_be_ahead_ = true;
+  bool checked_at_start_ = false;
   std::optional<uint64_t> db_next_;  // metastate's next round as last seen
   uint64_t prune_base_ = 0;          // the next round at the last prune (Go's interval base)
   struct Unit {
@@ -652,6 +780,8 @@ class PostgresqlExporter final : public Exporter {
     Unit() {}
     uint64_t next = 0;                              // the next round the unit can take
     bool staged = false;                            // it holds at least one round
+    bool streaming = false;                         // its txn rows go to side_'s COPY
+    bool copying_participation = false;             // session_'s COPY is open
     pg::UnitRows rows;                              // written at commit
     std::vector<std::pair<uint64_t, size_t>> txns;  // round, transactions (for the log)
   };

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/registry.hpp"
@@ -110,6 +111,9 @@ class UnitRows {
   // block_header, metastate `accounts` and the state tables (one simple query).
   std::string statements() const;
   const std::string& txn_copy() const { return txn_copy_; }
+  // The txn COPY text gathered so far, handed over (to a COPY already running).
+  std::string take_txn_copy() { return std::exchange(txn_copy_, {}); }
+  std::string take_participation_copy() { return std::exchange(participation_copy_, {}); }
   const std::string& participation_copy() const { return participation_copy_; }
   size_t row_count() const { return rows_; }
 
