@@ -532,8 +532,7 @@ class PostgresqlExporter final : public Exporter {
             "FOR UPDATE",
             stop, PGRES_TUPLES_OK));
       rows_may_be_ahead_ = false;  // (the lock keeps other writers out)
-      if (!next)
-        throw PluginError("postgresql: the database lost its Indexer import state", false);
+      if (!next) throw PluginError("postgresql: the database lost its Indexer import state", false);
     }
     db_next_ = next;
     unit_->next = *next;

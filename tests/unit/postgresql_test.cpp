@@ -777,7 +777,10 @@ TEST_F(Postgresql, CrashMatrixLeavesTheTablesOfAnUninterruptedRun) {
   const char* names[] = {"stop now", "end-of-round", "SIGKILL", "server restart"};
   std::mt19937_64 rng(20261124);
   TempDir data_dir;
-  write_text(data_dir / "conduit.toml", conduit_toml(conninfo()));
+  // The interrupted run streams every unit's txn rows over its second
+  // connection (the reference does not), so stops and crashes also land
+  // between that connection's commit and the unit's.
+  write_text(data_dir / "conduit.toml", conduit_toml(conninfo()) + "parallel-copy-bytes = 1\n");
   // A fresh connection each time: a server restart ends old ones.
   auto db_next = [&]() -> uint64_t {
     Db db(conninfo());
@@ -860,7 +863,8 @@ TEST_F(Postgresql, CrashMatrixLeavesTheTablesOfAnUninterruptedRun) {
   };
   std::cout << "[ crash matrix ] resumed from the database " << count("as requested by")
             << "x, skipped committed rounds " << count("already committed") << "x, retried "
-            << count("; retry ") << "x\n";
+            << count("; retry ") << "x, removed transactions ahead "
+            << count("written ahead of the import state") << "x\n";
   // metadata.json never runs ahead of the database.
   auto checkpoint = checkpoint_round(data_dir.path());
   ASSERT_TRUE(checkpoint.has_value());
@@ -1084,12 +1088,12 @@ TEST_F(Postgresql, FixturesInOneUnitOfPreparedRoundsEqualOneRoundPerCommit) {
   CONDUIT_REQUIRE_FIXTURES();
   Genesis genesis = fixture_genesis();
   Db db(conninfo());
-  db.exec("CREATE SCHEMA by_round; CREATE SCHEMA by_unit");
-  auto exporter_in = [&](const std::string& schema) {
+  db.exec("CREATE SCHEMA by_round; CREATE SCHEMA by_unit; CREATE SCHEMA streamed");
+  auto exporter_in = [&](const std::string& schema, const std::string& extra = "") {
     std::string text =
         "[importer]\nname = \"noop\"\n[exporter]\nname = \"postgresql\"\n"
         "[exporter.config]\nconnection-string = \"" +
-        conninfo() + " options='-csearch_path=" + schema + "'\"\n";
+        conninfo() + " options='-csearch_path=" + schema + "'\"\n" + extra;
     Config config = parse_config(text, dir_.path(), "conduit.toml");
     auto exporter = std::move(build_plugins(builtin_registry(), config).exporter);
     exporter->init(InitContext{.next_round = 0, .genesis = &genesis, .logger = &quiet_}, {});
@@ -1111,6 +1115,16 @@ TEST_F(Postgresql, FixturesInOneUnitOfPreparedRoundsEqualOneRoundPerCommit) {
   by_unit->commit_unit({});
   by_unit->close();
 
+  // The same unit with its txn rows streamed over the second connection from
+  // the first round on (parallel-copy-bytes = 1).
+  auto streamed = exporter_in("streamed", "parallel-copy-bytes = 1\n");
+  for (auto& block : blocks) streamed->stage(block, {});
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db_name_ +
+                      "' AND query LIKE 'COPY txn %'"),
+            "1");  // streaming before the unit commits
+  streamed->commit_unit({});
+  streamed->close();
+
   for (const char* table :
        {"block_header ORDER BY round", "txn ORDER BY round, intra",
         "txn_participation ORDER BY addr, round, intra", "account ORDER BY addr",
@@ -1119,6 +1133,7 @@ TEST_F(Postgresql, FixturesInOneUnitOfPreparedRoundsEqualOneRoundPerCommit) {
     auto expected = db.rows(std::string("SELECT * FROM by_round.") + table);
     EXPECT_FALSE(expected.empty()) << table;
     EXPECT_EQ(db.rows(std::string("SELECT * FROM by_unit.") + table), expected) << table;
+    EXPECT_EQ(db.rows(std::string("SELECT * FROM streamed.") + table), expected) << table;
   }
 }
 
@@ -1472,8 +1487,8 @@ size_t sockets_to(uint16_t port) {
 }
 
 template <class Predicate>
-bool eventually(Predicate done) {
-  auto deadline = std::chrono::steady_clock::now() + kPromptly;
+bool eventually(Predicate done, std::chrono::seconds within = kPromptly) {
+  auto deadline = std::chrono::steady_clock::now() + within;
   while (!done()) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polling an event, bounded
@@ -1728,6 +1743,139 @@ TEST_F(Postgresql, NowInterruptsARoundRequestToAServerThatNeverAnswers) {
                       [&] { return server.accepted.load(); }),
             "cancelled");
   exporter->close();
+}
+
+// ---------------------------------------------------------------------------
+// A unit's txn rows streamed over the second connection (parallel-copy-bytes):
+// they commit just before the unit, so a stop between the two commits leaves
+// them ahead of the import state, and the next unit must remove them.
+
+// Counts the log lines holding `needle`.
+struct LineCounter {
+  explicit LineCounter(std::string needle) : needle(std::move(needle)) {}
+  std::unique_ptr<LogSink> sink() {
+    return std::make_unique<CallbackSink>([this](std::string_view line) {
+      if (line.find(needle) != std::string_view::npos) ++count;
+    });
+  }
+  std::string needle;
+  std::atomic<int> count{0};
+};
+
+// Holds an exclusive lock on `table` until released.
+struct LockedTable {
+  LockedTable(const std::string& conninfo, const std::string& table) : db(conninfo) {
+    db.exec("BEGIN");
+    db.exec("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
+  }
+  void release() { db.exec("ROLLBACK"); }
+  Db db;
+};
+
+// Exports `block` with a stop that fires once `ready` holds; returns how it ended.
+template <class Ready>
+std::string receive_stopped_when(Exporter& exporter, const BlockData& block, Ready ready) {
+  std::stop_source stop;
+  auto result = std::async(std::launch::async, [&] {
+    try {
+      exporter.receive(block, stop.get_token());
+      return std::string("returned");
+    } catch (const Cancelled&) {
+      return std::string("cancelled");
+    } catch (const std::exception& e) {
+      return std::string("error: ") + e.what();
+    }
+  });
+  bool reached = eventually(ready, std::chrono::seconds(120));
+  stop.request_stop();
+  std::string outcome = result.get();
+  return reached ? outcome : "never reached the window (" + outcome + ")";
+}
+
+TEST_F(Postgresql, AStopBetweenTheTwoCommitsLeavesTransactionsTheNextUnitRemoves) {
+  LineCounter removed("written ahead of the import state");
+  Logger logger(removed.sink(), LogLevel::debug);
+  auto exporter = make_exporter("parallel-copy-bytes = 1\n");
+  exporter->init(InitContext{.next_round = 0, .logger = &logger}, {});
+  exporter->receive(generated_block(0, 3), {});
+  Db db(conninfo());
+
+  // The unit's own statements wait on block_header; its streamed txn rows commit.
+  BlockData round1 = generated_block(1, 50);
+  {
+    LockedTable header(conninfo(), "block_header");
+    EXPECT_EQ(receive_stopped_when(
+                  *exporter, round1,
+                  [&] { return db.scalar("SELECT count(*) FROM txn WHERE round = 1") == "50"; }),
+              "cancelled");
+    header.release();
+  }
+  EXPECT_EQ(next_account_round(db), "1");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM block_header WHERE round = 1"), "0");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM txn_participation WHERE round = 1"), "0");
+  // Indexer's API joins txn with block_header: nothing of round 1 shows.
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM txn t JOIN block_header h ON t.round = h.round WHERE "
+                      "t.round = 1"),
+            "0");
+
+  // The same exporter carries on: the rows ahead go, the round is written whole.
+  exporter->receive(round1, {});
+  EXPECT_EQ(removed.count.load(), 1);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM txn WHERE round = 1"), "50");
+  EXPECT_NE(db.scalar("SELECT count(*) FROM txn_participation WHERE round = 1"), "0");
+  EXPECT_EQ(next_account_round(db), "2");
+
+  // Again for round 2, then a new exporter (a restart) resumes; rows ahead in
+  // txn_participation too (as Indexer's writer can leave them) also go.
+  BlockData round2 = generated_block(2, 50);
+  {
+    LockedTable header(conninfo(), "block_header");
+    EXPECT_EQ(receive_stopped_when(
+                  *exporter, round2,
+                  [&] { return db.scalar("SELECT count(*) FROM txn WHERE round = 2") == "50"; }),
+              "cancelled");
+    header.release();
+  }
+  exporter->close();
+  db.exec("INSERT INTO txn_participation VALUES ('\\x" + std::string(64, 'e') + "', 2, 999)");
+  auto restarted = make_exporter("parallel-copy-bytes = 1\n");
+  restarted->init(InitContext{.next_round = 2, .logger = &logger}, {});
+  restarted->receive(round2, {});
+  restarted->close();
+  EXPECT_EQ(removed.count.load(), 2);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM txn WHERE round = 2"), "50");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM txn_participation WHERE round = 2 AND intra = 999"),
+            "0");
+  EXPECT_NE(db.scalar("SELECT count(*) FROM txn_participation WHERE round = 2"), "0");
+  EXPECT_EQ(next_account_round(db), "3");
+}
+
+TEST_F(Postgresql, NowWhileTheSecondConnectionWaitsLeavesNothingAndTheRoundIsWrittenAfter) {
+  auto exporter = make_exporter("parallel-copy-bytes = 1\n");
+  exporter->init(InitContext{.next_round = 0, .logger = &quiet_}, {});
+  exporter->receive(generated_block(0, 3), {});
+  Db db(conninfo());
+  BlockData block = generated_block(1, 200);
+  {
+    // The streamed COPY into txn waits on the lock inside the server.
+    LockedTable txn(conninfo(), "txn");
+    EXPECT_EQ(receive_stopped_when(*exporter, block,
+                                   [&] {
+                                     return db.scalar(
+                                                "SELECT count(*) FROM pg_stat_activity WHERE "
+                                                "wait_event_type = 'Lock' AND query LIKE 'COPY "
+                                                "txn %'") == "1";
+                                   }),
+              "cancelled");
+    txn.release();
+  }
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM txn"), "0");
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM txn_participation"), "0");
+  EXPECT_EQ(next_account_round(db), "1");
+  exporter->receive(block, {});
+  exporter->close();
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM txn WHERE round = 1"), "200");
+  EXPECT_EQ(next_account_round(db), "2");
 }
 
 }  // namespace
