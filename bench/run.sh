@@ -7,6 +7,7 @@
 #   bench/results/ratios.png     each ratio / its target, before and after (1 = target met)
 #   bench/results/throughput.png each pipeline's rounds/s beside its baseline's
 #   bench/results/stop_latency.png
+# with bench/postgresql.sh's figures (bench/results/postgresql.all) when present.
 # Every figure is judged as a ratio to a baseline measured in the same run.
 # Usage: bench/run.sh [STOP_RUNS (default 200)]
 # BEFORE_BUILD=DIR: a release build dir of another version (same bench sources)
@@ -48,16 +49,28 @@ tag() { sed -u "s/^{/{\"build\": \"$1\", /"; }
 fi
 grep '^{' "$out/results.all" > "$out/results.json"
 grep '^load' "$out/results.all" > "$out/load.txt"
+[ -f "$out/postgresql.all" ] && grep '^load' "$out/postgresql.all" | sed 's/^/postgresql /' >> "$out/load.txt"
 
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
 rows = [json.loads(l) for l in open(f"{out}/results.json") if l.startswith("{")]
+# bench/postgresql.sh's figures (its own run: it needs a throw-away cluster).
+try:
+    rows += [json.loads(l) for l in open(f"{out}/postgresql.all") if l.startswith("{")]
+except FileNotFoundError:
+    pass
 def value(build, name):
     for r in rows:
         if r.get("build") == build and r["name"] == name:
             return r.get("value")
     return None
+# The issue's postgresql target is against the exporter of its day ("start").
+for b in ("before", "after"):
+    chain, start = value(b, "pg-fixture-chain"), value("start", "pg-fixture-chain")
+    if chain and start:
+        rows.append({"build": b, "bench": "postgresql", "name": "ratio-pg-chain-vs-start",
+                     "value": round(chain / start, 3), "unit": "x baseline"})
 # (label, figure, target, higher is better)
 targets = [
     ("file pipeline filter / zlib floor", "ratio-filter-vs-zlib-floor-disk", 1.2, True),
@@ -68,6 +81,10 @@ targets = [
     ("tip latency / one replace", "ratio-tip-latency-vs-replace", 1.2, False),
     ("filtering / evaluate-only", "ratio-filtering-vs-evaluate-only", 0.9, True),
     ("peak RSS 100k / 10k rounds", "ratio-rss-100k-vs-10k", 1.1, False),
+    ("postgresql chain / starting exporter", "ratio-pg-chain-vs-start", 10.0, True),
+    ("postgresql chain / raw COPY (ceiling)", "ratio-pg-chain-vs-raw-copy", 1.0, True),
+    ("postgresql 10k-txn rounds / raw COPY", "ratio-pg-10k-vs-raw-copy", 0.7, True),
+    ("postgresql peak RSS 100k / 10k rounds", "ratio-pg-rss-100k-vs-10k", 1.1, False),
 ]
 builds = [b for b in ("before", "after") if any(r.get("build") == b for r in rows)]
 with open(f"{out}/results.md", "w") as md:
@@ -102,6 +119,7 @@ pairs = [
     ("filter, disk", "filter-reencode-disk", "floor-zlib-gunzip+gzip"),
     ("pass-through, disk", "pass-through-disk", "floor-zlib-gunzip+gzip"),
     ("durable backlog", "pipeline-empty-durable-backlog", "replace-loop"),
+    ("postgresql fixture chain", "pg-fixture-chain", "pg-fixture-chain-raw-copy"),
 ]
 with open(f"{out}/throughput.dat", "w") as f:
     for label, name, base in pairs:
@@ -136,7 +154,7 @@ set title "rounds/s: each pipeline beside the baseline it is judged against (sam
 set ylabel "rounds/s (log scale)"
 set yrange [10:*]
 plot "$out/throughput.dat" using 2:xtic(1) title "pipeline", \
-     "" using 3 title "baseline (file pipelines: zlib floor; durable backlog: replace loop)"
+     "" using 3 title "baseline (file pipelines: zlib floor; durable backlog: replace loop; postgresql: raw COPY)"
 unset logscale y
 set output "$out/stop_latency.png"
 set title "conduit stop latency (signal to exit)"
