@@ -682,8 +682,9 @@ class PostgresqlExporter final : public Exporter {
     debug("pruned transactions before round " + keep, next_round - 1);
   }
 
-  // One round's rows (prepared on the previous stage's thread, or built now),
-  // kept in the unit until it commits.
+  // One round's rows (prepared on the previous stage's thread, or built now):
+  // its txn_participation (and, once the unit is large, txn) rows go to their
+  // COPY at once, the rest is kept in the unit until it commits.
   void stage_round(const BlockData& block, std::stop_token stop) {
     const uint64_t round = block.round();
     pg::RoundRows rows;
@@ -714,8 +715,6 @@ class PostgresqlExporter final : public Exporter {
     }
   }
 
-  // The unit's rows, inside its transaction: txn and txn_participation by COPY,
-  // the other tables in one simple query (a statement per table, not per round).
   // The unit's rows, inside its transaction: the end of the txn_participation
   // COPY staging fed, txn by COPY (unless streamed), the other tables in one
   // simple query (a statement per table, not per round). A streamed txn COPY
