@@ -4,7 +4,7 @@
 #   - the end-to-end suite against a real systemd in systemd-nspawn (build-e2e/)
 #   - a seeded libFuzzer run of the block decoders, the configuration reader and the
 #     checkpoint reader (build-fuzz/)
-#   - the pipeline suite (threads, stop paths) under TSan (build-tsan/)
+#   - the pipeline and postgresql suites (threads, stop paths) under TSan (build-tsan/)
 # Usage: scripts/test.sh [--quick]   (--quick: ASan+UBSan only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,11 +35,13 @@ if [ "$quick" = 0 ]; then
   # A bounded, seeded libFuzzer run of the block decoders (clang, ASan+UBSan).
   FUZZ_RUNS=${FUZZ_RUNS:-20000} bash scripts/fuzz.sh
 
-  # TSan: only what the pipeline suite needs (a threaded stop path is where races hide).
+  # TSan: the pipeline suite, and the postgresql exporter's (its second
+  # connection commits on a thread of its own), plus the binary its crash matrix
+  # runs. A threaded stop path is where races hide.
   setup build-tsan -Db_sanitize=thread -Db_lundef=false
-  ninja -C build-tsan -j"$jobs" $(meson introspect build-tsan --tests |
-    python3 -c 'import json,sys,os; print(" ".join(os.path.relpath(t["cmd"][0], "build-tsan") for t in json.load(sys.stdin) if "conduit:pipeline" in t["suite"]))')
+  ninja -C build-tsan -j"$jobs" src/conduit $(meson introspect build-tsan --tests |
+    python3 -c 'import json,sys,os; print(" ".join(os.path.relpath(t["cmd"][0], "build-tsan") for t in json.load(sys.stdin) if {"conduit:pipeline", "conduit:postgresql"} & set(t["suite"])))')
   # TSan needs the classic address space layout on kernels with high mmap entropy.
   setarch "$(uname -m)" -R meson test -C build-tsan --no-rebuild --suite pipeline \
-    --num-processes "$jobs" --print-errorlogs
+    --suite postgresql --num-processes "$jobs" --print-errorlogs
 fi
