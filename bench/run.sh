@@ -20,6 +20,8 @@ if [ -z "${PLOT_ONLY:-}" ]; then
 bash scripts/install-deps.sh
 [ -f build-release/build.ninja ] || meson setup build-release --wrap-mode=nodownload \
   -Dbuildtype=release -Dtests=false >/dev/null
+# The test-only wedge processor: the stop latency of a round blocked until cancelled.
+meson configure build-release -Dtest_plugins=true >/dev/null
 ninja -C build-release -j"${JOBS:-2}"
 mkdir -p "$out"
 runs=${1:-200}
