@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -133,20 +134,24 @@ Run replace_loop(const std::filesystem::path& dir, uint64_t rounds,
 
 // Peak RSS of one pipeline run in a child process of its own (ru_maxrss is a
 // process's high-water mark: runs in one process would hide each other's).
+// A run that cannot be measured ends the bench: a made-up figure would make
+// a made-up ratio.
 long peak_rss_kib_of_run(const std::filesystem::path& dir, uint64_t rounds,
                          uint64_t hold_back_below) {
   std::fflush(stdout);
   pid_t child = ::fork();
-  if (child < 0) return -1;
   if (child == 0) {
     run_pipeline(dir, rounds, false, 100, "0s", hold_back_below);
     std::_Exit(0);
   }
   int status = 0;
   rusage usage{};
-  if (::wait4(child, &status, 0, &usage) != child || !WIFEXITED(status) ||
-      WEXITSTATUS(status) != 0)
-    return -1;
+  if (child < 0 || ::wait4(child, &status, 0, &usage) != child || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "bench_overhead: the %llu-round RSS run failed (status %d)\n",
+                 static_cast<unsigned long long>(rounds), status);
+    std::exit(1);
+  }
   return usage.ru_maxrss;
 }
 
