@@ -34,7 +34,7 @@
 
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // replies keep "type" first
 
 constexpr int kProtocol = 1;
 constexpr std::size_t kMaxHeader = std::size_t{1} << 20;  // LF included
