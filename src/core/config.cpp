@@ -402,6 +402,19 @@ std::optional<std::string> PluginConfig::get_scalar_text(std::string_view key) {
   fail(key, "expected a string or number, found " + std::string(type_name(*node)));
 }
 
+std::string PluginConfig::to_json_text() {
+  for (auto&& [key, node] : *as_table(table_)) used_.emplace_back(key.str());
+  std::ostringstream out;
+  out << toml::json_formatter{*as_table(table_)};
+  return out.str();
+}
+
+std::vector<std::string> PluginConfig::keys() const {
+  std::vector<std::string> out;
+  for (auto&& [key, node] : *as_table(table_)) out.emplace_back(key.str());
+  return out;
+}
+
 void PluginConfig::finish() const {
   for (auto&& [key, node] : *as_table(table_)) {
     if (std::find(used_.begin(), used_.end(), key.str()) != used_.end()) continue;
@@ -416,6 +429,33 @@ void PluginConfig::finish() const {
 
 namespace {
 
+// The keys of a plugin section that only an external plugin takes; whether
+// the plugin is one is known only when the plugins are built.
+void read_host_keys(PluginConfig& section, PluginSpec& spec) {
+  for (const char* key : {"args", "env", "max-block-bytes"})
+    if (section.contains(key) && spec.host_keys_location.empty())
+      spec.host_keys_location = section.where(key) + ": " + key;
+  spec.args = section.get_string_list("args");
+  if (auto env = section.get_table("env")) {
+    for (const auto& key : env->keys()) {
+      if (key.empty() || key.find('=') != std::string::npos)
+        env->fail(key, "an environment variable name must be non-empty and without '='");
+      auto value = env->get_string(key, "");
+      if (value.find('\0') != std::string::npos)
+        env->fail(key, "an environment value cannot hold a NUL character");
+      spec.env.emplace_back(key, std::move(value));
+    }
+    env->finish();
+  }
+  if (section.contains("max-block-bytes")) {
+    spec.max_block_bytes = section.get_uint("max-block-bytes", 0);
+    if (*spec.max_block_bytes == 0) section.fail("max-block-bytes", "must be positive");
+  }
+  for (const auto& arg : spec.args)
+    if (arg.find('\0') != std::string::npos)
+      section.fail("args", "an argument cannot hold a NUL character");
+}
+
 PluginSpec read_plugin(PluginConfig& section, std::string kind, const std::string& file,
                        const std::shared_ptr<const void>& document) {
   PluginSpec spec;
@@ -424,6 +464,7 @@ PluginSpec read_plugin(PluginConfig& section, std::string kind, const std::strin
   auto name = section.get_optional_string("name");
   if (!name || name->empty()) section.fail("name", "a plugin name is required");
   spec.name = *name;
+  read_host_keys(section, spec);
   if (auto config = section.get_table("config")) {
     spec.config = std::move(*config);
   } else {
@@ -489,6 +530,10 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   if (!config.log_file.empty() && std::filesystem::path(config.log_file).is_relative())
     config.log_file = (data_dir / config.log_file).string();
   config.hide_banner = top.get_bool("hide-banner", false);
+  for (const auto& dir : top.get_string_list("plugin-dirs")) {
+    if (dir.empty()) top.fail("plugin-dirs", "a plugin directory cannot be empty");
+    config.plugin_dirs.emplace_back(dir);
+  }
   // Go Conduit keys conduit accepts and ignores.
   auto accepted_without_effect = [&](PluginConfig& table, std::string_view key,
                                      const std::string& why) {

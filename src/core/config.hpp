@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/log.hpp"
@@ -58,6 +59,13 @@ class PluginConfig {
   // another key, such as a filter expression). Strings are returned unquoted.
   std::optional<std::string> get_scalar_text(std::string_view key);
 
+  // The whole table as JSON text (tables as objects, dates and times as
+  // strings), marking every key as read: for a plugin that validates its
+  // configuration itself (an external plugin, conduit-plugin(7)).
+  std::string to_json_text();
+  // The table's keys, in the file's order.
+  std::vector<std::string> keys() const;
+
   // Marks a key as read without reading it (a key accepted for compatibility).
   void ignore(std::string_view key) { lookup(key); }
   // Rejects keys no accessor asked for.
@@ -80,6 +88,12 @@ struct PluginSpec {
   std::string name;
   PluginConfig config;
   std::string location;  // "file:line:col" of the plugin's `name`
+  // Keys only an external plugin takes (conduit-plugin(7), CONFIGURATION):
+  // its extra arguments, its environment and its largest frame payload.
+  std::vector<std::string> args;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::optional<uint64_t> max_block_bytes;
+  std::string host_keys_location;  // where the first of them is, or empty
 };
 
 struct ApiConfig {
@@ -108,6 +122,9 @@ struct Config {
   uint64_t group_commit_bytes = uint64_t{64} << 20;
   std::chrono::nanoseconds group_commit_latency = std::chrono::milliseconds(250);
   std::filesystem::path pid_file;  // resolved: empty in the file means DIR/conduit.pid
+  // Directories searched for external plugins after DIR/plugins and the
+  // package's directory (conduit-plugin(7)); relative ones against DIR.
+  std::vector<std::filesystem::path> plugin_dirs;
   bool hide_banner = false;
   ApiConfig api;
   MetricsConfig metrics;

@@ -57,6 +57,18 @@ std::vector<std::string> Registry::names(PluginKind kind) const {
   return out;
 }
 
+bool Registry::has(PluginKind kind, const std::string& name) const {
+  switch (kind) {
+    case PluginKind::importer:
+      return importers_.count(name) != 0;
+    case PluginKind::processor:
+      return processors_.count(name) != 0;
+    case PluginKind::exporter:
+      return exporters_.count(name) != 0;
+  }
+  return false;
+}
+
 namespace {
 
 std::string known(const Registry& registry, PluginKind kind) {
@@ -65,12 +77,43 @@ std::string known(const Registry& registry, PluginKind kind) {
   return out;
 }
 
+// A built-in plugin of that name, else an external one (conduit-plugin(7)).
 template <class T>
-std::unique_ptr<T> make_configured(std::unique_ptr<T> plugin, PluginSpec& spec,
-                                   const Registry& registry, PluginKind kind) {
-  if (!plugin)
-    throw ConfigError(spec.location + ": unknown " + std::string(to_string(kind)) + " '" +
-                      spec.name + "' (known: " + known(registry, kind) + ")");
+std::unique_ptr<T> make_plugin(std::unique_ptr<T> builtin, PluginSpec& spec,
+                               const Registry& registry, const Config& config, PluginKind kind) {
+  if (builtin) {
+    if (!spec.host_keys_location.empty())
+      throw ConfigError(spec.host_keys_location + " is only for external plugins; '" + spec.name +
+                        "' is built in");
+    return builtin;
+  }
+  std::string searched;
+  if (const ExternalResolver* external = registry.external()) {
+    std::unique_ptr<Plugin> plugin;
+    try {
+      plugin = external->make(kind, spec, config);
+    } catch (const ConfigError& e) {
+      throw ConfigError(spec.location + ": " + std::string(to_string(kind)) + " '" + spec.name +
+                        "': " + e.what());
+    }
+    if (plugin) {
+      auto* typed = dynamic_cast<T*>(plugin.get());
+      if (!typed) throw ConfigError(spec.location + ": '" + spec.name + "' is not an " +
+                                    std::string(to_string(kind)));
+      plugin.release();
+      return std::unique_ptr<T>(typed);
+    }
+    searched = "; no executable '" + spec.name + "' in " + external->searched(config);
+  }
+  throw ConfigError(spec.location + ": unknown " + std::string(to_string(kind)) + " '" +
+                    spec.name + "' (known: " + known(registry, kind) + searched + ")");
+}
+
+template <class T>
+std::unique_ptr<T> make_configured(std::unique_ptr<T> builtin, PluginSpec& spec,
+                                   const Registry& registry, const Config& config,
+                                   PluginKind kind) {
+  auto plugin = make_plugin(std::move(builtin), spec, registry, config, kind);
   plugin->configure(spec.config);
   spec.config.finish();
   return plugin;
@@ -81,15 +124,16 @@ std::unique_ptr<T> make_configured(std::unique_ptr<T> plugin, PluginSpec& spec,
 PipelinePlugins build_plugins(const Registry& registry, Config& config) {
   PipelinePlugins plugins;
   plugins.importer = make_configured(registry.make_importer(config.importer.name), config.importer,
-                                     registry, PluginKind::importer);
+                                     registry, config, PluginKind::importer);
   plugins.importer_name = config.importer.name;
   for (auto& spec : config.processors) {
     plugins.processors.push_back(
-        make_configured(registry.make_processor(spec.name), spec, registry, PluginKind::processor));
+        make_configured(registry.make_processor(spec.name), spec, registry, config,
+                        PluginKind::processor));
     plugins.processor_names.push_back(spec.name);
   }
   plugins.exporter = make_configured(registry.make_exporter(config.exporter.name), config.exporter,
-                                     registry, PluginKind::exporter);
+                                     registry, config, PluginKind::exporter);
   plugins.exporter_name = config.exporter.name;
   return plugins;
 }

@@ -11,6 +11,19 @@
 
 namespace conduit {
 
+// Plugins that are not built in: executables found at run time
+// (conduit-plugin(7)); provided by the plugins layer.
+class ExternalResolver {
+ public:
+  virtual ~ExternalResolver() = default;
+  // An unconfigured plugin of `kind` for `spec`, or nullptr when no plugin of
+  // that name exists. Throws ConfigError for one that exists but cannot be run.
+  virtual std::unique_ptr<Plugin> make(PluginKind kind, const PluginSpec& spec,
+                                       const Config& config) const = 0;
+  // Where it looks, for the message about an unknown plugin.
+  virtual std::string searched(const Config& config) const = 0;
+};
+
 class Registry {
  public:
   using ImporterFactory = std::function<std::unique_ptr<Importer>()>;
@@ -27,6 +40,12 @@ class Registry {
 
   std::vector<PluginMetadata> list(PluginKind kind) const;
   std::vector<std::string> names(PluginKind kind) const;
+  bool has(PluginKind kind, const std::string& name) const;
+
+  void set_external(std::shared_ptr<const ExternalResolver> resolver) {
+    external_ = std::move(resolver);
+  }
+  const ExternalResolver* external() const { return external_.get(); }
 
  private:
   template <class F>
@@ -37,6 +56,7 @@ class Registry {
   std::map<std::string, Entry<ImporterFactory>> importers_;
   std::map<std::string, Entry<ProcessorFactory>> processors_;
   std::map<std::string, Entry<ExporterFactory>> exporters_;
+  std::shared_ptr<const ExternalResolver> external_;
 };
 
 // The registry with every built-in plugin (src/plugins/builtin.cpp).

@@ -1,6 +1,7 @@
 #include "conduit_config.h"
 #include "core/registry.hpp"
 #include "plugins/algod.hpp"
+#include "plugins/external/external.hpp"
 #include "plugins/file_plugins.hpp"
 #include "plugins/filter_processor.hpp"
 #include "plugins/noop.hpp"
@@ -21,6 +22,7 @@ const Registry& builtin_registry() {
     plugins::register_corrupt_importer(r);
 #endif
     plugins::register_postgresql(r);
+    plugins::external::register_external(r);
     return r;
   }();
   return registry;
