@@ -112,6 +112,9 @@ struct ExecImage {
   auto fail = [report](int error) { exec_failed(report, error); };
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(errno);
   if (::getppid() != parent) _exit(127);  // the parent died before prctl
+  // A process group of its own: a terminal's Ctrl-C (or `timeout`, which
+  // signals its group) reaches conduit, which then closes the plugin in order.
+  ::setpgid(0, 0);
   if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) fail(errno);
   // Everything else is closed, but the report pipe (close-on-exec).
   if (report > 3) ::close_range(3, static_cast<unsigned>(report) - 1, 0);

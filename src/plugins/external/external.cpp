@@ -406,7 +406,12 @@ class ExternalExporter final : public Exporter {
     send_block("receive", block, stop);
   }
   bool supports_units() const override { return host_.hello().units; }
+  // Without the units capability each round is committed alone (receive).
   void stage(const BlockData& block, std::stop_token stop) override {
+    if (!host_.hello().units) {
+      send_block("receive", block, stop);
+      return;
+    }
     if (send_block("stage", block, stop)) {
       if (!first_) first_ = block.round();
       last_ = block.round();
@@ -424,7 +429,7 @@ class ExternalExporter final : public Exporter {
   }
   void abort_unit() noexcept override {
     first_.reset();
-    host_.abort_quietly();
+    if (host_.hello().units) host_.abort_quietly();
   }
   // Encodes on the previous stage's thread, overlapping the plugin's work.
   void prepare(BlockData& block) const override {
