@@ -9,10 +9,13 @@ record and where to misbehave:
             "<pid> exit" when it leaves normally
   position  (exporter) file of committed rounds, one per line, fsynced; the
             round request answers the next one (exactly-once across crashes)
-  events    FIFO: "<type> <round>" is written when `at` is reached
+  events    FIFO: "<kind> <type> <round>" is written when `at` or
+            `notify-at` is reached
   at        "<type>" or "<type>:<round>": the request where `action` happens
-  action    block (until cancel), block-ignore-cancel, crash, exit0, garbage,
-            oversize, error, fatal, close-stdout, wrong-round, flood
+  action    block (until cancel), block-ignore-cancel, pause (until a line
+            arrives on the FIFO `release`), crash, exit0, garbage, oversize,
+            error, fatal, close-stdout, wrong-round, flood
+  notify-at like `at`, but only writes the event (once per process)
   times     how many processes act (a counter file beside `log`), default 1
   units     (exporter) true: announce the units capability
   encoding  json (default) or msgpack (only for importer blocks: JSON ones)
@@ -53,17 +56,20 @@ def read_frame():
 def log(text):
     if "log" in config:
         with open(config["log"], "a") as f:
-            f.write("%d %s\n" % (os.getpid(), text))
+            f.write("%d %s %s\n" % (os.getpid(), KIND, text))
 
 
-def acts_now(msg):
-    at = config.get("at")
+def matches(at, msg):
     if not at:
         return False
     where = msg["type"] if ":" not in at else "%s:%s" % (msg["type"], msg.get("round"))
-    if where != at:
+    return where == at
+
+
+def acts_now(msg):
+    if not matches(config.get("at"), msg):
         return False
-    counter = config["log"] + ".acted"
+    counter = "%s.%s.acted" % (config["log"], KIND)
     done = int(open(counter).read()) if os.path.exists(counter) else 0
     if done >= int(config.get("times", 1)):
         return False
@@ -75,7 +81,7 @@ def acts_now(msg):
 def notify(msg):
     if "events" in config:
         with open(config["events"], "w") as f:
-            f.write("%s %s\n" % (msg["type"], msg.get("round", "")))
+            f.write("%s %s %s\n" % (KIND, msg["type"], msg.get("round", "")))
 
 
 def committed():
@@ -109,6 +115,10 @@ def act(msg):
                 return True
     if action == "block-ignore-cancel":
         time.sleep(3600)
+    if action == "pause":
+        with open(config["release"]) as f:
+            f.readline()
+        return False
     if action == "crash":
         os._exit(3)
     if action == "exit0":
@@ -122,7 +132,7 @@ def act(msg):
         out.flush()
         return True
     if action == "close-stdout":
-        out.close()
+        os.close(1)  # sys.stdout.close() would leave the descriptor open
         time.sleep(3600)
     if action in ("error", "fatal"):
         send({"type": "error", "message": "scripted " + action, "retryable": action == "error"})
@@ -221,6 +231,8 @@ def main():
         if t == "cancel":
             continue  # nothing in flight
         log(t + (" %d" % msg["round"] if "round" in msg else ""))
+        if matches(config.get("notify-at"), msg):
+            notify(msg)
         if acts_now(msg) and act(msg):
             continue
         answer(msg, data)

@@ -90,6 +90,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
+std::string with_article(PluginKind kind) {
+  return (kind == PluginKind::processor ? "a " : "an ") + std::string(to_string(kind));
+}
+
 // The protocol as the pipeline drives it: one Session at a time, started
 // afresh (through hello, configure, round-request and init) after a failure.
 class Host {
@@ -188,8 +192,8 @@ class Host {
     if (logger_) session_->set_logger(logger_);
     Hello hello = session_->hello();
     if (hello.kind != settings_.kind)
-      throw ProtocolError("is a " + std::string(to_string(hello.kind)) + ", not a " +
-                          std::string(to_string(settings_.kind)));
+      throw ProtocolError("is " + with_article(hello.kind) + ", not " +
+                          with_article(settings_.kind));
     if (first)
       hello_ = hello;
     else if (hello.encoding != hello_.encoding || hello.units != hello_.units ||
@@ -258,7 +262,7 @@ class Host {
     try {
       return body();
     } catch (const ProtocolError& e) {
-      if (session_ && !session_->usable()) session_.reset();
+      session_.reset();  // a process that broke the protocol is not trusted again
       throw PluginError(label_ + ": " + e.what(), true);
     } catch (const SpawnError& e) {
       session_.reset();
