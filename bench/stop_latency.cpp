@@ -142,7 +142,7 @@ double percentile(std::vector<double> v, double p) {
 }
 
 // ---------------------------------------------------------------------------
-// In process (issue 13): Pipeline::abort() -> run() returning, with the
+// In process: Pipeline::stop(now) -> run() returning, with the
 // pipeline blocked in each of the core's blocking points. No process start or
 // exit in the figure: the core's own latency.
 
@@ -252,7 +252,7 @@ double abort_latency_ms(BlockPoint point, const std::string& dir) {
   std::thread runner([&] { pipeline.run(); });
   blocked.wait();
   auto start = Clock::now();
-  pipeline.abort(StopCause::requested(StopMode::now, "bench"));
+  pipeline.stop(StopMode::now, "bench");
   runner.join();
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
         name, ms.size(), percentile(ms, 0.5), percentile(ms, 0.99), percentile(ms, 1.0));
     std::fflush(stdout);
   };
-  // The core alone: abort() to run() returning (includes closing the plugins).
+  // The core alone: stop(now) to run() returning (includes closing the plugins).
   struct InProcess {
     const char* name;
     BlockPoint point;

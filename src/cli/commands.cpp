@@ -266,11 +266,9 @@ int cmd_stop(const StopOptions& options) {
   if (options.bus != "none" && maybe_running) {
     std::optional<pid_t> expected;
     if (info && info->held && info->pid > 0) expected = info->pid;
-    auto record = [&]() -> std::optional<std::pair<std::string, std::string>> {
+    auto record = [&]() -> std::optional<StopCause> {
       if (!info || !info->held) return std::nullopt;
-      auto cause = read_stop_record(*info);
-      if (!cause) return std::nullopt;
-      return std::make_pair(std::string(to_string(cause->reason)), cause->detail);
+      return read_stop_record(*info);
     };
     if (auto code = stop_over_bus(options, expected, record)) return *code;
   }

@@ -97,23 +97,9 @@ std::string Pipeline::plugin_label(PluginKind kind, const std::string& name) con
   return std::string(to_string(kind)) + ":" + name;
 }
 
-void Pipeline::set_state(State state) {
-  std::lock_guard lock(state_mutex_);
-  // States only move forward (starting < running < stopping < stopped), so
-  // notifications racing from several threads cannot move it back.
-  if (static_cast<int>(state) <= static_cast<int>(state_.load())) return;
-  state_ = state;
-  if (observer_) observer_->on_state(state);
-}
-
 StopCause Pipeline::why_stopped() const {
   std::lock_guard lock(mutex_);
   return cause_;
-}
-
-std::optional<StopMode> Pipeline::stop_mode() const {
-  std::lock_guard lock(mutex_);
-  return mode_;
 }
 
 void Pipeline::cancel_locked(StopMode mode) {
@@ -121,47 +107,21 @@ void Pipeline::cancel_locked(StopMode mode) {
   importer_stop_.request_stop();
   mark_once(importer_cancelled_at_);
   if (mode == StopMode::now) {
-    drain_deadline_.reset();
     now_.request_stop();
     mark_once(now_cancelled_at_);
-  } else {
-    drain_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout;
   }
   changed_.notify_all();
 }
 
-void Pipeline::drain(const StopCause& why) {
-  {
-    std::lock_guard lock(mutex_);
-    if (!mode_) {
-      cause_ = why;
-      cause_.mode = StopMode::end_of_round;
-      cancel_locked(StopMode::end_of_round);
-    } else if (*mode_ == StopMode::end_of_round) {
-      escalate_locked("second stop request (" + why.origin + ", end-of-round)");
-    }
-    // A drain after `now` is a no-op.
+void Pipeline::stop(StopMode mode, const StopCause& why) {
+  std::lock_guard lock(mutex_);
+  if (mode_ == StopMode::now || mode_ == mode) return;  // nothing more to cancel
+  // A failure is the cause even when a stop comes after it.
+  if (cause_.reason == StopReason::none || cause_.reason == StopReason::stop_requested) {
+    cause_ = why;
+    if (why.reason == StopReason::stop_requested) cause_.mode = mode;
   }
-  set_state(State::stopping);
-}
-
-void Pipeline::abort(const StopCause& why) {
-  {
-    std::lock_guard lock(mutex_);
-    if (!mode_) {
-      cause_ = why;
-      cause_.mode = StopMode::now;
-      cancel_locked(StopMode::now);
-    } else if (*mode_ == StopMode::end_of_round) {
-      escalate_locked("second stop request (" + why.origin + ", now)");
-    }
-  }
-  set_state(State::stopping);
-}
-
-void Pipeline::escalate_locked(const std::string& why) {
-  cause_.escalate(why);
-  cancel_locked(StopMode::now);
+  cancel_locked(mode);
 }
 
 void Pipeline::fail(StopReason reason, const std::string& detail) {
@@ -179,7 +139,6 @@ void Pipeline::fail(StopReason reason, const std::string& detail) {
   // priority err with the unexpected-stop MESSAGE_ID, and an operator must find
   // exactly one err entry per failed run (CONTRACT section 6).
   logger_.warn(detail, {.stop_reason = std::string(to_string(reason))});
-  set_state(State::stopping);
   if (observer_) observer_->on_failed(StopCause::failure(reason, detail));
 }
 
@@ -608,7 +567,6 @@ StopCause Pipeline::run() {
     fail(StopReason::internal_error, "pipeline stages ended without a stop request");
     cause = why_stopped();
   }
-  set_state(State::stopped);
   return cause;
 }
 
@@ -618,11 +576,10 @@ void Pipeline::run_stages() {
     for (size_t i = 0; i < plugins_.processors.size(); ++i)
       queues_.push_back(std::make_unique<BoundedQueue<BlockData>>(options_.queue_capacity));
     queues_.push_back(make_exporter_queue());  // sized for group commit
-    set_state(State::running);
     if (observer_) observer_->on_ready(next_round_.load());
     logger_.info("pipeline running from round " + std::to_string(next_round_.load()));
 
-    // Each stage reports when it has finished so the wait below can escalate.
+    // Each stage reports when it has finished; run() returns once all have.
     auto spawn = [&](std::size_t stage, auto body) {
       if (options_.before_stage_start) options_.before_stage_start(stage);
       threads.emplace_back([this, body] {
@@ -652,23 +609,7 @@ void Pipeline::run_stages() {
 
   {
     std::unique_lock lock(mutex_);
-    while (running_stages_ > 0) {
-      if (drain_deadline_) {
-        auto deadline = *drain_deadline_;
-        if (changed_.wait_until(lock, deadline) == std::cv_status::timeout && running_stages_ > 0 &&
-            drain_deadline_ && std::chrono::steady_clock::now() >= *drain_deadline_) {
-          std::string why = "stop-timeout (" + format_duration(options_.stop_timeout) + ")";
-          escalate_locked(why);
-          lock.unlock();
-          logger_.warn("end-of-round drain exceeded stop-timeout " +
-                       format_duration(options_.stop_timeout) + "; stopping now");
-          if (observer_) observer_->on_drain_timeout(why);
-          lock.lock();
-        }
-      } else {
-        changed_.wait(lock);
-      }
-    }
+    changed_.wait(lock, [this] { return running_stages_ == 0; });
   }
   for (auto& thread : threads) thread.join();
 }
