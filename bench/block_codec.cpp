@@ -17,6 +17,7 @@
 #include "core/fs.hpp"
 #include "core/registry.hpp"
 #include "plugins/block_files.hpp"
+#include "plugins/builtin.hpp"
 
 using namespace conduit;
 namespace fs = std::filesystem;

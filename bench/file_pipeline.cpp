@@ -21,6 +21,7 @@
 #include "core/block_msgpack.hpp"
 #include "core/pipeline.hpp"
 #include "core/registry.hpp"
+#include "plugins/builtin.hpp"
 
 using namespace conduit;
 using Clock = std::chrono::steady_clock;
@@ -39,7 +40,7 @@ void spill(const fs::path& p, const std::string& data) {
   std::ofstream(p, std::ios::binary) << data;
 }
 
-struct StopAfter : PipelineObserver {
+struct StopAfter : Observer {
   Pipeline* pipeline = nullptr;
   uint64_t last = 0;
   void on_exported(uint64_t round, std::size_t) override {

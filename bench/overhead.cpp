@@ -34,13 +34,14 @@
 #include "core/fs.hpp"
 #include "core/pipeline.hpp"
 #include "core/registry.hpp"
+#include "plugins/builtin.hpp"
 
 using namespace conduit;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct StopAfter : PipelineObserver {
+struct StopAfter : Observer {
   Pipeline* pipeline = nullptr;
   uint64_t last = 0;
   bool record_latency = false;  // off for the RSS runs: the record itself grows

@@ -19,6 +19,7 @@
 #include "core/pidfile.hpp"
 #include "core/registry.hpp"
 #include "core/yaml_import.hpp"
+#include "plugins/builtin.hpp"
 
 namespace conduit::cli {
 namespace {

@@ -5,6 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "conduit_config.h"
+#include "plugins/builtin.hpp"
 #include "service/daemon.hpp"
 
 namespace {
@@ -134,5 +135,5 @@ int main(int argc, char** argv) {
                 : bus == "session" ? conduit::service::BusMode::session
                 : bus == "none"    ? conduit::service::BusMode::none
                                    : conduit::service::BusMode::automatic;
-  return conduit::service::run_daemon(options);
+  return conduit::service::run_daemon(options, conduit::builtin_registry());
 }

@@ -41,7 +41,7 @@ void mark_once(std::atomic<int64_t>& at) {
 }  // namespace
 
 Pipeline::Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& logger,
-                   PipelineObserver* observer)
+                   Observer* observer)
     : plugins_(std::move(plugins)),
       options_(std::move(options)),
       logger_(logger),

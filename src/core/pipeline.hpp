@@ -20,6 +20,7 @@
 
 #include "core/checkpoint.hpp"
 #include "core/log.hpp"
+#include "core/observer.hpp"
 #include "core/queue.hpp"
 #include "core/registry.hpp"
 #include "core/stop.hpp"
@@ -46,37 +47,10 @@ struct PipelineOptions {
   std::chrono::nanoseconds unit_max_latency = std::chrono::milliseconds(250);
 };
 
-// Told about progress. Called from pipeline threads, never with a pipeline lock held.
-class PipelineObserver {
- public:
-  virtual ~PipelineObserver() = default;
-  // Every plugin is initialised; rounds start flowing from `next_round`.
-  virtual void on_ready(uint64_t next_round) { (void)next_round; }
-  // Round `round` is committed: the checkpoint now says round + 1.
-  virtual void on_exported(uint64_t round, std::size_t txn_count) { (void)round, (void)txn_count; }
-  // The block just committed, for metrics by transaction type (exporter thread).
-  virtual void on_exported_block(const BlockData& block) { (void)block; }
-  // A plugin call failed and will be retried.
-  virtual void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {
-    (void)kind, (void)plugin, (void)round;
-  }
-  // A plugin call for `round` succeeded after `elapsed` (the successful attempt
-  // only). For metrics: called from the stage's own thread.
-  virtual void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
-                              std::chrono::nanoseconds elapsed) {
-    (void)kind, (void)plugin, (void)round, (void)elapsed;
-  }
-  // A plugin call failed (it may be retried); `message` names plugin and round.
-  virtual void on_plugin_error(const std::string& message) { (void)message; }
-  // The pipeline stopped itself because of `cause` (not stop_requested); it is
-  // already stopping in mode `now`.
-  virtual void on_failed(const StopCause& cause) { (void)cause; }
-};
-
 class Pipeline {
  public:
   Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& logger,
-           PipelineObserver* observer = nullptr);
+           Observer* observer = nullptr);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -157,7 +131,7 @@ class Pipeline {
   PipelinePlugins plugins_;
   PipelineOptions options_;
   Logger& logger_;
-  PipelineObserver* observer_;
+  Observer* observer_;
   Checkpoint checkpoint_;
   Metadata metadata_;
   Genesis genesis_;

@@ -36,27 +36,6 @@ struct Status {
   std::chrono::steady_clock::time_point started;
 };
 
-class SupervisorObserver {
- public:
-  virtual ~SupervisorObserver() = default;
-  // Called from any thread, serialised, with no supervisor lock held except the
-  // notification lock: it must not call back into the Supervisor synchronously.
-  virtual void on_state(State state) { (void)state; }
-  virtual void on_ready(uint64_t next_round) { (void)next_round; }
-  virtual void on_exported(uint64_t round, std::size_t txn_count) { (void)round, (void)txn_count; }
-  virtual void on_exported_block(const BlockData& block) { (void)block; }
-  virtual void on_reload_finished(bool ok, const std::string& detail) { (void)ok, (void)detail; }
-  // PipelineObserver's per-call hooks, passed through (metrics).
-  virtual void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {
-    (void)kind, (void)plugin, (void)round;
-  }
-  virtual void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
-                              std::chrono::nanoseconds elapsed) {
-    (void)kind, (void)plugin, (void)round, (void)elapsed;
-  }
-  virtual void on_plugin_error(const std::string& message) { (void)message; }
-};
-
 // What the service is asked to do. It only moves up (like PostgreSQL's smart /
 // fast / immediate shutdown), with one exception: a reload returns to `run`
 // once the rebuilt pipeline is ready.
@@ -75,14 +54,14 @@ inline Objective objective_for(StopMode mode) {
 //   starting --ready--> running --reload--> reloading --ready--> running
 //      |                   |                    |
 //      +-------------------+--------------------+--stop/failure--> stopping --exit--> stopped
-class Supervisor : public PipelineObserver {
+class Supervisor : public Observer {
  public:
   // Loads and validates the configuration: throws ConfigError (exit code 2).
   Supervisor(const Registry& registry, SupervisorOptions options, Logger& logger);
   ~Supervisor() override;
 
   const Config& config() const { return config_; }
-  void set_observer(SupervisorObserver* observer) { observer_ = observer; }
+  void set_observer(Observer* observer) { observer_ = observer; }
 
   // Runs pipelines until a stop (reloads in between); returns the final cause.
   // Never throws: anything escaping a pipeline is an internal-error.
@@ -141,7 +120,7 @@ class Supervisor : public PipelineObserver {
   // Settles the final cause and publishes `stopping` then `stopped`.
   StopCause finish_locked(const StopCause& last);
 
-  // PipelineObserver
+  // Observer: the running pipeline's reports.
   void on_ready(uint64_t next_round) override;
   void on_exported(uint64_t round, std::size_t txn_count) override;
   void on_exported_block(const BlockData& block) override;
@@ -154,7 +133,7 @@ class Supervisor : public PipelineObserver {
   const Registry& registry_;
   SupervisorOptions options_;
   Logger& logger_;
-  SupervisorObserver* observer_ = nullptr;
+  Observer* observer_ = nullptr;
 
   // Lock order: mutex_, then the pipeline's own locks, then notify_mutex_.
   mutable std::mutex mutex_;

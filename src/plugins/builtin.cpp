@@ -1,10 +1,13 @@
+#include "plugins/builtin.hpp"
+
 #include "conduit_config.h"
-#include "core/registry.hpp"
 #include "plugins/algod.hpp"
 #include "plugins/file_plugins.hpp"
 #include "plugins/filter_processor.hpp"
+#include "plugins/generator.hpp"
 #include "plugins/noop.hpp"
 #include "plugins/postgresql.hpp"
+#include "plugins/testing.hpp"
 
 namespace conduit {
 

@@ -18,7 +18,7 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
-#include "plugins/noop.hpp"
+#include "plugins/generator.hpp"
 
 namespace conduit::plugins {
 namespace {

@@ -17,6 +17,7 @@
 #include "core/pipeline.hpp"
 #include "fake_algod.hpp"
 #include "plugins/algod.hpp"
+#include "plugins/builtin.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;

@@ -22,6 +22,7 @@
 #include "core/fs.hpp"
 #include "core/pipeline.hpp"
 #include "plugins/block_files.hpp"
+#include "plugins/builtin.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;
@@ -931,7 +932,7 @@ TEST_F(FilePluginTest, BadConfigurationIsRejectedWithItsLocation) {
 
 namespace {
 // Stops the pipeline (end-of-round) once `last` is exported.
-class StopAfter : public PipelineObserver {
+class StopAfter : public Observer {
  public:
   explicit StopAfter(uint64_t last) : last_(last) {}
   Pipeline* pipeline = nullptr;

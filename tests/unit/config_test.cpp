@@ -2,6 +2,7 @@
 
 #include "core/config.hpp"
 #include "core/registry.hpp"
+#include "plugins/builtin.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;

@@ -11,6 +11,7 @@
 #include "core/algorand.hpp"
 #include "core/fs.hpp"
 #include "plugins/block_files.hpp"
+#include "plugins/builtin.hpp"
 #include "plugins/filter_processor.hpp"
 #include "test_support.hpp"
 

@@ -14,6 +14,7 @@
 #include "core/pipeline.hpp"
 #include "core/registry.hpp"
 #include "plugins/block_files.hpp"
+#include "plugins/builtin.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;
@@ -223,7 +224,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class StopAfter : public PipelineObserver {
+class StopAfter : public Observer {
  public:
   explicit StopAfter(uint64_t last) : last_(last) {}
   Pipeline* pipeline = nullptr;

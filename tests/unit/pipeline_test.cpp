@@ -459,7 +459,7 @@ TEST_F(PipelineTest, WedgeWatchCoversCheckpointWrites) {
 
 // Issue 13 item 8: nothing that throws ends in std::terminate or a hang.
 TEST_F(PipelineTest, ObserverThrowingIsAnInternalErrorWithPluginsClosed) {
-  struct Throwing : PipelineObserver {
+  struct Throwing : Observer {
     void on_ready(uint64_t) override { throw std::runtime_error("observer broke"); }
   } observer;
   write_text(dir_ / "conduit.toml", test_config(1));

@@ -34,6 +34,7 @@
 #include "core/block_msgpack.hpp"
 #include "core/config.hpp"
 #include "core/registry.hpp"
+#include "plugins/builtin.hpp"
 #include "plugins/postgresql.hpp"
 #include "test_support.hpp"
 

@@ -13,7 +13,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Recorder : SupervisorObserver {
+struct Recorder : Observer {
   std::mutex mutex;
   std::vector<State> states;
   std::vector<std::pair<bool, std::string>> reloads;
@@ -180,7 +180,7 @@ struct CapturingSink : LogSink {
   }
 };
 
-struct StateRecorder : SupervisorObserver {
+struct StateRecorder : Observer {
   std::mutex mutex;
   std::condition_variable changed;
   std::vector<State> states;
