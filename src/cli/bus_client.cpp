@@ -15,7 +15,7 @@
 
 #include "core/fs.hpp"
 #include "org_conduit_pipeline_proxy.h"
-#include "service/bus.hpp"
+#include "service/bus_names.hpp"
 
 namespace conduit::cli {
 namespace {

@@ -65,14 +65,19 @@ std::string known(const Registry& registry, PluginKind kind) {
   return out;
 }
 
+// Configures `plugin` from `spec`; the keys it accepts without effect become
+// warnings of `config`.
 template <class T>
-std::unique_ptr<T> make_configured(std::unique_ptr<T> plugin, PluginSpec& spec,
+std::unique_ptr<T> make_configured(std::unique_ptr<T> plugin, PluginSpec& spec, Config& config,
                                    const Registry& registry, PluginKind kind) {
   if (!plugin)
     throw ConfigError(spec.location + ": unknown " + std::string(to_string(kind)) + " '" +
                       spec.name + "' (known: " + known(registry, kind) + ")");
+  std::size_t seen = spec.config.warnings().size();
   plugin->configure(spec.config);
   spec.config.finish();
+  const auto& warnings = spec.config.warnings();
+  config.warnings.insert(config.warnings.end(), warnings.begin() + seen, warnings.end());
   return plugin;
 }
 
@@ -81,15 +86,15 @@ std::unique_ptr<T> make_configured(std::unique_ptr<T> plugin, PluginSpec& spec,
 PipelinePlugins build_plugins(const Registry& registry, Config& config) {
   PipelinePlugins plugins;
   plugins.importer = make_configured(registry.make_importer(config.importer.name), config.importer,
-                                     registry, PluginKind::importer);
+                                     config, registry, PluginKind::importer);
   plugins.importer_name = config.importer.name;
   for (auto& spec : config.processors) {
-    plugins.processors.push_back(
-        make_configured(registry.make_processor(spec.name), spec, registry, PluginKind::processor));
+    plugins.processors.push_back(make_configured(registry.make_processor(spec.name), spec, config,
+                                                 registry, PluginKind::processor));
     plugins.processor_names.push_back(spec.name);
   }
   plugins.exporter = make_configured(registry.make_exporter(config.exporter.name), config.exporter,
-                                     registry, PluginKind::exporter);
+                                     config, registry, PluginKind::exporter);
   plugins.exporter_name = config.exporter.name;
   return plugins;
 }

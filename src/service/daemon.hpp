@@ -6,13 +6,13 @@
 #include <optional>
 #include <string>
 
+#include "service/bus_names.hpp"
+
 namespace conduit {
 class Registry;
 }
 
 namespace conduit::service {
-
-enum class BusMode { automatic, system, session, none };
 
 struct DaemonOptions {
   std::filesystem::path data_dir;

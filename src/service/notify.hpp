@@ -10,7 +10,6 @@ namespace conduit::service {
 class Notifier {
  public:
   Notifier();
-  bool enabled() const { return enabled_; }
   // 0 when the service manager does not expect watchdog pings.
   std::chrono::microseconds watchdog_period() const { return watchdog_; }
   void send(const std::string& message) const;
