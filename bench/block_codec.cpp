@@ -1,5 +1,5 @@
 // Block codec throughput on Go Conduit's fixture blocks, next to zlib's own
-// gunzip and gzip of the same files in the same run (issue 3's yardstick).
+// gunzip and gzip of the same files in the same run (the yardstick).
 // Usage: bench_block_codec [FIXTURES_DIR] [SECONDS_PER_CASE]
 #include <algorithm>
 #include <chrono>

@@ -1,4 +1,4 @@
-// File pipeline throughput (issue 18): file_reader (.msgp.gz) -> processor ->
+// File pipeline throughput: file_reader (.msgp.gz) -> processor ->
 // file_writer (.msgp.gz), durable (every fsync), over the fixture blocks
 // repeated to a few hundred rounds, against codec floors measured in the same
 // run on the same files, single-threaded, in this process:

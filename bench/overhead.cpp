@@ -1,4 +1,4 @@
-// Per-round framework overhead (issue 18): generator -> noop -> noop with the
+// Per-round framework overhead: generator -> noop -> noop with the
 // durable checkpoint, against baselines measured in the same run on the same disk:
 //   replace-loop: the checkpoint's own protocol without a pipeline
 //                 (write temp, fsync, rename, fsync dir), once per round

@@ -1,5 +1,5 @@
 // Throughput of the postgresql exporter, and its `now`-stop latency from each
-// blocking point (issue 13 item 6).
+// blocking point.
 // Usage: postgresql_bench CONNINFO [FIXTURES_DIR]   (bench/postgresql.sh starts a
 // throw-away server and runs this, and the starting main's build of it as the
 // baseline). Each throughput phase starts from an empty database.

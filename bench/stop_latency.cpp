@@ -1,7 +1,7 @@
-// Stop latency (issue 2's report, issue 10 figure 3) and peak RSS (figure 4):
+// Stop latency and peak RSS:
 // runs the conduit binary many times and measures the time from the signal to
 // the process's exit, while rounds are flowing and while the importer is
-// blocked waiting for a block, and (issue 13) from the blocking points of the
+// blocked waiting for a block and from the blocking points of the
 // core: a round call blocked until cancelled (the test-only `wedge` processor
 // with honour-cancellation), a retry wait (retry-delay 1h after a failing
 // round, the test-only `corrupt` importer). Those two cases need a conduit
@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < runs; ++i) ms.push_back(stop_once(bin, dir, c.sig, "pipeline running").ms);
     report(c.name, ms);
   }
-  // Blocking points of the core (issue 13): the time from SIGTERM, sent once the
+  // Blocking points of the core: the time from SIGTERM, sent once the
   // call is known to block (its log line), to the exit.
   struct Blocked {
     const char* name;

@@ -253,7 +253,7 @@ int cmd_stop(const StopOptions& options) {
   // caller that may not signal the service user's process.
   // Only for a conduit of this data dir: its PID file is held (by the PID that
   // owns the bus name, checked there), or unreadable to us (another user's).
-  // Issue 14: whoever can write the data dir can put any PID in the file and
+  // Whoever can write the data dir can put any PID in the file and
   // hold some lock on it. Only the process that holds the file's lock and is
   // the PID the file names is a conduit of this data dir.
   if (info && info->held && !info->proven()) {
@@ -278,7 +278,7 @@ int cmd_stop(const StopOptions& options) {
     return 1;
   }
   if (!info) {
-    // Already stopped (CONTRACT section 3): success, as when systemd runs
+    // Already stopped (docs/contract.md section 3): success, as when systemd runs
     // ExecStop= after conduit has exited on its own.
     std::fprintf(stderr, "conduit stop: no conduit is running (no PID file %s); nothing to stop\n",
                  pid_file.c_str());
@@ -365,7 +365,7 @@ int cmd_status(const StatusOptions& options) {
     bus_status = status_over_bus(options.bus, expected);
   }
   if (bus_status) {
-    // Uptime and rate (issue 9): NextRound read again over the bus one second later.
+    // Uptime and rate: NextRound read again over the bus one second later.
     RuntimeInfo runtime = runtime_info(bus_status->pid, [&]() -> std::optional<uint64_t> {
       auto again = status_over_bus(options.bus, bus_status->pid);
       return again ? std::optional<uint64_t>(again->next_round) : std::nullopt;

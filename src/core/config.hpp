@@ -1,4 +1,4 @@
-// conduit.toml (CONTRACT section 4) parsed into typed structs. tomlplusplus stays
+// conduit.toml (docs/contract.md section 4) parsed into typed structs. tomlplusplus stays
 // inside config.cpp; plugins read their own section through PluginConfig, which
 // reports unknown keys and wrong types with file, line and column.
 #pragma once

@@ -137,7 +137,7 @@ void Pipeline::fail(StopReason reason, const std::string& detail) {
   }
   // warn, not error: the final stop entry (service layer) repeats this cause at
   // priority err with the unexpected-stop MESSAGE_ID, and an operator must find
-  // exactly one err entry per failed run (CONTRACT section 6).
+  // exactly one err entry per failed run (docs/contract.md section 6).
   logger_.warn(detail, {.stop_reason = std::string(to_string(reason))});
   if (observer_) observer_->on_failed(StopCause::failure(reason, detail));
 }
@@ -321,7 +321,7 @@ void Pipeline::run_importer() {
   auto& out = *queues_.front();
   uint64_t round = next_round_.load();
   while (!stop.stop_requested()) {
-    if (round == UINT64_MAX) {  // issue 14: no checkpoint can name a round after it; never wrap
+    if (round == UINT64_MAX) {  // no checkpoint can name a round after it; never wrap
       fail(StopReason::importer_error, "round " + std::to_string(round) +
                                            " is past the largest round a checkpoint can name; "
                                            "conduit stops here instead of wrapping to round 0");

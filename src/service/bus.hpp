@@ -1,4 +1,4 @@
-// The D-Bus face of the daemon (CONTRACT section 5): org.conduit.Pipeline on
+// The D-Bus face of the daemon (docs/contract.md section 5): org.conduit.Pipeline on
 // /org/conduit/Pipeline, driven by the sd-event loop (no bus thread). Every
 // method here runs on the loop thread.
 #pragma once

@@ -24,7 +24,7 @@
 namespace conduit::service {
 namespace {
 
-// Journal MESSAGE_IDs of the final stop entry (CONTRACT section 6), also in
+// Journal MESSAGE_IDs of the final stop entry (docs/contract.md section 6), also in
 // data/catalog/conduit.catalog and man conduit(1).
 constexpr const char* kExpectedStopId = "6b0a1c7e3d2f4e58a9c1b2d3e4f5a601";
 constexpr const char* kUnexpectedStopId = "e2c94f1d7a3b4c6d8e9f0a1b2c3d4e02";

@@ -55,13 +55,13 @@ ListenAddress parse_listen_address(const std::string& text, const std::string& k
 // HttpApi -----------------------------------------------------------------
 
 // A small HTTP/1.1 server for two read-only endpoints, on one poll(2) thread,
-// built to stay answerable under hostile clients (issue 14): GET and HEAD only
+// built to stay answerable under hostile clients: GET and HEAD only
 // (405 otherwise, answered before any body is read), no request bodies (413),
 // request line and headers bounded (431), a deadline to receive a request and
 // another to send the response (408, or the connection is dropped), at most
 // kMaxConnections at once (a new connection evicts the one that has been
 // waiting longest for its request), one request per connection. Stopping it
-// closes every connection at once, so no client can hold the process (issue 13).
+// closes every connection at once, so no client can hold the process.
 class HttpApi::Server {
  public:
   using Handler = std::function<std::pair<std::string, std::string>()>;  // type, body

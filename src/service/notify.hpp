@@ -1,4 +1,4 @@
-// sd_notify(3) messages to the service manager (CONTRACT section 6). A no-op
+// sd_notify(3) messages to the service manager (docs/contract.md section 6). A no-op
 // when $NOTIFY_SOCKET is unset.
 #pragma once
 

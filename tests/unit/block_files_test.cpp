@@ -645,7 +645,7 @@ TEST(BlockFiles, GzipTrailerIsOnlyAHint) {
   EXPECT_THROW(plugins::gzip_decompress(gz + "x", 1 << 20), BlockDecodeError);  // trailing junk
 }
 
-// Issue 14 item 6: a 1 MB gzip bomb cost 2.1 GB of RSS before it was refused.
+// A 1 MB gzip bomb cost 2.1 GB of RSS before it was refused.
 TEST(BlockFiles, GzipBombIsRefusedWithinTheConfiguredBound) {
   std::string bomb = gzip_bomb();
   ASSERT_LT(bomb.size(), size_t{2} << 20);
@@ -780,7 +780,7 @@ TEST_F(FilePluginTest, MissingFileIsRetryableAndBadFilesAreNamedErrors) {
             std::string::npos);
 }
 
-// Issue 14 item 6, through file_reader with its default bound: refused, named,
+// A gzip bomb through file_reader with its default bound: refused, named,
 // permanent, and memory stays within max-block-bytes.
 TEST_F(FilePluginTest, ReaderRefusesAGzipBombWithinMaxBlockBytes) {
   write_text(blocks_ / "3_block.msgp.gz", gzip_bomb());
@@ -979,7 +979,7 @@ TEST_F(FilePluginTest, PipelineReproducesTheInputFilesThroughJsonAndBack) {
   for (const auto& name : names(out_)) EXPECT_EQ(name.find(".conduit-tmp-"), std::string::npos);
 }
 
-// Pass-through (issue 18): unmodified blocks in the writer's format are written
+// Pass-through: unmodified blocks in the writer's format are written
 // as read, byte for byte, with no gunzip/gzip round trip; a modified block is encoded.
 TEST_F(FilePluginTest, UnmodifiedBlocksPassThroughByteIdentical) {
   for (uint64_t r = 0; r < kFixtureRounds; ++r) copy_fixture(r);

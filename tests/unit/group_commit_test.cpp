@@ -1,4 +1,4 @@
-// Group commit (issue 18): while the importer is ahead, an exporter that
+// Group commit: while the importer is ahead, an exporter that
 // supports units commits several rounds at once and the checkpoint is written
 // once per unit; at the tip every round commits alone; `now` drops the unit
 // not yet committed and a restart exports it exactly once; end-of-round

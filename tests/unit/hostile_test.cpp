@@ -1,4 +1,4 @@
-// Issue 14 (hostile input, failing disks), in-process: the configuration
+// Hostile input and failing disks, in-process: the configuration
 // reader's bounds, the checkpoint reader's strictness and metadata.json's format.
 #include <gtest/gtest.h>
 
@@ -196,7 +196,7 @@ TEST(Checkpoint, AnEmptyFileCountsAsAbsent) {
   EXPECT_TRUE(checkpoint.ignored_empty_file());
 }
 
-// Issue 15: compact JSON as Go's json.Encoder writes it, unknown keys kept.
+// Compact JSON as Go's json.Encoder writes it, unknown keys kept.
 TEST(Checkpoint, WritesCompactJsonAndKeepsUnknownKeys) {
   test::TempDir dir;
   test::write_text(dir / "metadata.json",

@@ -1,5 +1,5 @@
-// GET /health and GET /metrics over loopback, from a running Supervisor
-// (issue 9): JSON fields, the Prometheus text format, counters that only grow.
+// GET /health and GET /metrics over loopback, from a running Supervisor:
+// JSON fields, the Prometheus text format, counters that only grow.
 #include <gtest/gtest.h>
 
 #include <msgpack.hpp>

@@ -359,7 +359,7 @@ TEST_F(PipelineTest, PluginDataDirectoriesAreCreated) {
 }
 
 // ---------------------------------------------------------------------------
-// Issue 13 item 7: the watchdog sees wedged close(), checkpoint writes and round
+// The watchdog sees wedged close(), checkpoint writes and round
 // requests, and not init. wedged_stage(0ns): any call still running is past the
 // bound, so no timing is involved.
 
@@ -457,7 +457,7 @@ TEST_F(PipelineTest, WedgeWatchCoversCheckpointWrites) {
 }
 #endif
 
-// Issue 13 item 8: nothing that throws ends in std::terminate or a hang.
+// Nothing that throws ends in std::terminate or a hang.
 TEST_F(PipelineTest, ObserverThrowingIsAnInternalErrorWithPluginsClosed) {
   struct Throwing : Observer {
     void on_ready(uint64_t) override { throw std::runtime_error("observer broke"); }
@@ -500,7 +500,7 @@ TEST_F(PipelineTest, AStageThatFailsToStartAbortsTheOthers) {
 }
 
 // Round requests are cancellable (a plugin querying its database there obeys a
-// stop, issue 13 item 6's interface): either mode cancels a blocked request.
+// stop): either mode cancels a blocked request.
 TEST_F(PipelineTest, AStopCancelsABlockedRoundRequest) {
   for (StopMode mode : {StopMode::end_of_round, StopMode::now}) {
     SCOPED_TRACE(std::string(to_string(mode)));

@@ -1450,7 +1450,7 @@ TEST_F(Postgresql, ContinuesADatabaseIndexerCreatedAndRefusesAnUnfinishedMigrati
 }
 
 // ---------------------------------------------------------------------------
-// Issue 13 item 6: `now` interrupts every blocking point of the exporter. A
+// `now` interrupts every blocking point of the exporter. A
 // server that never answers would otherwise hold it for TCP timeouts (minutes):
 // each test asserts the call returns within a deadline far below those.
 

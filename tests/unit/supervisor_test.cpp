@@ -1,4 +1,4 @@
-// Reload and stop at the service level (CONTRACT section 2).
+// Reload and stop at the service level (docs/contract.md section 2).
 #include <gtest/gtest.h>
 
 #include <future>
@@ -164,7 +164,7 @@ TEST_F(SupervisorTest, BadConfigAtStartIsAConfigError) {
 }
 
 // ---------------------------------------------------------------------------
-// Issue 13: one stop state machine.
+// One stop state machine.
 
 namespace {
 
