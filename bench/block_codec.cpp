@@ -16,8 +16,8 @@
 #include "core/config.hpp"
 #include "core/fs.hpp"
 #include "core/registry.hpp"
-#include "plugins/block_files.hpp"
 #include "plugins/builtin.hpp"
+#include "plugins/files/block_files.hpp"
 
 using namespace conduit;
 namespace fs = std::filesystem;

@@ -29,7 +29,7 @@
 #include "core/config.hpp"
 #include "core/registry.hpp"
 #include "plugins/builtin.hpp"
-#include "plugins/postgresql.hpp"
+#include "plugins/postgresql/postgresql.hpp"
 
 using namespace conduit;
 using Clock = std::chrono::steady_clock;

@@ -10,8 +10,8 @@
 
 #include "core/block_msgpack.hpp"
 #include "core/checkpoint.hpp"
-#include "plugins/generator.hpp"
-#include "plugins/noop.hpp"
+#include "plugins/generator/generator.hpp"
+#include "plugins/noop/noop.hpp"
 
 namespace conduit::test {
 

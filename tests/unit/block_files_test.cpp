@@ -21,8 +21,8 @@
 #include "core/checkpoint.hpp"
 #include "core/fs.hpp"
 #include "core/pipeline.hpp"
-#include "plugins/block_files.hpp"
 #include "plugins/builtin.hpp"
+#include "plugins/files/block_files.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;

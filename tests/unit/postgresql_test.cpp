@@ -35,7 +35,7 @@
 #include "core/config.hpp"
 #include "core/registry.hpp"
 #include "plugins/builtin.hpp"
-#include "plugins/postgresql.hpp"
+#include "plugins/postgresql/postgresql.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;

@@ -35,7 +35,7 @@
 #include <vector>
 
 #include "core/block_msgpack.hpp"
-#include "plugins/postgresql.hpp"
+#include "plugins/postgresql/postgresql.hpp"
 
 namespace conduit::plugins {
 namespace {

@@ -9,7 +9,7 @@
 #include <mutex>
 #include <thread>
 
-#include "plugins/testing.hpp"
+#include "plugins/testing/testing.hpp"
 
 namespace conduit::plugins {
 namespace {

@@ -18,7 +18,7 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
-#include "plugins/generator.hpp"
+#include "plugins/generator/generator.hpp"
 
 namespace conduit::plugins {
 namespace {

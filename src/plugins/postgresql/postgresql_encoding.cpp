@@ -6,7 +6,7 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
-#include "plugins/postgresql.hpp"
+#include "plugins/postgresql/postgresql.hpp"
 
 namespace conduit::plugins::pg {
 

@@ -13,7 +13,7 @@
 // (exact) and regex (unanchored search). Regexes are RE2, the dialect of Go's
 // regexp package ((?i), (?P<name>), \A, \z, \pL; no backreferences or
 // lookaround), matched in linear time whatever the field holds.
-#include "plugins/filter_processor.hpp"
+#include "plugins/filter/filter_processor.hpp"
 
 #include <re2/re2.h>
 

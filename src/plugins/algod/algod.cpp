@@ -14,7 +14,7 @@
 // applied through algod's admin API (POST /v2/catchup/LABEL), the sync round
 // set first (Go Conduit issue #95), progress polled from /v2/status and shown
 // in the log and as STATUS=. The genesis hash is computed from /genesis.
-#include "plugins/algod.hpp"
+#include "plugins/algod/algod.hpp"
 
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
@@ -27,7 +27,7 @@
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
 #include "core/plugin.hpp"
-#include "plugins/http_client.hpp"
+#include "plugins/algod/http_client.hpp"
 
 namespace conduit::plugins {
 namespace {
