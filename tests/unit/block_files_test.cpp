@@ -19,6 +19,7 @@
 #include "core/block_json.hpp"
 #include "core/block_msgpack.hpp"
 #include "core/checkpoint.hpp"
+#include "core/encoding.hpp"
 #include "core/fs.hpp"
 #include "core/pipeline.hpp"
 #include "plugins/builtin.hpp"
@@ -107,16 +108,16 @@ TEST(BlockCodec, JsonUsesAddressesBase64AndGoLayout) {
   auto base64_of_address = [](const std::string& address) {
     auto raw = algorand::decode_address(address);
     EXPECT_TRUE(raw.has_value()) << address;
-    return algorand::base64_encode(raw.value_or(""));
+    return encoding::base64_encode(raw.value_or(""));
   };
   EXPECT_EQ(parsed["block"]["fees"], base64_of_address(genesis["fees"]));
   EXPECT_EQ(parsed["block"]["rwd"], base64_of_address(genesis["rwd"]));
   const auto* header = mp::find(block.tree().root, "block");
   ASSERT_NE(header, nullptr);
-  EXPECT_EQ(parsed["block"]["gh"], algorand::base64_encode(bytes_of(*mp::find(*header, "gh"))));
+  EXPECT_EQ(parsed["block"]["gh"], encoding::base64_encode(bytes_of(*mp::find(*header, "gh"))));
   ASSERT_GT(parsed["payset"].size(), 0u);
   for (const auto& stxn : parsed["payset"]) {
-    auto snd = algorand::base64_decode(std::string(stxn["txn"]["snd"]));
+    auto snd = encoding::base64_decode(std::string(stxn["txn"]["snd"]));
     ASSERT_TRUE(snd.has_value());
     EXPECT_EQ(snd->size(), 32u);
   }
@@ -141,7 +142,7 @@ constexpr const char* kSdkAddressBase32 =
 constexpr const char* kSdkAddressBase64 = "+dITRRZHzDXzUnJagGfrT8gSGUYnZd1DNwWHdxxqYMs=";
 
 TEST(BlockCodec, AddressFieldsAreWrittenAndReadAsTheGoSdkDoes) {
-  std::string raw = *algorand::base64_decode(kSdkAddressBase64);
+  std::string raw = *encoding::base64_decode(kSdkAddressBase64);
   ASSERT_EQ(algorand::decode_address(kSdkAddressBase32), raw);
   // Every address-typed field of the sdk's types (block.go, transaction.go,
   // applications.go, asset.go, heartbeat.go, statedelta.go).
@@ -238,7 +239,7 @@ nlohmann::ordered_json go_model(const msgpack::object& o) {
     case msgpack::type::STR:
       return go_string({o.via.str.ptr, o.via.str.size});
     case msgpack::type::BIN:
-      return algorand::base64_encode(bytes_of(o));
+      return encoding::base64_encode(bytes_of(o));
     case msgpack::type::ARRAY: {
       auto out = nlohmann::ordered_json::array();
       for (uint32_t i = 0; i < o.via.array.size; ++i) out.push_back(go_model(o.via.array.ptr[i]));
@@ -254,7 +255,7 @@ nlohmann::ordered_json go_model(const msgpack::object& o) {
         else if (key.type == msgpack::type::POSITIVE_INTEGER)
           name = std::to_string(key.via.u64);
         else if (key.type == msgpack::type::BIN)
-          name = algorand::base64_encode(bytes_of(key));
+          name = encoding::base64_encode(bytes_of(key));
         else
           name = go_model(key).dump();
         out[name] = go_model(o.via.map.ptr[i].val);
@@ -467,14 +468,14 @@ TEST(Algorand, AddressesAreChecksummedBase32) {
 }
 
 TEST(Algorand, Base64IsGoStdEncoding) {
-  EXPECT_EQ(algorand::base64_encode(""), "");
-  EXPECT_EQ(algorand::base64_encode("f"), "Zg==");
-  EXPECT_EQ(algorand::base64_encode("fo"), "Zm8=");
-  EXPECT_EQ(algorand::base64_encode("foo"), "Zm9v");
-  EXPECT_EQ(algorand::base64_decode("Zm9vYg=="), "foob");
-  EXPECT_FALSE(algorand::base64_decode("Zh=="));  // non-zero trailing bits
-  EXPECT_FALSE(algorand::base64_decode("Zg="));
-  EXPECT_FALSE(algorand::base64_decode("Zm9v!A=="));
+  EXPECT_EQ(encoding::base64_encode(""), "");
+  EXPECT_EQ(encoding::base64_encode("f"), "Zg==");
+  EXPECT_EQ(encoding::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(encoding::base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(encoding::base64_decode("Zm9vYg=="), "foob");
+  EXPECT_FALSE(encoding::base64_decode("Zh=="));  // non-zero trailing bits
+  EXPECT_FALSE(encoding::base64_decode("Zg="));
+  EXPECT_FALSE(encoding::base64_decode("Zm9v!A=="));
 }
 
 // The fixture blocks carry a synthetic genesis hash, so this checks the
@@ -487,7 +488,7 @@ TEST(Algorand, GenesisHashIsCanonical) {
   EXPECT_EQ(genesis.network, "generated-network");
   EXPECT_EQ(genesis.id, "v1");
   EXPECT_EQ(genesis.json, text);
-  auto digest = algorand::base64_decode(genesis.hash);
+  auto digest = encoding::base64_decode(genesis.hash);
   ASSERT_TRUE(digest.has_value());
   EXPECT_EQ(digest->size(), 32u);
 

@@ -26,6 +26,7 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
+#include "core/encoding.hpp"
 #include "core/plugin.hpp"
 #include "plugins/algod/http_client.hpp"
 
@@ -492,7 +493,7 @@ class AlgodImporter final : public Importer {
     const auto* header = mp::find(block.tree().root, "block");
     const auto* gh = header ? mp::find(*header, "gh") : nullptr;
     if (!gh || gh->type != msgpack::type::BIN || genesis_hash_.empty()) return;
-    std::string hash = algorand::base64_encode({gh->via.bin.ptr, gh->via.bin.size});
+    std::string hash = encoding::base64_encode({gh->via.bin.ptr, gh->via.bin.size});
     if (hash == genesis_hash_) return;
     genesis_mismatch_logged_ = true;
     if (logger_)

@@ -21,6 +21,7 @@
 #include <charconv>
 
 #include "core/algorand.hpp"
+#include "core/encoding.hpp"
 
 namespace conduit::plugins {
 namespace {
@@ -173,10 +174,10 @@ struct Searcher {
         return algorand::encode_address(raw);
       }
       case TagKind::bytes:
-        return algorand::base64_encode(field.as_bytes().value_or(""));
+        return encoding::base64_encode(field.as_bytes().value_or(""));
       case TagKind::bytes32: {
         auto bytes = field.as_bytes();
-        return algorand::base64_encode(
+        return encoding::base64_encode(
             bytes && bytes->size() == 32
                 ? *bytes
                 : std::string_view(

@@ -14,6 +14,7 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
+#include "core/encoding.hpp"
 #include "plugins/postgresql/postgresql.hpp"
 
 namespace conduit::plugins::pg {
@@ -172,7 +173,7 @@ void append_key(std::string_view key, std::string& out, bool& first) {
 }
 void append_base64(std::string_view bytes, std::string& out) {
   out += '"';
-  out += base64_encode(bytes);
+  out += encoding::base64_encode(bytes);
   out += '"';
 }
 
@@ -788,7 +789,7 @@ std::string payout_txn(const Obj& header, uint64_t round, std::string& json) {
   json = "{\"txn\":";
   append_json(handle.get(), json);
   json += '}';
-  return base32_encode_nopad(sha512_256({buffer.data(), buffer.size()}));
+  return encoding::base32_encode(sha512_256({buffer.data(), buffer.size()}));
 }
 
 }  // namespace
@@ -805,8 +806,8 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
                       ") AT TIME ZONE 'UTC', " + std::to_string(uint_at(*header, "earn")) + ", " +
                       text_literal(encode_block_header(*header)) + "::jsonb)";
   std::string sink = address_at(*header, "fees"), pool = address_at(*header, "rwd");
-  rows.accounts_state = "{\"FeeSink\":\"" + base64_encode(sink) + "\",\"RewardsPool\":\"" +
-                        base64_encode(pool) + "\"}";
+  rows.accounts_state = "{\"FeeSink\":\"" + encoding::base64_encode(sink) +
+                        "\",\"RewardsPool\":\"" + encoding::base64_encode(pool) + "\"}";
   if (round == 0) return rows;  // Indexer's AddBlock0: header and special accounts only
 
   const Obj* delta = field(block_data, "delta");
@@ -1175,7 +1176,7 @@ std::string genesis_statements(std::string_view genesis_json) {
           (v.is_string() && v.get<std::string>().empty()))
         return;
       if (v.is_string()) {
-        auto raw = algorand::base64_decode(v.get<std::string>());
+        auto raw = encoding::base64_decode(v.get<std::string>());
         if (raw && all_zero(*raw)) return;
       }
       data[key] = v;
