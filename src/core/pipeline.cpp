@@ -184,30 +184,35 @@ bool Pipeline::attempt(PluginKind kind, const std::string& plugin, uint64_t roun
 }
 
 void Pipeline::initialise() {
-  namespace fs = std::filesystem;
   std::stop_token stop = importer_stop_.get_token();  // any stop cancels init
-
   std::optional<Metadata> stored;
+  if (!load_checkpoint(stored)) return;
+  std::optional<RoundRequest> request;
+  if (!collect_round_requests(stop, request)) return;
+  std::optional<uint64_t> next = resume_round(stored, request);
+  if (!next) return;
+  next_round_ = *next;
+  init_plugins(stop, stored, *next);
+}
+
+bool Pipeline::load_checkpoint(std::optional<Metadata>& stored) {
   try {
     stored = checkpoint_.load();
     if (checkpoint_.ignored_empty_file())  // as Go Conduit does
       logger_.warn(checkpoint_.path().string() + " is empty; treated as absent (a first run)");
   } catch (const CheckpointError& e) {
     fail(StopReason::checkpoint_error, e.what());
-    return;
+    return false;
   }
-  uint64_t next = stored ? stored->next_round : 0;
+  return true;
+}
 
-  // Round requests (Go Conduit's RoundRequestor): plugins that keep their own
-  // state (a database) say where they must resume. They must agree with each
-  // other and with -r.
-  struct Request {
-    std::string plugin;
-    uint64_t round;
-  };
-  std::optional<Request> request;
+// Round requests (Go Conduit's RoundRequestor): plugins that keep their own
+// state (a database) say where they must resume. They must agree with each
+// other and with -r.
+bool Pipeline::collect_round_requests(std::stop_token stop, std::optional<RoundRequest>& request) {
   auto ask = [&](Plugin& plugin, PluginKind kind, const std::string& name, std::size_t slot) {
-    fs::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
+    std::filesystem::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
     uint64_t round = 0;
     {
       InCall guard(*this, slot, "round_request()");
@@ -221,46 +226,53 @@ void Pipeline::initialise() {
                                              std::to_string(round));
       return false;
     }
-    request = Request{plugin_label(kind, name), round};
+    request = RoundRequest{plugin_label(kind, name), round};
     return true;
   };
   try {
-    if (!ask(*plugins_.importer, PluginKind::importer, plugins_.importer_name, 0)) return;
+    if (!ask(*plugins_.importer, PluginKind::importer, plugins_.importer_name, 0)) return false;
     for (size_t i = 0; i < plugins_.processors.size(); ++i)
       if (!ask(*plugins_.processors[i], PluginKind::processor, plugins_.processor_names[i], i + 1))
-        return;
-    if (!ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name, exporter_stage()))
-      return;
+        return false;
+    return ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name, exporter_stage());
   } catch (const std::exception& e) {
-    if (stop.stop_requested()) return;  // a stop cancelled the request
+    if (stop.stop_requested()) return false;  // a stop cancelled the request
     fail(StopReason::checkpoint_error, std::string("round request failed: ") + e.what());
-    return;
+    return false;
   }
+}
+
+std::optional<uint64_t> Pipeline::resume_round(const std::optional<Metadata>& stored,
+                                               const std::optional<RoundRequest>& request) {
+  uint64_t next = stored ? stored->next_round : 0;
   if (options_.next_round_override) {
     if (request && request->round != *options_.next_round_override) {
       fail(StopReason::checkpoint_error,
            "next-round override " + std::to_string(*options_.next_round_override) +
                " conflicts with " + request->plugin + ", which must resume at round " +
                std::to_string(request->round));
-      return;
+      return std::nullopt;
     }
-    next = *options_.next_round_override;
-  } else if (request) {
+    return *options_.next_round_override;
+  }
+  if (request) {
     if (stored && stored->next_round != request->round)
       logger_.info("resuming at round " + std::to_string(request->round) + " as requested by " +
                    request->plugin + " (metadata.json said " + std::to_string(next) + ")");
-    next = request->round;
+    return request->round;
   }
-  next_round_ = next;
+  return next;
+}
 
-  auto init_dir = [&](PluginKind kind, const std::string& name) {
-    fs::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
-    fs::create_directories(dir);
-    return dir;
-  };
-  auto guarded = [&](PluginKind kind, const std::string& name, auto&& body) {
+// The importer first (it gives the genesis), then the checkpoint is checked
+// against the genesis and stored, then processors and the exporter.
+void Pipeline::init_plugins(std::stop_token stop, const std::optional<Metadata>& stored,
+                            uint64_t next) {
+  auto guarded_init = [&](PluginKind kind, const std::string& name, InitContext& ctx, auto&& init) {
     try {
-      body();
+      ctx.data_dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
+      std::filesystem::create_directories(ctx.data_dir);
+      init();
       return !stop.stop_requested();
     } catch (const std::exception& e) {
       if (stop.stop_requested()) return false;
@@ -270,19 +282,28 @@ void Pipeline::initialise() {
   };
 
   InitContext ctx{.next_round = next, .genesis = nullptr, .logger = &logger_};
-  if (!guarded(PluginKind::importer, plugins_.importer_name, [&] {
-        ctx.data_dir = init_dir(PluginKind::importer, plugins_.importer_name);
-        genesis_ = plugins_.importer->init(ctx, stop);
-      }))
+  if (!guarded_init(PluginKind::importer, plugins_.importer_name, ctx,
+                    [&] { genesis_ = plugins_.importer->init(ctx, stop); }))
     return;
+  if (!record_genesis(stored, next)) return;
 
+  ctx.genesis = &genesis_;
+  for (size_t i = 0; i < plugins_.processors.size(); ++i)
+    if (!guarded_init(PluginKind::processor, plugins_.processor_names[i], ctx,
+                      [&] { plugins_.processors[i]->init(ctx, stop); }))
+      return;
+  guarded_init(PluginKind::exporter, plugins_.exporter_name, ctx,
+               [&] { plugins_.exporter->init(ctx, stop); });
+}
+
+bool Pipeline::record_genesis(const std::optional<Metadata>& stored, uint64_t next) {
   if (stored && !stored->genesis_hash.empty() && stored->genesis_hash != genesis_.hash) {
     fail(StopReason::checkpoint_error,
          options_.data_dir.string() + " holds data of network '" + stored->network +
              "' (genesis hash " + stored->genesis_hash + ") but the importer serves network '" +
              genesis_.network + "' (genesis hash " + genesis_.hash +
              "); use another data directory");
-    return;
+    return false;
   }
   metadata_ = {genesis_.hash, genesis_.network, next};
   try {
@@ -291,22 +312,9 @@ void Pipeline::initialise() {
       checkpoint_.store(metadata_);
   } catch (const CheckpointError& e) {
     fail(StopReason::checkpoint_error, e.what());
-    return;
+    return false;
   }
-
-  ctx.genesis = &genesis_;
-  for (size_t i = 0; i < plugins_.processors.size(); ++i) {
-    const auto& name = plugins_.processor_names[i];
-    if (!guarded(PluginKind::processor, name, [&] {
-          ctx.data_dir = init_dir(PluginKind::processor, name);
-          plugins_.processors[i]->init(ctx, stop);
-        }))
-      return;
-  }
-  guarded(PluginKind::exporter, plugins_.exporter_name, [&] {
-    ctx.data_dir = init_dir(PluginKind::exporter, plugins_.exporter_name);
-    plugins_.exporter->init(ctx, stop);
-  });
+  return true;
 }
 
 void Pipeline::stage_finished() {

@@ -106,7 +106,18 @@ class Pipeline {
 
   enum class Stage { importer, processor, exporter };
 
+  // initialise's steps; each returns false (or nullopt) once it has failed the run.
+  struct RoundRequest {
+    std::string plugin;
+    uint64_t round;
+  };
   void initialise();
+  bool load_checkpoint(std::optional<Metadata>& stored);
+  bool collect_round_requests(std::stop_token stop, std::optional<RoundRequest>& request);
+  std::optional<uint64_t> resume_round(const std::optional<Metadata>& stored,
+                                       const std::optional<RoundRequest>& request);
+  void init_plugins(std::stop_token stop, const std::optional<Metadata>& stored, uint64_t next);
+  bool record_genesis(const std::optional<Metadata>& stored, uint64_t next);
   void run_stages();
   void run_importer();
   void run_processor(std::size_t index);
