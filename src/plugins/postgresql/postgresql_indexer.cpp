@@ -792,36 +792,35 @@ std::string payout_txn(const Obj& header, uint64_t round, std::string& json) {
   return encoding::base32_encode(sha512_256({buffer.data(), buffer.size()}));
 }
 
-}  // namespace
+// The keytype each sender's last transaction of the round gives its account
+// (nullopt: NULL), as Indexer records it.
+using KeyTypes = std::vector<std::pair<std::string, std::optional<std::string>>>;
 
-RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
-  RoundRows rows;
-  const Obj* header = field(block_data, "block");
-  if (!header || header->type != msgpack::type::MAP)
-    throw std::runtime_error("round " + std::to_string(round) + " has no block header");
-  const std::string round_text = std::to_string(round);
-  rows.round = round;
-  rows.header_tuple = "(" + round_text + ", to_timestamp(" +
-                      std::to_string(static_cast<int64_t>(uint_at(*header, "ts"))) +
-                      ") AT TIME ZONE 'UTC', " + std::to_string(uint_at(*header, "earn")) + ", " +
-                      text_literal(encode_block_header(*header)) + "::jsonb)";
-  std::string sink = address_at(*header, "fees"), pool = address_at(*header, "rwd");
-  rows.accounts_state = "{\"FeeSink\":\"" + encoding::base64_encode(sink) +
-                        "\",\"RewardsPool\":\"" + encoding::base64_encode(pool) + "\"}";
-  if (round == 0) return rows;  // Indexer's AddBlock0: header and special accounts only
+void add_change(RoundRows& rows, StateTable table, std::string key, std::string values,
+                bool removed, std::optional<std::string> side = std::nullopt) {
+  rows.changes.push_back({table, std::move(key), std::move(values), removed, std::move(side)});
+}
 
-  const Obj* delta = field(block_data, "delta");
-  if (!delta || delta->type != msgpack::type::MAP)
-    throw std::runtime_error(
-        "round " + round_text +
-        " has no ledger state delta, which the postgresql exporter needs for every round past "
-        "0: use the algod importer with mode = \"follower\", or block files written with their "
-        "deltas");
+// A resource's entry in the delta, {"Deleted": bool, inner: map}: true when it changes the
+// resource, with `value` the new map, or nullptr for a removal.
+bool resource_change(const Obj& record, const char* name, const char* inner, const Obj*& value) {
+  const Obj* entry = field(record, name);
+  if (!entry) return false;
+  const Obj* deleted = field(*entry, "Deleted");
+  const Obj* map = field(*entry, inner);
+  value = nullptr;
+  if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean) return true;
+  if (!map || map->type != msgpack::type::MAP) return false;
+  value = map;
+  return true;
+}
 
-  // Transactions and participation.
+// Transactions and participation (txn, txn_participation); returns the keytypes.
+KeyTypes transaction_rows(const msgpack::object& block_data, const Obj* header, uint64_t round,
+                          const std::string& round_text, const std::string& sink, RoundRows& rows) {
   RowWriter writer{round, round_text, rows};
+  KeyTypes keytypes;
   const Obj* payset = field(block_data, "payset");
-  std::vector<std::pair<std::string, std::optional<std::string>>> keytypes;  // sender, type
   uint32_t payset_size =
       payset && payset->type == msgpack::type::ARRAY ? payset->via.array.size : 0;
   uint64_t txn_counter = uint_at(*header, "tc");
@@ -857,12 +856,11 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     writer.participation_rows({sink, address_at(*header, "prp")});
   }
 
-  // Accounts.
-  auto change = [&rows](StateTable table, std::string key, std::string values, bool removed,
-                        std::optional<std::string> side = std::nullopt) {
-    rows.changes.push_back({table, std::move(key), std::move(values), removed, std::move(side)});
-  };
-  const Obj* accts = field(*delta, "Accts");
+  return keytypes;
+}
+
+// Accounts (account).
+void account_rows(const Obj* accts, const KeyTypes& keytypes, RoundRows& rows) {
   const Obj* records = accts ? field(*accts, "Accts") : nullptr;
   for (uint32_t i = 0;
        records && records->type == msgpack::type::ARRAY && i < records->via.array.size; ++i) {
@@ -878,32 +876,19 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     if (keytype) kt = *keytype ? text_literal(**keytype) : "NULL::varchar";
     uint64_t algos = uint_at(record, "MicroAlgos");
     if (algos == 0)
-      change(StateTable::account, bytea_literal(addr), "0, 0, 0, 'null'::jsonb", true,
-             std::move(kt));
+      add_change(rows, StateTable::account, bytea_literal(addr), "0, 0, 0, 'null'::jsonb", true,
+                 std::move(kt));
     else
-      change(StateTable::account, bytea_literal(addr),
-             std::to_string(algos) + ", " + std::to_string(uint_at(record, "RewardsBase")) + ", " +
-                 std::to_string(uint_at(record, "RewardedMicroAlgos")) + ", " +
-                 text_literal(encode_trimmed_account_data(record)) + "::jsonb",
-             false, std::move(kt));
+      add_change(rows, StateTable::account, bytea_literal(addr),
+                 std::to_string(algos) + ", " + std::to_string(uint_at(record, "RewardsBase")) +
+                     ", " + std::to_string(uint_at(record, "RewardedMicroAlgos")) + ", " +
+                     text_literal(encode_trimmed_account_data(record)) + "::jsonb",
+                 false, std::move(kt));
   }
+}
 
-  // A resource's entry in the delta, {"Deleted": bool, inner: map}: true when it changes the
-  // resource, with `value` the new map, or nullptr for a removal.
-  auto resource_change = [](const Obj& record, const char* name, const char* inner,
-                            const Obj*& value) {
-    const Obj* entry = field(record, name);
-    if (!entry) return false;
-    const Obj* deleted = field(*entry, "Deleted");
-    const Obj* map = field(*entry, inner);
-    value = nullptr;
-    if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean) return true;
-    if (!map || map->type != msgpack::type::MAP) return false;
-    value = map;
-    return true;
-  };
-
-  // Assets and holdings.
+// Assets and holdings (asset, account_asset).
+void asset_rows(const Obj* accts, RoundRows& rows) {
   const Obj* assets = accts ? field(*accts, "AssetResources") : nullptr;
   for (uint32_t i = 0; assets && assets->type == msgpack::type::ARRAY && i < assets->via.array.size;
        ++i) {
@@ -912,24 +897,26 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     std::string id = std::to_string(uint_at(r, "Aidx"));
     const Obj* value;
     if (resource_change(r, "Params", "Params", value))
-      change(
-          StateTable::asset, id,
+      add_change(
+          rows, StateTable::asset, id,
           addr + ", " + (value ? text_literal(encode_asset_params(*value)) : "'null'") + "::jsonb",
           !value);
     // A removal leaves frozen as it was (Indexer's closing update does not set it).
     if (resource_change(r, "Holding", "Holding", value)) {
       if (!value) {
-        change(StateTable::account_asset, addr + ", " + id, "0", true);
+        add_change(rows, StateTable::account_asset, addr + ", " + id, "0", true);
       } else {
         const Obj* frozen = field(*value, "f");
         bool is_frozen = frozen && frozen->type == msgpack::type::BOOLEAN && frozen->via.boolean;
-        change(StateTable::account_asset, addr + ", " + id, std::to_string(uint_at(*value, "a")),
-               false, is_frozen ? "TRUE" : "FALSE");
+        add_change(rows, StateTable::account_asset, addr + ", " + id,
+                   std::to_string(uint_at(*value, "a")), false, is_frozen ? "TRUE" : "FALSE");
       }
     }
   }
+}
 
-  // Applications and local states.
+// Applications and local states (app, account_app).
+void app_rows(const Obj* accts, RoundRows& rows) {
   const Obj* apps = accts ? field(*accts, "AppResources") : nullptr;
   for (uint32_t i = 0; apps && apps->type == msgpack::type::ARRAY && i < apps->via.array.size;
        ++i) {
@@ -938,14 +925,19 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     std::string id = std::to_string(uint_at(r, "Aidx"));
     const Obj* value;
     if (resource_change(r, "Params", "Params", value))
-      change(StateTable::app, id,
-             addr + ", " + (value ? text_literal(encode_app_params(*value)) : "'null'") + "::jsonb",
-             !value);
+      add_change(
+          rows, StateTable::app, id,
+          addr + ", " + (value ? text_literal(encode_app_params(*value)) : "'null'") + "::jsonb",
+          !value);
     if (resource_change(r, "State", "LocalState", value))
-      change(StateTable::account_app, addr + ", " + id,
-             (value ? text_literal(encode_app_local_state(*value)) : "'null'") + "::jsonb", !value);
+      add_change(rows, StateTable::account_app, addr + ", " + id,
+                 (value ? text_literal(encode_app_local_state(*value)) : "'null'") + "::jsonb",
+                 !value);
   }
+}
 
+// Boxes (app_box).
+void box_rows(const Obj* delta, const std::string& round_text, RoundRows& rows) {
   // Boxes (KvMods keys: "bx:" + the app id, 8 bytes big-endian, + the box name).
   const Obj* kv = field(*delta, "KvMods");
   for (uint32_t i = 0; kv && kv->type == msgpack::type::MAP && i < kv->via.map.size; ++i) {
@@ -959,10 +951,44 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     std::string box = std::to_string(app) + ", " + bytea_literal(key.substr(11));
     const Obj* data = field(kv->via.map.ptr[i].val, "Data");
     if (data && (data->type == msgpack::type::BIN || data->type == msgpack::type::STR))
-      change(StateTable::app_box, std::move(box), bytea_literal(bytes_of(*data)), false);
+      add_change(rows, StateTable::app_box, std::move(box), bytea_literal(bytes_of(*data)), false);
     else
-      change(StateTable::app_box, std::move(box), "", true);
+      add_change(rows, StateTable::app_box, std::move(box), "", true);
   }
+}
+
+}  // namespace
+
+RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
+  RoundRows rows;
+  const Obj* header = field(block_data, "block");
+  if (!header || header->type != msgpack::type::MAP)
+    throw std::runtime_error("round " + std::to_string(round) + " has no block header");
+  const std::string round_text = std::to_string(round);
+  rows.round = round;
+  rows.header_tuple = "(" + round_text + ", to_timestamp(" +
+                      std::to_string(static_cast<int64_t>(uint_at(*header, "ts"))) +
+                      ") AT TIME ZONE 'UTC', " + std::to_string(uint_at(*header, "earn")) + ", " +
+                      text_literal(encode_block_header(*header)) + "::jsonb)";
+  std::string sink = address_at(*header, "fees"), pool = address_at(*header, "rwd");
+  rows.accounts_state = "{\"FeeSink\":\"" + encoding::base64_encode(sink) +
+                        "\",\"RewardsPool\":\"" + encoding::base64_encode(pool) + "\"}";
+  if (round == 0) return rows;  // Indexer's AddBlock0: header and special accounts only
+
+  const Obj* delta = field(block_data, "delta");
+  if (!delta || delta->type != msgpack::type::MAP)
+    throw std::runtime_error(
+        "round " + round_text +
+        " has no ledger state delta, which the postgresql exporter needs for every round past "
+        "0: use the algod importer with mode = \"follower\", or block files written with their "
+        "deltas");
+
+  KeyTypes keytypes = transaction_rows(block_data, header, round, round_text, sink, rows);
+  const Obj* accts = field(*delta, "Accts");
+  account_rows(accts, keytypes, rows);
+  asset_rows(accts, rows);
+  app_rows(accts, rows);
+  box_rows(delta, round_text, rows);
   return rows;
 }
 
