@@ -220,7 +220,171 @@ void encode_base64_keyed(const Obj& v, Kind value_kind, std::string& out) {
 }
 
 void encode_map(const Obj& v, Kind kind, std::string& out,
-                const std::vector<std::pair<std::string_view, const Obj*>>& extra = {}) {
+                const std::vector<std::pair<std::string_view, const Obj*>>& extra = {});
+
+// Per kind, the keys Indexer encodes in its own way: each writes the field
+// (or leaves it out) and returns true, or returns false for the plain encoding.
+bool header_field(Kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if (key == "prp") {
+    append_key(key, out, first);
+    encode_address_text(val, out);
+    return true;
+  }
+  if ((key == "partupdrmv" || key == "partupdabs") && val.type == msgpack::type::ARRAY) {
+    append_key(key, out, first);
+    out += '[';
+    for (uint32_t k = 0; k < val.via.array.size; ++k) {
+      if (k) out += ',';
+      encode_address_text(val.via.array.ptr[k], out);
+    }
+    out += ']';
+    return true;
+  }
+  return false;
+}
+
+bool stxn_field(Kind kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if (key == "hgi" || key == "hgh") return true;  // SignedTxnInBlock only
+  if (key == "txn") {
+    append_key(key, out, first);
+    encode(val, Kind::txn, out);
+    return true;
+  }
+  if (key == "dt") {
+    // Inner rows leave out their own inner transactions; what remains may be
+    // empty, and is then omitted as Go's omitempty would.
+    bool no_inner = kind == Kind::stxn_no_inner;
+    if (no_inner) {
+      bool empty = true;
+      for (uint32_t k = 0; val.type == msgpack::type::MAP && k < val.via.map.size; ++k)
+        if (key_text(val.via.map.ptr[k]) != "itx" && !is_empty(val.via.map.ptr[k].val))
+          empty = false;
+      if (empty) return true;
+    }
+    append_key(key, out, first);
+    encode_map(val, no_inner ? Kind::eval_delta_no_inner : Kind::eval_delta, out);
+    return true;
+  }
+  return false;
+}
+
+bool txn_field(Kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if (key == "apar") {
+    append_key(key, out, first);
+    encode(val, Kind::asset_params, out);
+    return true;
+  }
+  return false;
+}
+
+bool eval_delta_field(Kind kind, std::string_view key, const Obj& val, std::string& out,
+                      bool& first) {
+  if (key == "itx" && kind == Kind::eval_delta_no_inner) return true;
+  if (key == "gd") {
+    append_key(key, out, first);
+    encode_base64_keyed(val, Kind::value_delta, out);
+    return true;
+  }
+  if (key == "ld" && val.type == msgpack::type::MAP) {
+    append_key(key, out, first);
+    out += '{';
+    for (uint32_t k = 0; k < val.via.map.size; ++k) {
+      if (k) out += ',';
+      std::string index;
+      append_json(val.via.map.ptr[k].key, index);
+      if (index.empty() || index.front() != '"') index = '"' + index + '"';
+      out += index;
+      out += ':';
+      encode_base64_keyed(val.via.map.ptr[k].val, Kind::value_delta, out);
+    }
+    out += '}';
+    return true;
+  }
+  if (key == "lg" && val.type == msgpack::type::ARRAY) {
+    append_key(key, out, first);
+    out += '[';
+    for (uint32_t k = 0; k < val.via.array.size; ++k) {
+      if (k) out += ',';
+      append_base64(bytes_of(val.via.array.ptr[k]), out);
+    }
+    out += ']';
+    return true;
+  }
+  if (key == "itx" && val.type == msgpack::type::ARRAY) {
+    append_key(key, out, first);
+    out += '[';
+    for (uint32_t k = 0; k < val.via.array.size; ++k) {
+      if (k) out += ',';
+      encode(val.via.array.ptr[k], Kind::stxn, out);
+    }
+    out += ']';
+    return true;
+  }
+  return false;
+}
+
+bool bytes_field(Kind kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if ((kind == Kind::value_delta && key == "bs") || (kind == Kind::teal_value && key == "tb")) {
+    append_key(key, out, first);
+    append_base64(bytes_of(val), out);
+    return true;
+  }
+  return false;
+}
+
+bool asset_params_field(Kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if (key == "an" || key == "un" || key == "au") {
+    std::string_view text = bytes_of(val);
+    if (text.empty()) return true;
+    if (printable_utf8(text)) {
+      append_key(key, out, first);
+      append_json_string(text, out);
+    } else {
+      std::string alt = std::string(key) + "64";
+      append_key(alt, out, first);
+      append_base64(text, out);
+    }
+    return true;
+  }
+  return false;
+}
+
+bool teal_kv_field(Kind kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if ((kind == Kind::app_params && key == "gs") || (kind == Kind::local_state && key == "tkv")) {
+    append_key(key, out, first);
+    encode_base64_keyed(val, Kind::teal_value, out);
+    return true;
+  }
+  return false;
+}
+
+bool special_field(Kind kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  switch (kind) {
+    case Kind::header:
+      return header_field(kind, key, val, out, first);
+    case Kind::stxn:
+    case Kind::stxn_no_inner:
+      return stxn_field(kind, key, val, out, first);
+    case Kind::txn:
+      return txn_field(kind, key, val, out, first);
+    case Kind::eval_delta:
+    case Kind::eval_delta_no_inner:
+      return eval_delta_field(kind, key, val, out, first);
+    case Kind::value_delta:
+    case Kind::teal_value:
+      return bytes_field(kind, key, val, out, first);
+    case Kind::asset_params:
+      return asset_params_field(kind, key, val, out, first);
+    case Kind::app_params:
+    case Kind::local_state:
+      return teal_kv_field(kind, key, val, out, first);
+    default:
+      return false;
+  }
+}
+
+void encode_map(const Obj& v, Kind kind, std::string& out,
+                const std::vector<std::pair<std::string_view, const Obj*>>& extra) {
   if (v.type != msgpack::type::MAP) return append_json(v, out);
   out += '{';
   bool first = true;
@@ -232,135 +396,7 @@ void encode_map(const Obj& v, Kind kind, std::string& out,
     const auto& kv = v.via.map.ptr[i];
     std::string_view key = key_text(kv);
     const Obj& val = kv.val;
-    switch (kind) {
-      case Kind::header:
-        if (key == "prp") {
-          append_key(key, out, first);
-          encode_address_text(val, out);
-          continue;
-        }
-        if ((key == "partupdrmv" || key == "partupdabs") && val.type == msgpack::type::ARRAY) {
-          append_key(key, out, first);
-          out += '[';
-          for (uint32_t k = 0; k < val.via.array.size; ++k) {
-            if (k) out += ',';
-            encode_address_text(val.via.array.ptr[k], out);
-          }
-          out += ']';
-          continue;
-        }
-        break;
-      case Kind::stxn:
-      case Kind::stxn_no_inner:
-        if (key == "hgi" || key == "hgh") continue;  // SignedTxnInBlock only
-        if (key == "txn") {
-          append_key(key, out, first);
-          encode(val, Kind::txn, out);
-          continue;
-        }
-        if (key == "dt") {
-          // Inner rows leave out their own inner transactions; what remains may be
-          // empty, and is then omitted as Go's omitempty would.
-          bool no_inner = kind == Kind::stxn_no_inner;
-          if (no_inner) {
-            bool empty = true;
-            for (uint32_t k = 0; val.type == msgpack::type::MAP && k < val.via.map.size; ++k)
-              if (key_text(val.via.map.ptr[k]) != "itx" && !is_empty(val.via.map.ptr[k].val))
-                empty = false;
-            if (empty) continue;
-          }
-          append_key(key, out, first);
-          encode_map(val, no_inner ? Kind::eval_delta_no_inner : Kind::eval_delta, out);
-          continue;
-        }
-        break;
-      case Kind::txn:
-        if (key == "apar") {
-          append_key(key, out, first);
-          encode(val, Kind::asset_params, out);
-          continue;
-        }
-        break;
-      case Kind::eval_delta:
-      case Kind::eval_delta_no_inner:
-        if (key == "itx" && kind == Kind::eval_delta_no_inner) continue;
-        if (key == "gd") {
-          append_key(key, out, first);
-          encode_base64_keyed(val, Kind::value_delta, out);
-          continue;
-        }
-        if (key == "ld" && val.type == msgpack::type::MAP) {
-          append_key(key, out, first);
-          out += '{';
-          for (uint32_t k = 0; k < val.via.map.size; ++k) {
-            if (k) out += ',';
-            std::string index;
-            append_json(val.via.map.ptr[k].key, index);
-            if (index.empty() || index.front() != '"') index = '"' + index + '"';
-            out += index;
-            out += ':';
-            encode_base64_keyed(val.via.map.ptr[k].val, Kind::value_delta, out);
-          }
-          out += '}';
-          continue;
-        }
-        if (key == "lg" && val.type == msgpack::type::ARRAY) {
-          append_key(key, out, first);
-          out += '[';
-          for (uint32_t k = 0; k < val.via.array.size; ++k) {
-            if (k) out += ',';
-            append_base64(bytes_of(val.via.array.ptr[k]), out);
-          }
-          out += ']';
-          continue;
-        }
-        if (key == "itx" && val.type == msgpack::type::ARRAY) {
-          append_key(key, out, first);
-          out += '[';
-          for (uint32_t k = 0; k < val.via.array.size; ++k) {
-            if (k) out += ',';
-            encode(val.via.array.ptr[k], Kind::stxn, out);
-          }
-          out += ']';
-          continue;
-        }
-        break;
-      case Kind::value_delta:
-      case Kind::teal_value:
-        if ((kind == Kind::value_delta && key == "bs") ||
-            (kind == Kind::teal_value && key == "tb")) {
-          append_key(key, out, first);
-          append_base64(bytes_of(val), out);
-          continue;
-        }
-        break;
-      case Kind::asset_params:
-        if (key == "an" || key == "un" || key == "au") {
-          std::string_view text = bytes_of(val);
-          if (text.empty()) continue;
-          if (printable_utf8(text)) {
-            append_key(key, out, first);
-            append_json_string(text, out);
-          } else {
-            std::string alt = std::string(key) + "64";
-            append_key(alt, out, first);
-            append_base64(text, out);
-          }
-          continue;
-        }
-        break;
-      case Kind::app_params:
-      case Kind::local_state:
-        if ((kind == Kind::app_params && key == "gs") ||
-            (kind == Kind::local_state && key == "tkv")) {
-          append_key(key, out, first);
-          encode_base64_keyed(val, Kind::teal_value, out);
-          continue;
-        }
-        break;
-      default:
-        break;
-    }
+    if (special_field(kind, key, val, out, first)) continue;
     append_key(key, out, first);
     append_json(val, out);
   }
