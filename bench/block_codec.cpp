@@ -1,5 +1,5 @@
 // Block codec throughput on Go Conduit's fixture blocks, next to zlib's own
-// gunzip and gzip of the same files in the same run (issue 3's yardstick).
+// gunzip and gzip of the same files in the same run (the yardstick).
 // Usage: bench_block_codec [FIXTURES_DIR] [SECONDS_PER_CASE]
 #include <algorithm>
 #include <chrono>
@@ -16,7 +16,8 @@
 #include "core/config.hpp"
 #include "core/fs.hpp"
 #include "core/registry.hpp"
-#include "plugins/block_files.hpp"
+#include "plugins/builtin.hpp"
+#include "plugins/files/block_files.hpp"
 
 using namespace conduit;
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-// File pipeline throughput (issue 18): file_reader (.msgp.gz) -> processor ->
+// File pipeline throughput: file_reader (.msgp.gz) -> processor ->
 // file_writer (.msgp.gz), durable (every fsync), over the fixture blocks
 // repeated to a few hundred rounds, against codec floors measured in the same
 // run on the same files, single-threaded, in this process:
@@ -21,6 +21,7 @@
 #include "core/block_msgpack.hpp"
 #include "core/pipeline.hpp"
 #include "core/registry.hpp"
+#include "plugins/builtin.hpp"
 
 using namespace conduit;
 using Clock = std::chrono::steady_clock;
@@ -39,7 +40,7 @@ void spill(const fs::path& p, const std::string& data) {
   std::ofstream(p, std::ios::binary) << data;
 }
 
-struct StopAfter : PipelineObserver {
+struct StopAfter : Observer {
   Pipeline* pipeline = nullptr;
   uint64_t last = 0;
   void on_exported(uint64_t round, std::size_t) override {

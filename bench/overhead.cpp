@@ -1,4 +1,4 @@
-// Per-round framework overhead (issue 18): generator -> noop -> noop with the
+// Per-round framework overhead: generator -> noop -> noop with the
 // durable checkpoint, against baselines measured in the same run on the same disk:
 //   replace-loop: the checkpoint's own protocol without a pipeline
 //                 (write temp, fsync, rename, fsync dir), once per round
@@ -34,13 +34,14 @@
 #include "core/fs.hpp"
 #include "core/pipeline.hpp"
 #include "core/registry.hpp"
+#include "plugins/builtin.hpp"
 
 using namespace conduit;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct StopAfter : PipelineObserver {
+struct StopAfter : Observer {
   Pipeline* pipeline = nullptr;
   uint64_t last = 0;
   bool record_latency = false;  // off for the RSS runs: the record itself grows

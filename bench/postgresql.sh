@@ -61,7 +61,7 @@ TOML
   rm -rf "$data"
 done
 
-# Peak RSS of the daemon, generator -> postgresql (issue 18: flat over 100,000
+# Peak RSS of the daemon, generator -> postgresql (flat over 100,000
 # rounds, bounded by the unit budget). Each run ends when the database's next
 # round passes the generator's last round; VmHWM is read before the SIGTERM.
 peak_rss_kib() {  # TXNS LAST_ROUND [GROUP_COMMIT_BYTES]

@@ -1,5 +1,5 @@
 // Throughput of the postgresql exporter, and its `now`-stop latency from each
-// blocking point (issue 13 item 6).
+// blocking point.
 // Usage: postgresql_bench CONNINFO [FIXTURES_DIR]   (bench/postgresql.sh starts a
 // throw-away server and runs this, and the starting main's build of it as the
 // baseline). Each throughput phase starts from an empty database.
@@ -28,7 +28,8 @@
 #include "core/block_msgpack.hpp"
 #include "core/config.hpp"
 #include "core/registry.hpp"
-#include "plugins/postgresql.hpp"
+#include "plugins/builtin.hpp"
+#include "plugins/postgresql/postgresql.hpp"
 
 using namespace conduit;
 using Clock = std::chrono::steady_clock;

@@ -1,7 +1,7 @@
-// Stop latency (issue 2's report, issue 10 figure 3) and peak RSS (figure 4):
+// Stop latency and peak RSS:
 // runs the conduit binary many times and measures the time from the signal to
 // the process's exit, while rounds are flowing and while the importer is
-// blocked waiting for a block, and (issue 13) from the blocking points of the
+// blocked waiting for a block and from the blocking points of the
 // core: a round call blocked until cancelled (the test-only `wedge` processor
 // with honour-cancellation), a retry wait (retry-delay 1h after a failing
 // round, the test-only `corrupt` importer). Those two cases need a conduit
@@ -142,7 +142,7 @@ double percentile(std::vector<double> v, double p) {
 }
 
 // ---------------------------------------------------------------------------
-// In process (issue 13): Pipeline::abort() -> run() returning, with the
+// In process: Pipeline::stop(now) -> run() returning, with the
 // pipeline blocked in each of the core's blocking points. No process start or
 // exit in the figure: the core's own latency.
 
@@ -252,7 +252,7 @@ double abort_latency_ms(BlockPoint point, const std::string& dir) {
   std::thread runner([&] { pipeline.run(); });
   blocked.wait();
   auto start = Clock::now();
-  pipeline.abort(StopCause::requested(StopMode::now, "bench"));
+  pipeline.stop(StopMode::now, "bench");
   runner.join();
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
         name, ms.size(), percentile(ms, 0.5), percentile(ms, 0.99), percentile(ms, 1.0));
     std::fflush(stdout);
   };
-  // The core alone: abort() to run() returning (includes closing the plugins).
+  // The core alone: stop(now) to run() returning (includes closing the plugins).
   struct InProcess {
     const char* name;
     BlockPoint point;
@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < runs; ++i) ms.push_back(stop_once(bin, dir, c.sig, "pipeline running").ms);
     report(c.name, ms);
   }
-  // Blocking points of the core (issue 13): the time from SIGTERM, sent once the
+  // Blocking points of the core: the time from SIGTERM, sent once the
   // call is known to block (its log line), to the exit.
   struct Blocked {
     const char* name;

@@ -7,6 +7,7 @@
 
 #include "core/config.hpp"
 #include "core/registry.hpp"
+#include "plugins/builtin.hpp"
 
 using namespace conduit;
 

@@ -15,7 +15,7 @@
 
 #include "core/fs.hpp"
 #include "org_conduit_pipeline_proxy.h"
-#include "service/bus.hpp"
+#include "service/bus_names.hpp"
 
 namespace conduit::cli {
 namespace {
@@ -114,9 +114,47 @@ std::optional<BusStatus> status_over_bus(const std::string& bus,
   }
 }
 
-std::optional<int> stop_over_bus(
-    const StopOptions& options, std::optional<pid_t> expected_pid,
-    const std::function<std::optional<std::pair<std::string, std::string>>()>& stop_record) {
+namespace {
+
+// Waits until conduit has exited (`pidfd` readable) and left the bus (`gone`),
+// or `timeout_seconds` (0: for ever) have passed. False on the timeout.
+bool wait_for_exit(Connected& c, const UniqueFd& pidfd, const bool& gone, double timeout_seconds) {
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+  bool exited = !pidfd;
+  while (!(exited && gone)) {
+    while (c.connection->processPendingRequest()) {
+    }
+    if (exited && gone) break;
+    auto poll_data = c.connection->getEventLoopPollData();
+    pollfd fds[2] = {{poll_data.fd, poll_data.events, 0}, {pidfd.get(), POLLIN, 0}};
+    int timeout_ms = -1;
+    if (timeout_seconds > 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      timeout_ms = static_cast<int>(left.count());
+    }
+    if (poll_data.timeout_usec != UINT64_MAX) {
+      timespec ts{};
+      ::clock_gettime(CLOCK_MONOTONIC, &ts);
+      uint64_t now_usec = static_cast<uint64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+      int bus_ms = poll_data.timeout_usec > now_usec
+                       ? static_cast<int>((poll_data.timeout_usec - now_usec + 999) / 1000)
+                       : 0;
+      timeout_ms = timeout_ms < 0 ? bus_ms : std::min(timeout_ms, bus_ms);
+    }
+    int n = ::poll(fds, exited ? 1 : 2, timeout_ms);
+    if (n < 0 && errno != EINTR) break;
+    if (!exited && (fds[1].revents & POLLIN)) exited = true;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<int> stop_over_bus(const StopOptions& options, std::optional<pid_t> expected_pid,
+                                 const std::function<std::optional<StopCause>()>& stop_record) {
   std::string name = service::bus_name_from_environment();
   auto c = connect(options.bus, name, expected_pid);
   if (!c) return std::nullopt;
@@ -143,52 +181,26 @@ std::optional<int> stop_over_bus(
                   options.mode.c_str());
       return 0;
     }
-    auto deadline = std::chrono::steady_clock::now() +
-                    std::chrono::milliseconds(static_cast<int64_t>(options.timeout_seconds * 1000));
-    bool exited = !pidfd;
-    while (!(exited && gone)) {
-      while (c->connection->processPendingRequest()) {
-      }
-      if (exited && gone) break;
-      auto poll_data = c->connection->getEventLoopPollData();
-      pollfd fds[2] = {{poll_data.fd, poll_data.events, 0}, {pidfd.get(), POLLIN, 0}};
-      int timeout_ms = -1;
-      if (options.timeout_seconds > 0) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) {
-          std::fprintf(stderr, "conduit stop: pid %d still running after %gs\n", c->pid,
-                       options.timeout_seconds);
-          return 1;
-        }
-        timeout_ms = static_cast<int>(left.count());
-      }
-      if (poll_data.timeout_usec != UINT64_MAX) {
-        timespec ts{};
-        ::clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t now_usec = static_cast<uint64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
-        int bus_ms = poll_data.timeout_usec > now_usec
-                         ? static_cast<int>((poll_data.timeout_usec - now_usec + 999) / 1000)
-                         : 0;
-        timeout_ms = timeout_ms < 0 ? bus_ms : std::min(timeout_ms, bus_ms);
-      }
-      int n = ::poll(fds, exited ? 1 : 2, timeout_ms);
-      if (n < 0 && errno != EINTR) break;
-      if (!exited && (fds[1].revents & POLLIN)) exited = true;
+    if (!wait_for_exit(*c, pidfd, gone, options.timeout_seconds)) {
+      std::fprintf(stderr, "conduit stop: pid %d still running after %gs\n", c->pid,
+                   options.timeout_seconds);
+      return 1;
     }
-    std::string reason, detail;
+    std::string reason;
+    StopCause cause;
     if (auto record = stop_record()) {
-      reason = record->first;
-      detail = record->second;
+      cause = *record;
+      reason = to_string(cause.reason);
     } else if (proxy.stop_reason) {
       reason = *proxy.stop_reason;
-      detail = proxy.stop_detail.value_or("");
+      cause.reason = parse_stop_reason(reason).value_or(StopReason::internal_error);
+      cause.detail = proxy.stop_detail.value_or("");
     } else {
       std::printf("conduit (pid %d) exited without reporting a stop reason\n", c->pid);
       return 1;
     }
-    std::printf("stopped: %s (%s)\n", reason.c_str(), detail.c_str());
-    return reason == "stop-requested" ? 0 : 1;
+    std::printf("stopped: %s (%s)\n", reason.c_str(), cause.detail.c_str());
+    return cause.exit_code();
   } catch (const sdbus::Error& e) {
     std::fprintf(stderr, "conduit stop: %s: %s\n", e.getName().c_str(), e.getMessage().c_str());
     return 1;

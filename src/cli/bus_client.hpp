@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "core/stop.hpp"
 
 namespace conduit::cli {
 
@@ -30,8 +31,8 @@ std::optional<BusStatus> status_over_bus(const std::string& bus, std::optional<p
 // Stops the conduit on the bus and (unless --no-wait) waits for it to exit.
 // nullopt: not on the bus (use the PID file); otherwise the exit code.
 // `stop_record` reads the PID file's stop record after the exit, if available.
-std::optional<int> stop_over_bus(
-    const StopOptions& options, std::optional<pid_t> expected_pid,
-    const std::function<std::optional<std::pair<std::string, std::string>>()>& stop_record);
+// The exit code is the stop cause's (StopCause::exit_code), as for a signalled stop.
+std::optional<int> stop_over_bus(const StopOptions& options, std::optional<pid_t> expected_pid,
+                                 const std::function<std::optional<StopCause>()>& stop_record);
 
 }  // namespace conduit::cli

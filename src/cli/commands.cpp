@@ -19,6 +19,7 @@
 #include "core/pidfile.hpp"
 #include "core/registry.hpp"
 #include "core/yaml_import.hpp"
+#include "plugins/builtin.hpp"
 
 namespace conduit::cli {
 namespace {
@@ -238,6 +239,61 @@ int cmd_list(const std::string& which, const std::string& name) {
   return 0;
 }
 
+namespace {
+
+// Signals the conduit that holds `info`'s lock and (unless --no-wait) waits
+// for it to exit; the exit code follows its recorded stop cause.
+int signal_and_wait(const StopOptions& options, const PidFileInfo& info,
+                    const std::filesystem::path& pid_file, int signal) {
+  // pidfd first, then the lock holder checked again: the pidfd then names the
+  // process that holds the lock, never a PID reused after an exit we missed.
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, info.pid, 0));
+  UniqueFd pid_handle(pidfd);
+  if (!pid_handle) {
+    std::fprintf(stderr, "conduit stop: pid %d: %s\n", info.pid, std::strerror(errno));
+    return 1;
+  }
+  if (pid_t holder = lock_holder(info.fd.get()); holder != info.pid) {
+    std::fprintf(stderr,
+                 "conduit stop: pid %d no longer holds the lock on %s (holder: %d); not "
+                 "signalling\n",
+                 info.pid, pid_file.c_str(), holder);
+    return 1;
+  }
+  if (::syscall(SYS_pidfd_send_signal, pid_handle.get(), signal, nullptr, 0) != 0) {
+    std::fprintf(stderr, "conduit stop: cannot signal pid %d: %s\n", info.pid,
+                 std::strerror(errno));
+    return 1;
+  }
+  if (options.no_wait) {
+    std::printf("sent %s to conduit (pid %d)\n", signal == SIGTERM ? "SIGTERM" : "SIGUSR1",
+                info.pid);
+    return 0;
+  }
+  pollfd pfd{pid_handle.get(), POLLIN, 0};
+  int timeout_ms =
+      options.timeout_seconds > 0 ? static_cast<int>(options.timeout_seconds * 1000) : -1;
+  int r;
+  do {
+    r = ::poll(&pfd, 1, timeout_ms);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) {
+    std::fprintf(stderr, "conduit stop: pid %d still running after %gs\n", info.pid,
+                 options.timeout_seconds);
+    return 1;
+  }
+  auto cause = read_stop_record(info);
+  if (!cause) {
+    std::printf("conduit (pid %d) exited without recording a stop reason\n", info.pid);
+    return 1;
+  }
+  std::printf("stopped: %s (%s)\n", std::string(to_string(cause->reason)).c_str(),
+              cause->detail.c_str());
+  return cause->exit_code();
+}
+
+}  // namespace
+
 int cmd_stop(const StopOptions& options) {
   int signal = options.mode == "now" ? SIGTERM : SIGUSR1;
   auto pid_file = resolve_pid_file(options);
@@ -252,7 +308,7 @@ int cmd_stop(const StopOptions& options) {
   // caller that may not signal the service user's process.
   // Only for a conduit of this data dir: its PID file is held (by the PID that
   // owns the bus name, checked there), or unreadable to us (another user's).
-  // Issue 14: whoever can write the data dir can put any PID in the file and
+  // Whoever can write the data dir can put any PID in the file and
   // hold some lock on it. Only the process that holds the file's lock and is
   // the PID the file names is a conduit of this data dir.
   if (info && info->held && !info->proven()) {
@@ -266,11 +322,9 @@ int cmd_stop(const StopOptions& options) {
   if (options.bus != "none" && maybe_running) {
     std::optional<pid_t> expected;
     if (info && info->held && info->pid > 0) expected = info->pid;
-    auto record = [&]() -> std::optional<std::pair<std::string, std::string>> {
+    auto record = [&]() -> std::optional<StopCause> {
       if (!info || !info->held) return std::nullopt;
-      auto cause = read_stop_record(*info);
-      if (!cause) return std::nullopt;
-      return std::make_pair(std::string(to_string(cause->reason)), cause->detail);
+      return read_stop_record(*info);
     };
     if (auto code = stop_over_bus(options, expected, record)) return *code;
   }
@@ -279,7 +333,7 @@ int cmd_stop(const StopOptions& options) {
     return 1;
   }
   if (!info) {
-    // Already stopped (CONTRACT section 3): success, as when systemd runs
+    // Already stopped (docs/contract.md section 3): success, as when systemd runs
     // ExecStop= after conduit has exited on its own.
     std::fprintf(stderr, "conduit stop: no conduit is running (no PID file %s); nothing to stop\n",
                  pid_file.c_str());
@@ -291,51 +345,7 @@ int cmd_stop(const StopOptions& options) {
                  pid_file.c_str(), info->pid);
     return 1;
   }
-  // pidfd first, then the lock holder checked again: the pidfd then names the
-  // process that holds the lock, never a PID reused after an exit we missed.
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, info->pid, 0));
-  UniqueFd pid_handle(pidfd);
-  if (!pid_handle) {
-    std::fprintf(stderr, "conduit stop: pid %d: %s\n", info->pid, std::strerror(errno));
-    return 1;
-  }
-  if (pid_t holder = lock_holder(info->fd.get()); holder != info->pid) {
-    std::fprintf(stderr,
-                 "conduit stop: pid %d no longer holds the lock on %s (holder: %d); not "
-                 "signalling\n",
-                 info->pid, pid_file.c_str(), holder);
-    return 1;
-  }
-  if (::syscall(SYS_pidfd_send_signal, pid_handle.get(), signal, nullptr, 0) != 0) {
-    std::fprintf(stderr, "conduit stop: cannot signal pid %d: %s\n", info->pid,
-                 std::strerror(errno));
-    return 1;
-  }
-  if (options.no_wait) {
-    std::printf("sent %s to conduit (pid %d)\n", signal == SIGTERM ? "SIGTERM" : "SIGUSR1",
-                info->pid);
-    return 0;
-  }
-  pollfd pfd{pid_handle.get(), POLLIN, 0};
-  int timeout_ms =
-      options.timeout_seconds > 0 ? static_cast<int>(options.timeout_seconds * 1000) : -1;
-  int r;
-  do {
-    r = ::poll(&pfd, 1, timeout_ms);
-  } while (r < 0 && errno == EINTR);
-  if (r == 0) {
-    std::fprintf(stderr, "conduit stop: pid %d still running after %gs\n", info->pid,
-                 options.timeout_seconds);
-    return 1;
-  }
-  auto cause = read_stop_record(*info);
-  if (!cause) {
-    std::printf("conduit (pid %d) exited without recording a stop reason\n", info->pid);
-    return 1;
-  }
-  std::printf("stopped: %s (%s)\n", std::string(to_string(cause->reason)).c_str(),
-              cause->detail.c_str());
-  return cause->exit_code();
+  return signal_and_wait(options, *info, pid_file, signal);
 }
 
 int cmd_status(const StatusOptions& options) {
@@ -366,7 +376,7 @@ int cmd_status(const StatusOptions& options) {
     bus_status = status_over_bus(options.bus, expected);
   }
   if (bus_status) {
-    // Uptime and rate (issue 9): NextRound read again over the bus one second later.
+    // Uptime and rate: NextRound read again over the bus one second later.
     RuntimeInfo runtime = runtime_info(bus_status->pid, [&]() -> std::optional<uint64_t> {
       auto again = status_over_bus(options.bus, bus_status->pid);
       return again ? std::optional<uint64_t>(again->next_round) : std::nullopt;

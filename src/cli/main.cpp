@@ -1,10 +1,11 @@
-// conduit's command line (CONTRACT section 3).
+// conduit's command line (docs/contract.md section 3).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 
 #include "cli/commands.hpp"
 #include "conduit_config.h"
+#include "plugins/builtin.hpp"
 #include "service/daemon.hpp"
 
 namespace {
@@ -85,10 +86,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
-    return 2;  // usage error (CONTRACT section 2)
+    return 2;  // usage error (docs/contract.md section 2)
   }
 
-  // Issue 14: the data dir is made absolute once, here, for every command, so
+  // The data dir is made absolute once, here, for every command, so
   // the daemon, `stop` and `status` name the same files however it was spelt.
   auto make_absolute = [](auto& dir) {
     std::error_code ec;
@@ -134,5 +135,5 @@ int main(int argc, char** argv) {
                 : bus == "session" ? conduit::service::BusMode::session
                 : bus == "none"    ? conduit::service::BusMode::none
                                    : conduit::service::BusMode::automatic;
-  return conduit::service::run_daemon(options);
+  return conduit::service::run_daemon(options, conduit::builtin_registry());
 }

@@ -1,4 +1,4 @@
-// Algorand's small encodings: SHA-512/256, base64, checksummed base32 addresses,
+// Algorand's small encodings: SHA-512/256, checksummed base32 addresses,
 // and the genesis document (network, id, genesis hash as Go Conduit computes it).
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/block.hpp"
+#include "core/encoding.hpp"
 
 namespace conduit::algorand {
 
@@ -17,11 +18,6 @@ using Digest = std::array<uint8_t, 32>;
 
 // SHA-512/256 (FIPS 180-4), via OpenSSL.
 Digest sha512_256(std::string_view data);
-
-// Standard base64 with padding (Go's base64.StdEncoding).
-std::string base64_encode(std::string_view bytes);
-// Strict: rejects bad characters, bad padding and non-zero trailing bits.
-std::optional<std::string> base64_decode(std::string_view text);
 
 // The 58-character address: base32 (no padding) of the 32 bytes followed by the
 // last 4 bytes of their SHA-512/256.

@@ -9,6 +9,7 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
+#include "core/encoding.hpp"
 
 namespace conduit {
 namespace {
@@ -253,7 +254,7 @@ class JsonWriter {
             bytes.size() == 32)
           out_ += algorand::encode_address(bytes);
         else
-          out_ += algorand::base64_encode(bytes);
+          out_ += encoding::base64_encode(bytes);
         out_ += '"';
         return;
       }
@@ -331,7 +332,7 @@ class JsonWriter {
         return;
       case msgpack::type::BIN:
         out_ += '"';
-        out_ += algorand::base64_encode({k.via.bin.ptr, k.via.bin.size});
+        out_ += encoding::base64_encode({k.via.bin.ptr, k.via.bin.size});
         out_ += '"';
         return;
       case msgpack::type::BOOLEAN:
@@ -630,7 +631,7 @@ class JsonReader {
 
   msgpack::object typed_string(const std::string& text, const Schema* s) {
     if (s && s->kind == Kind::bytes) {
-      auto bytes = algorand::base64_decode(text);
+      auto bytes = encoding::base64_decode(text);
       if (!bytes) fail("a byte field is not valid base64");
       return raw(msgpack::type::BIN, *bytes);
     }
@@ -638,7 +639,7 @@ class JsonReader {
       // Either form, as the sdk's Address.UnmarshalText: checksummed base32
       // first, then base64 of exactly 32 bytes.
       if (auto bytes = algorand::decode_address(text)) return raw(msgpack::type::BIN, *bytes);
-      auto bytes = algorand::base64_decode(text);
+      auto bytes = encoding::base64_decode(text);
       if (!bytes || bytes->size() != 32) fail("invalid address '" + text + "'");
       return raw(msgpack::type::BIN, *bytes);
     }
@@ -658,7 +659,7 @@ class JsonReader {
         return o;
       }
       case KeyKind::bytes: {
-        auto bytes = algorand::base64_decode(text);
+        auto bytes = encoding::base64_decode(text);
         if (!bytes) fail("map key is not valid base64");
         return raw(msgpack::type::BIN, *bytes);
       }

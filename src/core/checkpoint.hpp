@@ -1,4 +1,4 @@
-// DIR/metadata.json (CONTRACT section 7): the pipeline's checkpoint.
+// DIR/metadata.json (docs/contract.md section 7): the pipeline's checkpoint.
 #pragma once
 
 #include <cstdint>

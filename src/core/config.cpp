@@ -287,6 +287,13 @@ const void* PluginConfig::lookup(std::string_view key) {
   return node;
 }
 
+void PluginConfig::accepted_without_effect(std::string_view key, const std::string& why) {
+  if (!contains(key)) return;
+  ignore(key);
+  std::string name = section_.empty() ? std::string(key) : section_ + "." + std::string(key);
+  warnings_.push_back(where(key) + ": " + name + " has no effect in conduit (" + why + ")");
+}
+
 std::string PluginConfig::where(std::string_view key) const {
   if (!key.empty())
     if (const toml::node* node = as_table(table_)->get(key)) return location(file_, node->source());
@@ -535,17 +542,9 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
     config.plugin_dirs.emplace_back(dir);
   }
   // Go Conduit keys conduit accepts and ignores.
-  auto accepted_without_effect = [&](PluginConfig& table, std::string_view key,
-                                     const std::string& why) {
-    if (!table.contains(key)) return;
-    table.ignore(key);
-    std::string name =
-        table.section().empty() ? std::string(key) : table.section() + "." + std::string(key);
-    config.warnings.push_back(table.where(key) + ": " + name + " has no effect in conduit (" + why +
-                              ")");
-  };
-  accepted_without_effect(top, "cpu-profile", "use perf or a profiler instead");
-  accepted_without_effect(top, "telemetry", "conduit sends no telemetry");
+  top.accepted_without_effect("cpu-profile", "use perf or a profiler instead");
+  top.accepted_without_effect("telemetry", "conduit sends no telemetry");
+  config.warnings = top.warnings();
 
   // "host:port", ":port" or "[v6]:port", as Go's net.Listen takes them.
   auto check_listen_address = [](PluginConfig& table, const std::string& addr) {
@@ -584,10 +583,6 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   auto exporter = top.get_table("exporter");
   if (!exporter) top.fail("", "missing [exporter] section");
   config.exporter = read_plugin(*exporter, "exporter", file_name, document);
-  if (config.exporter.name == "postgresql")
-    accepted_without_effect(config.exporter.config, "test",
-                            "Go's mock database for unit tests; conduit always uses the real one");
-
   top.finish();
   return config;
 }

@@ -1,4 +1,4 @@
-// conduit.toml (CONTRACT section 4) parsed into typed structs. tomlplusplus stays
+// conduit.toml (docs/contract.md section 4) parsed into typed structs. tomlplusplus stays
 // inside config.cpp; plugins read their own section through PluginConfig, which
 // reports unknown keys and wrong types with file, line and column.
 #pragma once
@@ -68,6 +68,10 @@ class PluginConfig {
 
   // Marks a key as read without reading it (a key accepted for compatibility).
   void ignore(std::string_view key) { lookup(key); }
+  // A key Go Conduit accepts that does nothing here: ignored, with a warning
+  // (warnings()) that says `why`.
+  void accepted_without_effect(std::string_view key, const std::string& why);
+  const std::vector<std::string>& warnings() const { return warnings_; }
   // Rejects keys no accessor asked for.
   void finish() const;
   // Throws a ConfigError located at `key` (or at the table when key is empty).
@@ -81,6 +85,7 @@ class PluginConfig {
   std::string file_;
   std::string section_;
   std::vector<std::string> used_;
+  std::vector<std::string> warnings_;
 };
 
 struct PluginSpec {

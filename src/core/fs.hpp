@@ -43,7 +43,7 @@ class UniqueFd {
 
 [[noreturn]] void throw_errno(const std::string& what);
 
-// The file layer's seam (issue 14): open, write, fsync and rename of the
+// The file layer's seam: open, write, fsync and rename of the
 // checkpoint and of file_writer's blocks go through these, so tests can make
 // any of them fail deterministically. Without an injection they are the
 // system calls; with one, a hook returning an errno makes the call fail with it.

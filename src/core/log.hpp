@@ -16,7 +16,7 @@ enum class LogLevel { error = 0, warn = 1, info = 2, debug = 3, trace = 4 };
 std::optional<LogLevel> parse_log_level(std::string_view text);
 std::string_view to_string(LogLevel level);
 
-// The journal fields of CONTRACT section 6, where they apply.
+// The journal fields of docs/contract.md section 6, where they apply.
 struct LogFields {
   std::optional<uint64_t> round;
   std::string plugin;       // e.g. "importer:file_reader"

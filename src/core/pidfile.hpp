@@ -1,4 +1,4 @@
-// The PID file and the data-directory lock (CONTRACT section 7): one conduit
+// The PID file and the data-directory lock (docs/contract.md section 7): one conduit
 // per data dir. The data dir holds an flock(2) lock, the PID file a POSIX
 // record lock whose holder F_GETLK names; both live as long as the process,
 // so a crashed conduit never leaves a lock behind.

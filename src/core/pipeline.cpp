@@ -41,7 +41,7 @@ void mark_once(std::atomic<int64_t>& at) {
 }  // namespace
 
 Pipeline::Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& logger,
-                   PipelineObserver* observer)
+                   Observer* observer)
     : plugins_(std::move(plugins)),
       options_(std::move(options)),
       logger_(logger),
@@ -97,23 +97,9 @@ std::string Pipeline::plugin_label(PluginKind kind, const std::string& name) con
   return std::string(to_string(kind)) + ":" + name;
 }
 
-void Pipeline::set_state(State state) {
-  std::lock_guard lock(state_mutex_);
-  // States only move forward (starting < running < stopping < stopped), so
-  // notifications racing from several threads cannot move it back.
-  if (static_cast<int>(state) <= static_cast<int>(state_.load())) return;
-  state_ = state;
-  if (observer_) observer_->on_state(state);
-}
-
 StopCause Pipeline::why_stopped() const {
   std::lock_guard lock(mutex_);
   return cause_;
-}
-
-std::optional<StopMode> Pipeline::stop_mode() const {
-  std::lock_guard lock(mutex_);
-  return mode_;
 }
 
 void Pipeline::cancel_locked(StopMode mode) {
@@ -121,47 +107,21 @@ void Pipeline::cancel_locked(StopMode mode) {
   importer_stop_.request_stop();
   mark_once(importer_cancelled_at_);
   if (mode == StopMode::now) {
-    drain_deadline_.reset();
     now_.request_stop();
     mark_once(now_cancelled_at_);
-  } else {
-    drain_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout;
   }
   changed_.notify_all();
 }
 
-void Pipeline::drain(const StopCause& why) {
-  {
-    std::lock_guard lock(mutex_);
-    if (!mode_) {
-      cause_ = why;
-      cause_.mode = StopMode::end_of_round;
-      cancel_locked(StopMode::end_of_round);
-    } else if (*mode_ == StopMode::end_of_round) {
-      escalate_locked("second stop request (" + why.origin + ", end-of-round)");
-    }
-    // A drain after `now` is a no-op.
+void Pipeline::stop(StopMode mode, const StopCause& why) {
+  std::lock_guard lock(mutex_);
+  if (mode_ == StopMode::now || mode_ == mode) return;  // nothing more to cancel
+  // A failure is the cause even when a stop comes after it.
+  if (cause_.reason == StopReason::none || cause_.reason == StopReason::stop_requested) {
+    cause_ = why;
+    if (why.reason == StopReason::stop_requested) cause_.mode = mode;
   }
-  set_state(State::stopping);
-}
-
-void Pipeline::abort(const StopCause& why) {
-  {
-    std::lock_guard lock(mutex_);
-    if (!mode_) {
-      cause_ = why;
-      cause_.mode = StopMode::now;
-      cancel_locked(StopMode::now);
-    } else if (*mode_ == StopMode::end_of_round) {
-      escalate_locked("second stop request (" + why.origin + ", now)");
-    }
-  }
-  set_state(State::stopping);
-}
-
-void Pipeline::escalate_locked(const std::string& why) {
-  cause_.escalate(why);
-  cancel_locked(StopMode::now);
+  cancel_locked(mode);
 }
 
 void Pipeline::fail(StopReason reason, const std::string& detail) {
@@ -177,9 +137,8 @@ void Pipeline::fail(StopReason reason, const std::string& detail) {
   }
   // warn, not error: the final stop entry (service layer) repeats this cause at
   // priority err with the unexpected-stop MESSAGE_ID, and an operator must find
-  // exactly one err entry per failed run (CONTRACT section 6).
+  // exactly one err entry per failed run (docs/contract.md section 6).
   logger_.warn(detail, {.stop_reason = std::string(to_string(reason))});
-  set_state(State::stopping);
   if (observer_) observer_->on_failed(StopCause::failure(reason, detail));
 }
 
@@ -225,30 +184,35 @@ bool Pipeline::attempt(PluginKind kind, const std::string& plugin, uint64_t roun
 }
 
 void Pipeline::initialise() {
-  namespace fs = std::filesystem;
   std::stop_token stop = importer_stop_.get_token();  // any stop cancels init
-
   std::optional<Metadata> stored;
+  if (!load_checkpoint(stored)) return;
+  std::optional<RoundRequest> request;
+  if (!collect_round_requests(stop, request)) return;
+  std::optional<uint64_t> next = resume_round(stored, request);
+  if (!next) return;
+  next_round_ = *next;
+  init_plugins(stop, stored, *next);
+}
+
+bool Pipeline::load_checkpoint(std::optional<Metadata>& stored) {
   try {
     stored = checkpoint_.load();
     if (checkpoint_.ignored_empty_file())  // as Go Conduit does
       logger_.warn(checkpoint_.path().string() + " is empty; treated as absent (a first run)");
   } catch (const CheckpointError& e) {
     fail(StopReason::checkpoint_error, e.what());
-    return;
+    return false;
   }
-  uint64_t next = stored ? stored->next_round : 0;
+  return true;
+}
 
-  // Round requests (Go Conduit's RoundRequestor): plugins that keep their own
-  // state (a database) say where they must resume. They must agree with each
-  // other and with -r.
-  struct Request {
-    std::string plugin;
-    uint64_t round;
-  };
-  std::optional<Request> request;
+// Round requests (Go Conduit's RoundRequestor): plugins that keep their own
+// state (a database) say where they must resume. They must agree with each
+// other and with -r.
+bool Pipeline::collect_round_requests(std::stop_token stop, std::optional<RoundRequest>& request) {
   auto ask = [&](Plugin& plugin, PluginKind kind, const std::string& name, std::size_t slot) {
-    fs::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
+    std::filesystem::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
     uint64_t round = 0;
     {
       InCall guard(*this, slot, "round_request()");
@@ -262,46 +226,53 @@ void Pipeline::initialise() {
                                              std::to_string(round));
       return false;
     }
-    request = Request{plugin_label(kind, name), round};
+    request = RoundRequest{plugin_label(kind, name), round};
     return true;
   };
   try {
-    if (!ask(*plugins_.importer, PluginKind::importer, plugins_.importer_name, 0)) return;
+    if (!ask(*plugins_.importer, PluginKind::importer, plugins_.importer_name, 0)) return false;
     for (size_t i = 0; i < plugins_.processors.size(); ++i)
       if (!ask(*plugins_.processors[i], PluginKind::processor, plugins_.processor_names[i], i + 1))
-        return;
-    if (!ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name, exporter_stage()))
-      return;
+        return false;
+    return ask(*plugins_.exporter, PluginKind::exporter, plugins_.exporter_name, exporter_stage());
   } catch (const std::exception& e) {
-    if (stop.stop_requested()) return;  // a stop cancelled the request
+    if (stop.stop_requested()) return false;  // a stop cancelled the request
     fail(StopReason::checkpoint_error, std::string("round request failed: ") + e.what());
-    return;
+    return false;
   }
+}
+
+std::optional<uint64_t> Pipeline::resume_round(const std::optional<Metadata>& stored,
+                                               const std::optional<RoundRequest>& request) {
+  uint64_t next = stored ? stored->next_round : 0;
   if (options_.next_round_override) {
     if (request && request->round != *options_.next_round_override) {
       fail(StopReason::checkpoint_error,
            "next-round override " + std::to_string(*options_.next_round_override) +
                " conflicts with " + request->plugin + ", which must resume at round " +
                std::to_string(request->round));
-      return;
+      return std::nullopt;
     }
-    next = *options_.next_round_override;
-  } else if (request) {
+    return *options_.next_round_override;
+  }
+  if (request) {
     if (stored && stored->next_round != request->round)
       logger_.info("resuming at round " + std::to_string(request->round) + " as requested by " +
                    request->plugin + " (metadata.json said " + std::to_string(next) + ")");
-    next = request->round;
+    return request->round;
   }
-  next_round_ = next;
+  return next;
+}
 
-  auto init_dir = [&](PluginKind kind, const std::string& name) {
-    fs::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
-    fs::create_directories(dir);
-    return dir;
-  };
-  auto guarded = [&](PluginKind kind, const std::string& name, auto&& body) {
+// The importer first (it gives the genesis), then the checkpoint is checked
+// against the genesis and stored, then processors and the exporter.
+void Pipeline::init_plugins(std::stop_token stop, const std::optional<Metadata>& stored,
+                            uint64_t next) {
+  auto guarded_init = [&](PluginKind kind, const std::string& name, InitContext& ctx, auto&& init) {
     try {
-      body();
+      ctx.data_dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
+      std::filesystem::create_directories(ctx.data_dir);
+      init();
       return !stop.stop_requested();
     } catch (const std::exception& e) {
       if (stop.stop_requested()) return false;
@@ -311,19 +282,28 @@ void Pipeline::initialise() {
   };
 
   InitContext ctx{.next_round = next, .genesis = nullptr, .logger = &logger_};
-  if (!guarded(PluginKind::importer, plugins_.importer_name, [&] {
-        ctx.data_dir = init_dir(PluginKind::importer, plugins_.importer_name);
-        genesis_ = plugins_.importer->init(ctx, stop);
-      }))
+  if (!guarded_init(PluginKind::importer, plugins_.importer_name, ctx,
+                    [&] { genesis_ = plugins_.importer->init(ctx, stop); }))
     return;
+  if (!record_genesis(stored, next)) return;
 
+  ctx.genesis = &genesis_;
+  for (size_t i = 0; i < plugins_.processors.size(); ++i)
+    if (!guarded_init(PluginKind::processor, plugins_.processor_names[i], ctx,
+                      [&] { plugins_.processors[i]->init(ctx, stop); }))
+      return;
+  guarded_init(PluginKind::exporter, plugins_.exporter_name, ctx,
+               [&] { plugins_.exporter->init(ctx, stop); });
+}
+
+bool Pipeline::record_genesis(const std::optional<Metadata>& stored, uint64_t next) {
   if (stored && !stored->genesis_hash.empty() && stored->genesis_hash != genesis_.hash) {
     fail(StopReason::checkpoint_error,
          options_.data_dir.string() + " holds data of network '" + stored->network +
              "' (genesis hash " + stored->genesis_hash + ") but the importer serves network '" +
              genesis_.network + "' (genesis hash " + genesis_.hash +
              "); use another data directory");
-    return;
+    return false;
   }
   metadata_ = {genesis_.hash, genesis_.network, next};
   try {
@@ -332,22 +312,9 @@ void Pipeline::initialise() {
       checkpoint_.store(metadata_);
   } catch (const CheckpointError& e) {
     fail(StopReason::checkpoint_error, e.what());
-    return;
+    return false;
   }
-
-  ctx.genesis = &genesis_;
-  for (size_t i = 0; i < plugins_.processors.size(); ++i) {
-    const auto& name = plugins_.processor_names[i];
-    if (!guarded(PluginKind::processor, name, [&] {
-          ctx.data_dir = init_dir(PluginKind::processor, name);
-          plugins_.processors[i]->init(ctx, stop);
-        }))
-      return;
-  }
-  guarded(PluginKind::exporter, plugins_.exporter_name, [&] {
-    ctx.data_dir = init_dir(PluginKind::exporter, plugins_.exporter_name);
-    plugins_.exporter->init(ctx, stop);
-  });
+  return true;
 }
 
 void Pipeline::stage_finished() {
@@ -362,7 +329,7 @@ void Pipeline::run_importer() {
   auto& out = *queues_.front();
   uint64_t round = next_round_.load();
   while (!stop.stop_requested()) {
-    if (round == UINT64_MAX) {  // issue 14: no checkpoint can name a round after it; never wrap
+    if (round == UINT64_MAX) {  // no checkpoint can name a round after it; never wrap
       fail(StopReason::importer_error, "round " + std::to_string(round) +
                                            " is past the largest round a checkpoint can name; "
                                            "conduit stops here instead of wrapping to round 0");
@@ -608,7 +575,6 @@ StopCause Pipeline::run() {
     fail(StopReason::internal_error, "pipeline stages ended without a stop request");
     cause = why_stopped();
   }
-  set_state(State::stopped);
   return cause;
 }
 
@@ -618,11 +584,10 @@ void Pipeline::run_stages() {
     for (size_t i = 0; i < plugins_.processors.size(); ++i)
       queues_.push_back(std::make_unique<BoundedQueue<BlockData>>(options_.queue_capacity));
     queues_.push_back(make_exporter_queue());  // sized for group commit
-    set_state(State::running);
     if (observer_) observer_->on_ready(next_round_.load());
     logger_.info("pipeline running from round " + std::to_string(next_round_.load()));
 
-    // Each stage reports when it has finished so the wait below can escalate.
+    // Each stage reports when it has finished; run() returns once all have.
     auto spawn = [&](std::size_t stage, auto body) {
       if (options_.before_stage_start) options_.before_stage_start(stage);
       threads.emplace_back([this, body] {
@@ -652,23 +617,7 @@ void Pipeline::run_stages() {
 
   {
     std::unique_lock lock(mutex_);
-    while (running_stages_ > 0) {
-      if (drain_deadline_) {
-        auto deadline = *drain_deadline_;
-        if (changed_.wait_until(lock, deadline) == std::cv_status::timeout && running_stages_ > 0 &&
-            drain_deadline_ && std::chrono::steady_clock::now() >= *drain_deadline_) {
-          std::string why = "stop-timeout (" + format_duration(options_.stop_timeout) + ")";
-          escalate_locked(why);
-          lock.unlock();
-          logger_.warn("end-of-round drain exceeded stop-timeout " +
-                       format_duration(options_.stop_timeout) + "; stopping now");
-          if (observer_) observer_->on_drain_timeout(why);
-          lock.lock();
-        }
-      } else {
-        changed_.wait(lock);
-      }
-    }
+    changed_.wait(lock, [this] { return running_stages_ == 0; });
   }
   for (auto& thread : threads) thread.join();
 }

@@ -1,8 +1,8 @@
 // One run of a configured pipeline: importer -> processors -> exporter, each on
 // its own thread, joined by bounded queues. Run() blocks until everything has
-// stopped and returns why. The pipeline holds no stop policy of its own: its
-// owner (the Supervisor) asks it to drain() or abort(), from any thread, any
-// number of times (CONTRACT section 2).
+// stopped and returns why. Mechanism only: it holds no stop policy (a second
+// request, stop-timeout, reloads: the Supervisor decides those); its owner asks
+// it to stop in a StopMode, from any thread, any number of times.
 #pragma once
 
 #include <atomic>
@@ -20,6 +20,7 @@
 
 #include "core/checkpoint.hpp"
 #include "core/log.hpp"
+#include "core/observer.hpp"
 #include "core/queue.hpp"
 #include "core/registry.hpp"
 #include "core/stop.hpp"
@@ -30,7 +31,6 @@ struct PipelineOptions {
   std::filesystem::path data_dir;
   uint64_t retry_count = 10;  // 0 = retry forever
   std::chrono::nanoseconds retry_delay = std::chrono::seconds(1);
-  std::chrono::nanoseconds stop_timeout = std::chrono::seconds(30);
   std::optional<uint64_t> next_round_override;
   std::size_t queue_capacity = 2;  // rounds buffered between two stages
   bool durable_checkpoint = true;  // false only for benchmarks
@@ -47,42 +47,10 @@ struct PipelineOptions {
   std::chrono::nanoseconds unit_max_latency = std::chrono::milliseconds(250);
 };
 
-// Told about progress. Called from pipeline threads, never with a pipeline lock
-// held except for on_state (which must therefore not call back into the pipeline).
-class PipelineObserver {
- public:
-  virtual ~PipelineObserver() = default;
-  virtual void on_state(State state) { (void)state; }
-  // Every plugin is initialised; rounds start flowing from `next_round`.
-  virtual void on_ready(uint64_t next_round) { (void)next_round; }
-  // Round `round` is committed: the checkpoint now says round + 1.
-  virtual void on_exported(uint64_t round, std::size_t txn_count) { (void)round, (void)txn_count; }
-  // The block just committed, for metrics by transaction type (exporter thread).
-  virtual void on_exported_block(const BlockData& block) { (void)block; }
-  // A plugin call failed and will be retried.
-  virtual void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {
-    (void)kind, (void)plugin, (void)round;
-  }
-  // A plugin call for `round` succeeded after `elapsed` (the successful attempt
-  // only). For metrics: called from the stage's own thread.
-  virtual void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
-                              std::chrono::nanoseconds elapsed) {
-    (void)kind, (void)plugin, (void)round, (void)elapsed;
-  }
-  // A plugin call failed (it may be retried); `message` names plugin and round.
-  virtual void on_plugin_error(const std::string& message) { (void)message; }
-  // The pipeline stopped itself because of `cause` (not stop_requested); it is
-  // already aborting. Never called with a pipeline lock held.
-  virtual void on_failed(const StopCause& cause) { (void)cause; }
-  // An end-of-round drain exceeded stop-timeout; the pipeline has escalated it to
-  // `now` itself. `why` says so ("stop-timeout (30s)"). No pipeline lock held.
-  virtual void on_drain_timeout(const std::string& why) { (void)why; }
-};
-
 class Pipeline {
  public:
   Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& logger,
-           PipelineObserver* observer = nullptr);
+           Observer* observer = nullptr);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -91,27 +59,22 @@ class Pipeline {
   // exactly once (importer, processors in order, exporter) and returns the cause.
   StopCause run();
 
-  // Thread-safe and idempotent. drain(): the importer's fetch is cancelled and
-  // every delivered round is exported; a second drain() escalates to abort().
-  // abort(): every plugin call is cancelled, uncommitted rounds are abandoned.
-  // `why` (reason stop_requested) is the cause run() returns unless a failure
-  // during a drain replaces it.
-  void drain(const StopCause& why);
-  void abort(const StopCause& why);
-  // For a pipeline run on its own (tests, benchmarks): drain() or abort() with
-  // StopCause::requested(mode, origin).
+  // Thread-safe. end_of_round: the importer's fetch is cancelled and every
+  // delivered round is exported. now: every plugin call is cancelled and
+  // uncommitted rounds are abandoned. A request that asks for no more than the
+  // mode in force is a no-op; `now` during an end-of-round stop cancels the rest.
+  // `why` (reason stop_requested) replaces the cause run() returns unless a
+  // failure already did.
+  void stop(StopMode mode, const StopCause& why);
+  // For a pipeline run on its own (tests, benchmarks).
   void stop(StopMode mode, const std::string& origin) {
-    auto why = StopCause::requested(mode, origin);
-    mode == StopMode::now ? abort(why) : drain(why);
+    stop(mode, StopCause::requested(mode, origin));
   }
 
   // The cause once the pipeline has stopped (or is stopping); reason `none` before.
   StopCause why_stopped() const;
-  State state() const { return state_.load(); }
   // The checkpoint: the first round not yet committed by the exporter.
   uint64_t next_round() const { return next_round_.load(); }
-  // The mode in force, if a stop was requested.
-  std::optional<StopMode> stop_mode() const;
 
   // Health for a watchdog: the label of a wedged call ("processor:wedge in
   // process()"), or nullopt. Wedged means stuck inside one call for longer than
@@ -143,7 +106,18 @@ class Pipeline {
 
   enum class Stage { importer, processor, exporter };
 
+  // initialise's steps; each returns false (or nullopt) once it has failed the run.
+  struct RoundRequest {
+    std::string plugin;
+    uint64_t round;
+  };
   void initialise();
+  bool load_checkpoint(std::optional<Metadata>& stored);
+  bool collect_round_requests(std::stop_token stop, std::optional<RoundRequest>& request);
+  std::optional<uint64_t> resume_round(const std::optional<Metadata>& stored,
+                                       const std::optional<RoundRequest>& request);
+  void init_plugins(std::stop_token stop, const std::optional<Metadata>& stored, uint64_t next);
+  bool record_genesis(const std::optional<Metadata>& stored, uint64_t next);
   void run_stages();
   void run_importer();
   void run_processor(std::size_t index);
@@ -161,16 +135,14 @@ class Pipeline {
   bool attempt(PluginKind kind, const std::string& plugin, uint64_t round, std::stop_token stop,
                F&& call);
   void fail(StopReason reason, const std::string& detail);
-  void escalate_locked(const std::string& why);
   void cancel_locked(StopMode mode);
-  void set_state(State state);
   void stage_finished();
   std::string plugin_label(PluginKind kind, const std::string& name) const;
 
   PipelinePlugins plugins_;
   PipelineOptions options_;
   Logger& logger_;
-  PipelineObserver* observer_;
+  Observer* observer_;
   Checkpoint checkpoint_;
   Metadata metadata_;
   Genesis genesis_;
@@ -183,14 +155,11 @@ class Pipeline {
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::optional<StopMode> mode_;
-  std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
   StopCause cause_;
   int running_stages_ = 0;
   bool ran_ = false;
   bool closed_ = false;
 
-  std::mutex state_mutex_;  // orders state notifications
-  std::atomic<State> state_{State::starting};
   std::atomic<uint64_t> next_round_{0};
 
   // Steady-clock nanoseconds (0 = not set): when each watched slot entered its

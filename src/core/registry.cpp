@@ -109,13 +109,17 @@ std::unique_ptr<T> make_plugin(std::unique_ptr<T> builtin, PluginSpec& spec,
                     spec.name + "' (known: " + known(registry, kind) + searched + ")");
 }
 
+// Configures the plugin for `spec`; the keys it accepts without effect become
+// warnings of `config`.
 template <class T>
-std::unique_ptr<T> make_configured(std::unique_ptr<T> builtin, PluginSpec& spec,
-                                   const Registry& registry, const Config& config,
-                                   PluginKind kind) {
+std::unique_ptr<T> make_configured(std::unique_ptr<T> builtin, PluginSpec& spec, Config& config,
+                                   const Registry& registry, PluginKind kind) {
   auto plugin = make_plugin(std::move(builtin), spec, registry, config, kind);
+  std::size_t seen = spec.config.warnings().size();
   plugin->configure(spec.config);
   spec.config.finish();
+  const auto& warnings = spec.config.warnings();
+  config.warnings.insert(config.warnings.end(), warnings.begin() + seen, warnings.end());
   return plugin;
 }
 
@@ -124,16 +128,15 @@ std::unique_ptr<T> make_configured(std::unique_ptr<T> builtin, PluginSpec& spec,
 PipelinePlugins build_plugins(const Registry& registry, Config& config) {
   PipelinePlugins plugins;
   plugins.importer = make_configured(registry.make_importer(config.importer.name), config.importer,
-                                     registry, config, PluginKind::importer);
+                                     config, registry, PluginKind::importer);
   plugins.importer_name = config.importer.name;
   for (auto& spec : config.processors) {
-    plugins.processors.push_back(
-        make_configured(registry.make_processor(spec.name), spec, registry, config,
-                        PluginKind::processor));
+    plugins.processors.push_back(make_configured(registry.make_processor(spec.name), spec, config,
+                                                 registry, PluginKind::processor));
     plugins.processor_names.push_back(spec.name);
   }
   plugins.exporter = make_configured(registry.make_exporter(config.exporter.name), config.exporter,
-                                     registry, config, PluginKind::exporter);
+                                     config, registry, PluginKind::exporter);
   plugins.exporter_name = config.exporter.name;
   return plugins;
 }

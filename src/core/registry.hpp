@@ -59,9 +59,6 @@ class Registry {
   std::shared_ptr<const ExternalResolver> external_;
 };
 
-// The registry with every built-in plugin (src/plugins/builtin.cpp).
-const Registry& builtin_registry();
-
 // Instances built from a validated config, ready for a Pipeline. Every plugin has
 // had configure() called; none has been initialised.
 struct PipelinePlugins {

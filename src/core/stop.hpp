@@ -1,4 +1,4 @@
-// Stop modes, stop reasons and the stop cause value (CONTRACT section 2).
+// Stop modes, stop reasons and the stop cause value (docs/contract.md section 2).
 #pragma once
 
 #include <optional>
@@ -45,11 +45,11 @@ struct StopCause {
   void escalate(const std::string& why);
 
   bool expected() const { return reason == StopReason::stop_requested; }
-  // Process exit status for this cause (CONTRACT section 2).
+  // Process exit status for this cause (docs/contract.md section 2).
   int exit_code() const { return reason == StopReason::stop_requested ? 0 : 1; }
 };
 
-// Pipeline and service states, as exposed on D-Bus (CONTRACT section 5).
+// Pipeline and service states, as exposed on D-Bus (docs/contract.md section 5).
 enum class State { starting, running, stopping, reloading, stopped };
 std::string_view to_string(State state);
 

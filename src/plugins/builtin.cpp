@@ -1,11 +1,14 @@
+#include "plugins/builtin.hpp"
+
 #include "conduit_config.h"
-#include "core/registry.hpp"
-#include "plugins/algod.hpp"
+#include "plugins/algod/algod.hpp"
 #include "plugins/external/external.hpp"
-#include "plugins/file_plugins.hpp"
-#include "plugins/filter_processor.hpp"
-#include "plugins/noop.hpp"
-#include "plugins/postgresql.hpp"
+#include "plugins/files/file_plugins.hpp"
+#include "plugins/filter/filter_processor.hpp"
+#include "plugins/generator/generator.hpp"
+#include "plugins/noop/noop.hpp"
+#include "plugins/postgresql/postgresql.hpp"
+#include "plugins/testing/testing.hpp"
 
 namespace conduit {
 

@@ -27,8 +27,8 @@ std::string bus_name_from_environment() {
 
 class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::Pipeline_adaptor> {
  public:
-  Object(sdbus::IConnection& connection, Supervisor& supervisor, Logger& logger)
-      : AdaptorInterfaces(connection, kObjectPath), supervisor_(supervisor), logger_(logger) {
+  Object(sdbus::IConnection& connection, Supervisor& supervisor)
+      : AdaptorInterfaces(connection, kObjectPath), supervisor_(supervisor) {
     registerAdaptor();
   }
   ~Object() {
@@ -100,7 +100,6 @@ class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::P
   uint64_t NextRound() override { return supervisor_.status().next_round; }
 
   Supervisor& supervisor_;
-  Logger& logger_;
   std::optional<sdbus::Result<>> pending_reload_;
 };
 
@@ -118,10 +117,10 @@ struct BusService::Impl {
 
 BusService::BusService(EventLoop& loop, BusMode mode, const std::string& name,
                        Supervisor& supervisor, Logger& logger)
-    : loop_(loop), logger_(logger), supervisor_(supervisor), impl_(std::make_unique<Impl>()) {
+    : logger_(logger), supervisor_(supervisor), impl_(std::make_unique<Impl>()) {
   impl_->connection = mode == BusMode::system ? sdbus::createSystemBusConnection(name)
                                               : sdbus::createSessionBusConnection(name);
-  impl_->object = std::make_unique<Object>(*impl_->connection, supervisor, logger);
+  impl_->object = std::make_unique<Object>(*impl_->connection, supervisor);
   impl_->object->published_round = supervisor.status().next_round;
   impl_->object->state = std::string(to_string(supervisor.status().state));
 

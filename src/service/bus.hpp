@@ -1,4 +1,4 @@
-// The D-Bus face of the daemon (CONTRACT section 5): org.conduit.Pipeline on
+// The D-Bus face of the daemon (docs/contract.md section 5): org.conduit.Pipeline on
 // /org/conduit/Pipeline, driven by the sd-event loop (no bus thread). Every
 // method here runs on the loop thread.
 #pragma once
@@ -10,23 +10,10 @@
 
 #include "core/log.hpp"
 #include "core/supervisor.hpp"
-#include "service/daemon.hpp"
+#include "service/bus_names.hpp"
 #include "service/event_loop.hpp"
 
 namespace conduit::service {
-
-inline constexpr const char* kBusName = "org.conduit.Pipeline";
-inline constexpr const char* kObjectPath = "/org/conduit/Pipeline";
-inline constexpr const char* kInterface = "org.conduit.Pipeline";
-
-// BusMode::automatic resolved: the system bus when run by systemd as a system
-// service ($INVOCATION_ID, and root or the `conduit` user), the session bus for
-// other systemd-run processes (user units), no bus otherwise.
-BusMode resolve_bus_mode(BusMode mode);
-
-// The well-known name to own: $CONDUIT_BUS_NAME (conduit@.service sets it to
-// org.conduit.Pipeline.<instance>), else org.conduit.Pipeline.
-std::string bus_name_from_environment();
 
 class BusService {
  public:
@@ -54,7 +41,6 @@ class BusService {
   void process();
   void lost(const std::string& why);
 
-  EventLoop& loop_;
   Logger& logger_;
   Supervisor& supervisor_;
   struct Impl;

@@ -7,8 +7,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include "conduit_config.h"
+#include "core/observer.hpp"
 #include "core/pidfile.hpp"
 #include "core/registry.hpp"
 #include "core/supervisor.hpp"
@@ -22,7 +24,7 @@
 namespace conduit::service {
 namespace {
 
-// Journal MESSAGE_IDs of the final stop entry (CONTRACT section 6), also in
+// Journal MESSAGE_IDs of the final stop entry (docs/contract.md section 6), also in
 // data/catalog/conduit.catalog and man conduit(1).
 constexpr const char* kExpectedStopId = "6b0a1c7e3d2f4e58a9c1b2d3e4f5a601";
 constexpr const char* kUnexpectedStopId = "e2c94f1d7a3b4c6d8e9f0a1b2c3d4e02";
@@ -46,16 +48,57 @@ std::string signal_origin(const signalfd_siginfo& info) {
   return std::string(name) + " from pid " + std::to_string(info.ssi_pid);
 }
 
+// A state message to the service manager, also logged at debug (the
+// end-to-end tests count them in the journal).
+void notify(const Notifier& notifier, Logger& logger, const std::string& message) {
+  notifier.send(message);
+  logger.debug("sd_notify " + message.substr(0, message.find('\n')));
+}
+
+// STOPPING=1, once per process: send() is a no-op after the first call, and the
+// daemon holds a scope guard that calls it when the run ends, so the service
+// manager hears it on every path, exactly once, before the final STATUS=.
+class StoppingNotice {
+ public:
+  StoppingNotice(const Notifier& notifier, Logger& logger) : notifier_(notifier), logger_(logger) {}
+  void send() {
+    if (std::exchange(sent_, true)) return;
+    notify(notifier_, logger_, "STOPPING=1\nSTATUS=stopping");
+  }
+  bool sent() const { return sent_; }
+
+  // Sends the notice when the scope it guards ends.
+  class Guard {
+   public:
+    explicit Guard(StoppingNotice& notice) : notice_(notice) {}
+    ~Guard() { notice_.send(); }
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    StoppingNotice& notice_;
+  };
+
+ private:
+  const Notifier& notifier_;
+  Logger& logger_;
+  bool sent_ = false;  // loop thread, then the main thread once the loop is done
+};
+
 // Progress and state, handed from pipeline threads to the loop thread, which
 // tells the service manager (sd_notify), the bus and the log. The Supervisor
 // publishes each State once, in order (never back from stopping); this only
 // translates: starting -> nothing, running -> READY=1 (on_ready), reloading ->
-// RELOADING=1, stopping -> STOPPING=1 (once per process, see stopping_sent()).
-class LoopObserver final : public SupervisorObserver {
+// RELOADING=1, stopping -> STOPPING=1 (StoppingNotice).
+class LoopObserver final : public Observer {
  public:
   LoopObserver(EventLoop& loop, Logger& logger, const Notifier& notifier,
-               const Supervisor& supervisor)
-      : loop_(loop), logger_(logger), notifier_(notifier), supervisor_(supervisor) {}
+               const Supervisor& supervisor, StoppingNotice& stopping)
+      : loop_(loop),
+        logger_(logger),
+        notifier_(notifier),
+        supervisor_(supervisor),
+        stopping_(stopping) {}
 
   void set_bus(BusService* bus) { bus_ = bus; }
   // A terminal shows the progress line instead of a log line a second.
@@ -65,8 +108,8 @@ class LoopObserver final : public SupervisorObserver {
     loop_.post([this, state] {
       logger_.debug("state " + std::string(to_string(state)));
       if (state == State::stopping) {
-        send_stopping();
-      } else if (state == State::reloading && !stopping_) {
+        stopping_.send();
+      } else if (state == State::reloading && !stopping_.sent()) {
         reloading_ = true;
         notify("RELOADING=1\nSTATUS=reloading: draining to the end of the round");
       }
@@ -78,7 +121,7 @@ class LoopObserver final : public SupervisorObserver {
   void on_ready(uint64_t next_round) override {
     loop_.post([this, next_round] {
       reloading_ = false;
-      if (stopping_) return;  // never READY=1 after STOPPING=1
+      if (stopping_.sent()) return;  // never READY=1 after STOPPING=1
       notify("READY=1\nSTATUS=running from round " + std::to_string(next_round));
     });
   }
@@ -101,19 +144,7 @@ class LoopObserver final : public SupervisorObserver {
     });
   }
 
-  // STOPPING=1 exactly once per process, before it exits (loop thread only).
-  void send_stopping() {
-    if (stopping_) return;
-    stopping_ = true;
-    notify("STOPPING=1\nSTATUS=stopping");
-  }
-
-  // A state message to the service manager, also logged at debug (the
-  // end-to-end tests count them in the journal).
-  void notify(const std::string& message) {
-    notifier_.send(message);
-    logger_.debug("sd_notify " + message.substr(0, message.find('\n')));
-  }
+  void notify(const std::string& message) { service::notify(notifier_, logger_, message); }
 
   // Called once a second on the loop thread: the log line, STATUS=, the bus's
   // NextRound, and more stop time for a drain that is still making progress.
@@ -128,7 +159,7 @@ class LoopObserver final : public SupervisorObserver {
     notifier_.send("STATUS=" + text);
     // A drain that exported something in the last second is progressing: keep
     // systemd's stop (or reload) timeout from firing while it does.
-    if (stopping_ || reloading_) notifier_.send("EXTEND_TIMEOUT_USEC=5000000");
+    if (stopping_.sent() || reloading_) notifier_.send("EXTEND_TIMEOUT_USEC=5000000");
   }
 
  private:
@@ -136,9 +167,9 @@ class LoopObserver final : public SupervisorObserver {
   Logger& logger_;
   const Notifier& notifier_;
   const Supervisor& supervisor_;
+  StoppingNotice& stopping_;
   BusService* bus_ = nullptr;
   bool quiet_progress_ = false;
-  bool stopping_ = false;   // loop thread only
   bool reloading_ = false;  // loop thread only
   std::atomic<uint64_t> last_round_{0};
   std::atomic<uint64_t> rounds_{0};
@@ -194,25 +225,70 @@ class Watchdog {
   std::string last_status_;
 };
 
-}  // namespace
+// One run of the daemon: set up the adapters around a Supervisor, run it on a
+// thread of its own while the loop thread serves signals, the bus and timers,
+// and finish() with the cause. Each set-up step returns an exit code to stop at
+// (2: the configuration or the data dir is unusable), or nothing to go on.
+class Daemon {
+ public:
+  Daemon(const DaemonOptions& options, const Registry& registry)
+      : options_(options), registry_(registry) {}
 
-int run_daemon(const DaemonOptions& options) {
-  Logger logger;
-  // Signals are blocked before any thread exists so that only the loop sees them.
-  block_signals();
+  int run() {
+    block_signals();  // before any thread exists, so that only the loop sees them
+    for (auto step : {&Daemon::load_config, &Daemon::open_log, &Daemon::lock_data_dir,
+                      &Daemon::start_observers})
+      if (auto code = (this->*step)()) return *code;
+    connect_bus();
+    watch_health();
+    handle_signals();
+    return finish(serve());
+  }
 
-  std::optional<Supervisor> supervisor;
+ private:
+  std::optional<int> load_config();
+  std::optional<int> open_log();
+  std::optional<int> lock_data_dir();
+  std::optional<int> start_observers();
+  void connect_bus();
+  void watch_health();
+  void handle_signals();
+  StopCause serve();
+  int finish(const StopCause& cause);
+
+  const DaemonOptions& options_;
+  const Registry& registry_;
+  Logger logger_;
+  std::optional<Supervisor> supervisor_;
+  TerminalSink* terminal_ = nullptr;  // set when stderr is a terminal (progress line)
+  std::optional<InstanceLock> lock_;
+  EventLoop loop_;
+  Notifier notifier_;
+  StoppingNotice stopping_{notifier_, logger_};
+  std::optional<LoopObserver> observer_;
+  ObserverFanout observers_;
+  std::unique_ptr<HttpApi> http_api_;
+  std::optional<ProgressLine> progress_;
+  std::optional<Watchdog> watchdog_;
+  // Declared last: destroyed first, while the loop and the supervisor still exist.
+  std::unique_ptr<BusService> bus_;
+};
+
+std::optional<int> Daemon::load_config() {
   try {
-    supervisor.emplace(builtin_registry(),
-                       SupervisorOptions{.data_dir = options.data_dir,
-                                         .next_round_override = options.next_round_override},
-                       logger);
+    supervisor_.emplace(registry_,
+                        SupervisorOptions{.data_dir = options_.data_dir,
+                                          .next_round_override = options_.next_round_override},
+                        logger_);
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "conduit: %s\n", e.what());
     return 2;
   }
-  const Config& config = supervisor->config();
-  TerminalSink* terminal = nullptr;  // set when stderr is a terminal (progress line)
+  return std::nullopt;
+}
+
+std::optional<int> Daemon::open_log() {
+  const Config& config = supervisor_->config();
   if (!config.log_file.empty()) {
     std::FILE* file = std::fopen(config.log_file.c_str(), "ae");
     if (!file) {
@@ -220,139 +296,157 @@ int run_daemon(const DaemonOptions& options) {
                    std::strerror(errno));
       return 2;
     }
-    logger.set_sink(std::make_unique<StreamSink>(file, true));
+    logger_.set_sink(std::make_unique<StreamSink>(file, true));
   } else if (stderr_is_journal() || std::getenv("INVOCATION_ID")) {
-    logger.set_sink(std::make_unique<JournalSink>());
+    logger_.set_sink(std::make_unique<JournalSink>());
   } else if (::isatty(STDERR_FILENO)) {
     auto sink = std::make_unique<TerminalSink>(stderr);
-    terminal = sink.get();
-    logger.set_sink(std::move(sink));
+    terminal_ = sink.get();
+    logger_.set_sink(std::move(sink));
   }
+  return std::nullopt;
+}
 
-  std::optional<InstanceLock> lock;
+std::optional<int> Daemon::lock_data_dir() {
+  const Config& config = supervisor_->config();
   try {
-    lock.emplace(options.data_dir, config.pid_file);
-  } catch (const AlreadyRunning& e) {
-    std::fprintf(stderr, "conduit: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
+    lock_.emplace(options_.data_dir, config.pid_file);
+  } catch (const std::exception& e) {  // AlreadyRunning or an unusable PID file
     std::fprintf(stderr, "conduit: %s\n", e.what());
     return 2;
   }
-
   if (!config.hide_banner)
-    logger.info("conduit " CONDUIT_VERSION " starting: data dir " + options.data_dir.string() +
-                ", importer " + config.importer.name + ", exporter " + config.exporter.name);
-  for (const auto& warning : config.warnings) logger.warn(warning);  // Go-only keys
+    logger_.info("conduit " CONDUIT_VERSION " starting: data dir " + options_.data_dir.string() +
+                 ", importer " + config.importer.name + ", exporter " + config.exporter.name);
+  for (const auto& warning : config.warnings) logger_.warn(warning);  // Go-only keys
+  return std::nullopt;
+}
 
-  EventLoop loop;
-  Notifier notifier;
+std::optional<int> Daemon::start_observers() {
   // A plugin's progress during a long init (algod fast catchup, which can take
   // longer than TimeoutStartSec=) as STATUS=; while starting or reloading, each
   // report also gives systemd's timeout another minute, so only an init that
   // stops reporting is timed out (the catchup reports every poll-interval).
-  logger.set_status_listener([&notifier, &sup = *supervisor](std::string_view text) {
+  logger_.set_status_listener([this](std::string_view text) {
     std::string message = "STATUS=" + std::string(text);
-    if (State state = sup.state(); state == State::starting || state == State::reloading)
+    if (State state = supervisor_->state(); state == State::starting || state == State::reloading)
       message += "\nEXTEND_TIMEOUT_USEC=60000000";
-    notifier.send(message);
+    notifier_.send(message);
   });
-  LoopObserver observer(loop, logger, notifier, *supervisor);
-  ObserverFanout observers;
-  observers.add(&observer);
+  observer_.emplace(loop_, logger_, notifier_, *supervisor_, stopping_);
+  observers_.add(&*observer_);
   // [api] and [metrics]: read at start-up only (a reload keeps the servers).
-  std::unique_ptr<HttpApi> http_api;
-  if (HttpApi::wanted(config)) {
+  if (HttpApi::wanted(supervisor_->config())) {
     try {
-      http_api = std::make_unique<HttpApi>(config, *supervisor, logger);
-      observers.add(&http_api->observer());
+      http_api_ = std::make_unique<HttpApi>(supervisor_->config(), *supervisor_, logger_);
+      observers_.add(&http_api_->observer());
     } catch (const ConfigError& e) {
       std::fprintf(stderr, "conduit: %s\n", e.what());
       return 2;
     } catch (const std::exception& e) {
       // Like the bus: the pipeline runs, only the monitoring endpoint is missing.
-      logger.error(std::string("no HTTP API: ") + e.what());
+      logger_.error(std::string("no HTTP API: ") + e.what());
     }
   }
-  std::optional<ProgressLine> progress;
-  if (terminal) {
-    progress.emplace(*terminal);
-    observers.add(&*progress);
-    observer.set_quiet_progress();
+  if (terminal_) {
+    progress_.emplace(*terminal_);
+    observers_.add(&*progress_);
+    observer_->set_quiet_progress();
   }
-  supervisor->set_observer(&observers);
+  supervisor_->set_observer(&observers_);
+  return std::nullopt;
+}
 
-  std::unique_ptr<BusService> bus;
-  if (BusMode mode = resolve_bus_mode(options.bus); mode != BusMode::none) {
-    std::string name = bus_name_from_environment();
-    try {
-      bus = std::make_unique<BusService>(loop, mode, name, *supervisor, logger);
-      observer.set_bus(bus.get());
-    } catch (const std::exception& e) {
-      // Not fatal: the pipeline runs; only the remote control is missing.
-      logger.error("not on the " + std::string(mode == BusMode::system ? "system" : "session") +
-                   " bus as " + name + ": " + e.what());
-    }
+void Daemon::connect_bus() {
+  BusMode mode = resolve_bus_mode(options_.bus);
+  if (mode == BusMode::none) return;
+  std::string name = bus_name_from_environment();
+  try {
+    bus_ = std::make_unique<BusService>(loop_, mode, name, *supervisor_, logger_);
+    observer_->set_bus(bus_.get());
+  } catch (const std::exception& e) {
+    // Not fatal: the pipeline runs; only the remote control is missing.
+    logger_.error("not on the " + std::string(mode == BusMode::system ? "system" : "session") +
+                  " bus as " + name + ": " + e.what());
   }
-  std::chrono::nanoseconds wedge_bound = config.wedge_timeout.count() > 0
-                                             ? config.wedge_timeout
-                                             : std::chrono::nanoseconds(notifier.watchdog_period());
-  Watchdog watchdog(notifier, *supervisor, logger, wedge_bound);
-  if (notifier.watchdog_period().count() > 0)
-    loop.every(notifier.watchdog_period() / 2, [&] { watchdog.tick(); });
+}
 
-  loop.on_signal(SIGTERM, [&](const signalfd_siginfo& i) {
-    supervisor->stop(StopMode::now, signal_origin(i));
-  });
-  loop.on_signal(SIGINT, [&](const signalfd_siginfo& i) {
-    supervisor->stop(StopMode::now, signal_origin(i));
-  });
-  loop.on_signal(SIGUSR1, [&](const signalfd_siginfo& i) {
-    supervisor->stop(StopMode::end_of_round, signal_origin(i));
-  });
-  loop.on_signal(SIGHUP, [&](const signalfd_siginfo& i) {
+void Daemon::watch_health() {
+  const Config& config = supervisor_->config();
+  std::chrono::nanoseconds wedge_bound =
+      config.wedge_timeout.count() > 0 ? config.wedge_timeout
+                                       : std::chrono::nanoseconds(notifier_.watchdog_period());
+  watchdog_.emplace(notifier_, *supervisor_, logger_, wedge_bound);
+  if (notifier_.watchdog_period().count() > 0)
+    loop_.every(notifier_.watchdog_period() / 2, [this] { watchdog_->tick(); });
+  loop_.every(std::chrono::seconds(1), [this] { observer_->report_progress(); });
+  if (progress_) loop_.every(std::chrono::seconds(1), [this] { progress_->tick(); });
+}
+
+void Daemon::handle_signals() {
+  auto stop = [this](StopMode mode) {
+    return [this, mode](const signalfd_siginfo& i) { supervisor_->stop(mode, signal_origin(i)); };
+  };
+  loop_.on_signal(SIGTERM, stop(StopMode::now));
+  loop_.on_signal(SIGINT, stop(StopMode::now));
+  loop_.on_signal(SIGUSR1, stop(StopMode::end_of_round));
+  loop_.on_signal(SIGHUP, [this](const signalfd_siginfo& i) {
     // Validation reads the config file: off the loop thread it would be no
     // faster, and a refusal is only logged for a signal.
-    (void)supervisor->reload(signal_origin(i));
+    (void)supervisor_->reload(signal_origin(i));
   });
-  loop.every(std::chrono::seconds(1), [&] { observer.report_progress(); });
-  if (progress) loop.every(std::chrono::seconds(1), [&] { progress->tick(); });
+}
 
+// Runs the supervisor until it stops; the loop serves the adapters meanwhile.
+StopCause Daemon::serve() {
+  StoppingNotice::Guard stopping(stopping_);  // STOPPING=1 before finish(), whatever happens
   StopCause cause;
   std::jthread runner([&] {
     // Supervisor::run never throws; this guard keeps it that way for anything
     // added around it: no path ends in std::terminate.
     try {
-      cause = supervisor->run();
+      cause = supervisor_->run();
     } catch (const std::exception& e) {
       cause = StopCause::failure(StopReason::internal_error,
                                  std::string("supervisor failed: ") + e.what());
     } catch (...) {
       cause = StopCause::failure(StopReason::internal_error, "supervisor failed");
     }
-    loop.post([&] { loop.exit(0); });
+    loop_.post([this] { loop_.exit(0); });
   });
-  loop.run();
+  loop_.run();
   runner.join();
-  if (terminal) terminal->finish();
-  observer.send_stopping();  // a no-op unless `stopping` was somehow never published
+  if (terminal_) terminal_->finish();
+  return cause;
+}
 
-  notifier.send("STATUS=stopped: " + std::string(to_string(cause.reason)) + ": " + cause.detail);
-  if (bus) bus->stopped(cause);
+// The daemon's end: the final STATUS=, the bus's StopReason, the one journal
+// entry that says why (MESSAGE_ID: expected or unexpected stop), the PID file's
+// stop record, and the exit code.
+int Daemon::finish(const StopCause& cause) {
+  std::string reason(to_string(cause.reason));
+  uint64_t next_round = supervisor_->status().next_round;
+  notifier_.send("STATUS=stopped: " + reason + ": " + cause.detail);
+  if (bus_) bus_->stopped(cause);
 
-  LogFields fields{.round = supervisor->status().next_round,
-                   .stop_reason = std::string(to_string(cause.reason)),
+  LogFields fields{.round = next_round,
+                   .stop_reason = reason,
                    .message_id = cause.expected() ? kExpectedStopId : kUnexpectedStopId};
-  std::string message = "conduit stopped: " + std::string(to_string(cause.reason)) + ": " +
-                        cause.detail + "; next round " +
-                        std::to_string(supervisor->status().next_round);
+  std::string message = "conduit stopped: " + reason + ": " + cause.detail + "; next round " +
+                        std::to_string(next_round);
   if (cause.expected())
-    logger.info(message, fields);
+    logger_.info(message, fields);
   else
-    logger.error(message, fields);
-  lock->release(cause);
-  bus.reset();
+    logger_.error(message, fields);
+  lock_->release(cause);
+  bus_.reset();
   return cause.exit_code();
+}
+
+}  // namespace
+
+int run_daemon(const DaemonOptions& options, const Registry& registry) {
+  return Daemon(options, registry).run();
 }
 
 }  // namespace conduit::service

@@ -6,9 +6,13 @@
 #include <optional>
 #include <string>
 
-namespace conduit::service {
+#include "service/bus_names.hpp"
 
-enum class BusMode { automatic, system, session, none };
+namespace conduit {
+class Registry;
+}
+
+namespace conduit::service {
 
 struct DaemonOptions {
   std::filesystem::path data_dir;
@@ -16,7 +20,7 @@ struct DaemonOptions {
   BusMode bus = BusMode::automatic;
 };
 
-// Returns the process exit code (CONTRACT section 2).
-int run_daemon(const DaemonOptions& options);
+// Runs conduit with the plugins of `registry`; returns the process exit code.
+int run_daemon(const DaemonOptions& options, const Registry& registry);
 
 }  // namespace conduit::service

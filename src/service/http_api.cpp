@@ -30,34 +30,6 @@ double seconds(std::chrono::nanoseconds d) {
 
 }  // namespace
 
-// ObserverFanout ----------------------------------------------------------
-
-void ObserverFanout::on_state(State state) {
-  for (auto* o : observers_) o->on_state(state);
-}
-void ObserverFanout::on_ready(uint64_t next_round) {
-  for (auto* o : observers_) o->on_ready(next_round);
-}
-void ObserverFanout::on_exported(uint64_t round, std::size_t txn_count) {
-  for (auto* o : observers_) o->on_exported(round, txn_count);
-}
-void ObserverFanout::on_exported_block(const BlockData& block) {
-  for (auto* o : observers_) o->on_exported_block(block);
-}
-void ObserverFanout::on_reload_finished(bool ok, const std::string& detail) {
-  for (auto* o : observers_) o->on_reload_finished(ok, detail);
-}
-void ObserverFanout::on_retry(PluginKind kind, const std::string& plugin, uint64_t round) {
-  for (auto* o : observers_) o->on_retry(kind, plugin, round);
-}
-void ObserverFanout::on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
-                                    std::chrono::nanoseconds elapsed) {
-  for (auto* o : observers_) o->on_plugin_time(kind, plugin, round, elapsed);
-}
-void ObserverFanout::on_plugin_error(const std::string& message) {
-  for (auto* o : observers_) o->on_plugin_error(message);
-}
-
 // Addresses ---------------------------------------------------------------
 
 ListenAddress parse_listen_address(const std::string& text, const std::string& key) {
@@ -83,13 +55,13 @@ ListenAddress parse_listen_address(const std::string& text, const std::string& k
 // HttpApi -----------------------------------------------------------------
 
 // A small HTTP/1.1 server for two read-only endpoints, on one poll(2) thread,
-// built to stay answerable under hostile clients (issue 14): GET and HEAD only
+// built to stay answerable under hostile clients: GET and HEAD only
 // (405 otherwise, answered before any body is read), no request bodies (413),
 // request line and headers bounded (431), a deadline to receive a request and
 // another to send the response (408, or the connection is dropped), at most
 // kMaxConnections at once (a new connection evicts the one that has been
 // waiting longest for its request), one request per connection. Stopping it
-// closes every connection at once, so no client can hold the process (issue 13).
+// closes every connection at once, so no client can hold the process.
 class HttpApi::Server {
  public:
   using Handler = std::function<std::pair<std::string, std::string>()>;  // type, body

@@ -21,25 +21,6 @@
 
 namespace conduit::service {
 
-// Calls every observer added, in order (the daemon's loop observer and metrics).
-class ObserverFanout final : public SupervisorObserver {
- public:
-  void add(SupervisorObserver* observer) { observers_.push_back(observer); }
-
-  void on_state(State state) override;
-  void on_ready(uint64_t next_round) override;
-  void on_exported(uint64_t round, std::size_t txn_count) override;
-  void on_exported_block(const BlockData& block) override;
-  void on_reload_finished(bool ok, const std::string& detail) override;
-  void on_retry(PluginKind kind, const std::string& plugin, uint64_t round) override;
-  void on_plugin_time(PluginKind kind, const std::string& plugin, uint64_t round,
-                      std::chrono::nanoseconds elapsed) override;
-  void on_plugin_error(const std::string& message) override;
-
- private:
-  std::vector<SupervisorObserver*> observers_;
-};
-
 // "host:port", ":port" (every interface) or "[v6]:port". Throws ConfigError.
 struct ListenAddress {
   std::string host;
@@ -59,7 +40,7 @@ class HttpApi {
   HttpApi(const HttpApi&) = delete;
   HttpApi& operator=(const HttpApi&) = delete;
 
-  SupervisorObserver& observer() { return metrics_; }
+  Observer& observer() { return metrics_; }
   // The bound ports (useful with port 0); nullopt when that endpoint is off.
   std::optional<int> health_port() const { return health_port_; }
   std::optional<int> metrics_port() const { return metrics_port_; }

@@ -1,4 +1,4 @@
-// Native journald logging (CONTRACT section 6): one sd_journal_send entry per
+// Native journald logging (docs/contract.md section 6): one sd_journal_send entry per
 // line, with PRIORITY, SYSLOG_IDENTIFIER=conduit and the CONDUIT_* fields.
 #pragma once
 

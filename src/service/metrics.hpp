@@ -47,7 +47,7 @@ class Summary {
   uint64_t count_ = 0;
 };
 
-class Metrics final : public SupervisorObserver {
+class Metrics final : public Observer {
  public:
   // `prefix` is Go's metrics.prefix, used as the Prometheus subsystem.
   explicit Metrics(std::string prefix);

@@ -1,4 +1,4 @@
-// sd_notify(3) messages to the service manager (CONTRACT section 6). A no-op
+// sd_notify(3) messages to the service manager (docs/contract.md section 6). A no-op
 // when $NOTIFY_SOCKET is unset.
 #pragma once
 
@@ -10,7 +10,6 @@ namespace conduit::service {
 class Notifier {
  public:
   Notifier();
-  bool enabled() const { return enabled_; }
   // 0 when the service manager does not expect watchdog pings.
   std::chrono::microseconds watchdog_period() const { return watchdog_; }
   void send(const std::string& message) const;

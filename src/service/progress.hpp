@@ -38,7 +38,7 @@ class TerminalSink final : public LogSink {
 
 // Collects progress from the observer hooks; tick() (once a second, on the
 // loop thread) draws it.
-class ProgressLine final : public SupervisorObserver {
+class ProgressLine final : public Observer {
  public:
   explicit ProgressLine(TerminalSink& sink) : sink_(sink) {}
   void on_state(State state) override { state_ = state; }

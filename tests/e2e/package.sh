@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Debian package, end to end (issue 17): builds conduit_<version>_<arch>.deb
+# The Debian package, end to end: builds conduit_<version>_<arch>.deb
 # from a clean copy of the tree with dpkg-buildpackage, checks it with lintian
 # (no errors), then installs it with apt-get in a throw-away systemd container
 # over the host's own tree and checks what an operator gets:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of the conduit service against a real systemd, journald and
-# system bus (issue 6). For every scenario it boots systemd in a throw-away
+# system bus. For every scenario it boots systemd in a throw-away
 # container over the host's own tree (systemd-nspawn --volatile=yes -D /), with
 # conduit installed with DESTDIR into a staging dir laid over /usr, and drives
 # it from outside with nsenter ... systemctl / busctl / journalctl.
@@ -558,7 +558,7 @@ scenario_instances() {
   done
 }
 
-# Issue 13 item 1: Reload() and at once Stop(): conduit exits 0, then systemd runs
+# Reload() and at once Stop(): conduit exits 0, then systemd runs
 # ExecStop= after the exit; the unit must end Result=success and not restart.
 scenario_reload_then_stop() {
   write_config $DATA
@@ -579,7 +579,7 @@ scenario_reload_then_stop() {
   check_output $DATA 0
 }
 
-# Issue 13: seeded random sequences of Reload(), Stop(now), Stop(end-of-round),
+# Seeded random sequences of Reload(), Stop(now), Stop(end-of-round),
 # systemctl stop, systemctl reload, SIGUSR1 and SIGHUP, fired back to back or
 # after an event, against the real systemd and system bus. After each: the run
 # ended "success exited 0", NRestarts=0, exactly one STOPPING=1 (conduit logs

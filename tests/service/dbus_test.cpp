@@ -160,7 +160,7 @@ TEST_F(DbusTest, ReloadRepliesWhenTheNewPipelineRuns) {
   EXPECT_NE(conduit_->output().find("stop-reason=stop-requested"), std::string::npos);
 }
 
-// Issue 13 items 1, 3 and 4: Reload() followed at once by Stop(): one ordinary
+// Reload() followed at once by Stop(): one ordinary
 // stop (exit 0, State ... reloading -> stopping -> stopped, never back to
 // running), the pending Reload() answered, nothing logged as an error.
 TEST_F(DbusTest, StopRightAfterReloadIsAnOrdinaryStop) {

@@ -112,7 +112,7 @@ TEST_F(NotifyTest, Reload) {
   EXPECT_EQ(rest().size(), 1u);
 }
 
-// Issue 13 items 2 and 4: a stop right behind a reload (the signals arrive
+// A stop right behind a reload (the signals arrive
 // together) is one ordinary stop: STOPPING=1 exactly once, no READY=1 after it,
 // exit 0, no "reload failed" error.
 TEST_F(NotifyTest, StopRightBehindAReloadStopsOnce) {
@@ -188,14 +188,14 @@ TEST_F(NotifyTest, WedgedProcessorStopsThePings) {
   EXPECT_NE(first, second);
   for (size_t i = wedged_at; i < all_.size(); ++i) EXPECT_NE(all_[i], "WATCHDOG=1");
   EXPECT_TRUE(conduit_->wait_for_line("wedge: blocking at round 3"));
-  // Journaled as an internal-error naming the plugin (issue 13 item 7).
+  // Journaled as an internal-error naming the plugin.
   EXPECT_TRUE(conduit_->wait_for_line("internal-error: processor:wedge in process() is stuck"))
       << conduit_->output();
   conduit_->signal(SIGKILL);  // what systemd's watchdog does
   EXPECT_EQ(conduit_->wait(), 128 + SIGKILL);
 }
 
-// wedge-timeout (issue 13 item 7): the bound is a config key, not fixed to the
+// wedge-timeout: the bound is a config key, not fixed to the
 // watchdog period. A long bound keeps the pings going through the same wedge.
 TEST_F(NotifyTest, WedgeTimeoutIsConfigurable) {
   start(generator_config(

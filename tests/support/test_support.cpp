@@ -10,11 +10,8 @@
 
 #include "core/block_msgpack.hpp"
 #include "core/checkpoint.hpp"
-
-namespace conduit::plugins {
-void register_noop(Registry& registry);
-void register_generator(Registry& registry);
-}  // namespace conduit::plugins
+#include "plugins/generator/generator.hpp"
+#include "plugins/noop/noop.hpp"
 
 namespace conduit::test {
 

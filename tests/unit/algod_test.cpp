@@ -16,7 +16,8 @@
 #include "core/block_msgpack.hpp"
 #include "core/pipeline.hpp"
 #include "fake_algod.hpp"
-#include "plugins/algod.hpp"
+#include "plugins/algod/algod.hpp"
+#include "plugins/builtin.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;

@@ -19,9 +19,11 @@
 #include "core/block_json.hpp"
 #include "core/block_msgpack.hpp"
 #include "core/checkpoint.hpp"
+#include "core/encoding.hpp"
 #include "core/fs.hpp"
 #include "core/pipeline.hpp"
-#include "plugins/block_files.hpp"
+#include "plugins/builtin.hpp"
+#include "plugins/files/block_files.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;
@@ -106,16 +108,16 @@ TEST(BlockCodec, JsonUsesAddressesBase64AndGoLayout) {
   auto base64_of_address = [](const std::string& address) {
     auto raw = algorand::decode_address(address);
     EXPECT_TRUE(raw.has_value()) << address;
-    return algorand::base64_encode(raw.value_or(""));
+    return encoding::base64_encode(raw.value_or(""));
   };
   EXPECT_EQ(parsed["block"]["fees"], base64_of_address(genesis["fees"]));
   EXPECT_EQ(parsed["block"]["rwd"], base64_of_address(genesis["rwd"]));
   const auto* header = mp::find(block.tree().root, "block");
   ASSERT_NE(header, nullptr);
-  EXPECT_EQ(parsed["block"]["gh"], algorand::base64_encode(bytes_of(*mp::find(*header, "gh"))));
+  EXPECT_EQ(parsed["block"]["gh"], encoding::base64_encode(bytes_of(*mp::find(*header, "gh"))));
   ASSERT_GT(parsed["payset"].size(), 0u);
   for (const auto& stxn : parsed["payset"]) {
-    auto snd = algorand::base64_decode(std::string(stxn["txn"]["snd"]));
+    auto snd = encoding::base64_decode(std::string(stxn["txn"]["snd"]));
     ASSERT_TRUE(snd.has_value());
     EXPECT_EQ(snd->size(), 32u);
   }
@@ -140,7 +142,7 @@ constexpr const char* kSdkAddressBase32 =
 constexpr const char* kSdkAddressBase64 = "+dITRRZHzDXzUnJagGfrT8gSGUYnZd1DNwWHdxxqYMs=";
 
 TEST(BlockCodec, AddressFieldsAreWrittenAndReadAsTheGoSdkDoes) {
-  std::string raw = *algorand::base64_decode(kSdkAddressBase64);
+  std::string raw = *encoding::base64_decode(kSdkAddressBase64);
   ASSERT_EQ(algorand::decode_address(kSdkAddressBase32), raw);
   // Every address-typed field of the sdk's types (block.go, transaction.go,
   // applications.go, asset.go, heartbeat.go, statedelta.go).
@@ -237,7 +239,7 @@ nlohmann::ordered_json go_model(const msgpack::object& o) {
     case msgpack::type::STR:
       return go_string({o.via.str.ptr, o.via.str.size});
     case msgpack::type::BIN:
-      return algorand::base64_encode(bytes_of(o));
+      return encoding::base64_encode(bytes_of(o));
     case msgpack::type::ARRAY: {
       auto out = nlohmann::ordered_json::array();
       for (uint32_t i = 0; i < o.via.array.size; ++i) out.push_back(go_model(o.via.array.ptr[i]));
@@ -253,7 +255,7 @@ nlohmann::ordered_json go_model(const msgpack::object& o) {
         else if (key.type == msgpack::type::POSITIVE_INTEGER)
           name = std::to_string(key.via.u64);
         else if (key.type == msgpack::type::BIN)
-          name = algorand::base64_encode(bytes_of(key));
+          name = encoding::base64_encode(bytes_of(key));
         else
           name = go_model(key).dump();
         out[name] = go_model(o.via.map.ptr[i].val);
@@ -466,14 +468,14 @@ TEST(Algorand, AddressesAreChecksummedBase32) {
 }
 
 TEST(Algorand, Base64IsGoStdEncoding) {
-  EXPECT_EQ(algorand::base64_encode(""), "");
-  EXPECT_EQ(algorand::base64_encode("f"), "Zg==");
-  EXPECT_EQ(algorand::base64_encode("fo"), "Zm8=");
-  EXPECT_EQ(algorand::base64_encode("foo"), "Zm9v");
-  EXPECT_EQ(algorand::base64_decode("Zm9vYg=="), "foob");
-  EXPECT_FALSE(algorand::base64_decode("Zh=="));  // non-zero trailing bits
-  EXPECT_FALSE(algorand::base64_decode("Zg="));
-  EXPECT_FALSE(algorand::base64_decode("Zm9v!A=="));
+  EXPECT_EQ(encoding::base64_encode(""), "");
+  EXPECT_EQ(encoding::base64_encode("f"), "Zg==");
+  EXPECT_EQ(encoding::base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(encoding::base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(encoding::base64_decode("Zm9vYg=="), "foob");
+  EXPECT_FALSE(encoding::base64_decode("Zh=="));  // non-zero trailing bits
+  EXPECT_FALSE(encoding::base64_decode("Zg="));
+  EXPECT_FALSE(encoding::base64_decode("Zm9v!A=="));
 }
 
 // The fixture blocks carry a synthetic genesis hash, so this checks the
@@ -486,7 +488,7 @@ TEST(Algorand, GenesisHashIsCanonical) {
   EXPECT_EQ(genesis.network, "generated-network");
   EXPECT_EQ(genesis.id, "v1");
   EXPECT_EQ(genesis.json, text);
-  auto digest = algorand::base64_decode(genesis.hash);
+  auto digest = encoding::base64_decode(genesis.hash);
   ASSERT_TRUE(digest.has_value());
   EXPECT_EQ(digest->size(), 32u);
 
@@ -644,7 +646,7 @@ TEST(BlockFiles, GzipTrailerIsOnlyAHint) {
   EXPECT_THROW(plugins::gzip_decompress(gz + "x", 1 << 20), BlockDecodeError);  // trailing junk
 }
 
-// Issue 14 item 6: a 1 MB gzip bomb cost 2.1 GB of RSS before it was refused.
+// A 1 MB gzip bomb cost 2.1 GB of RSS before it was refused.
 TEST(BlockFiles, GzipBombIsRefusedWithinTheConfiguredBound) {
   std::string bomb = gzip_bomb();
   ASSERT_LT(bomb.size(), size_t{2} << 20);
@@ -779,7 +781,7 @@ TEST_F(FilePluginTest, MissingFileIsRetryableAndBadFilesAreNamedErrors) {
             std::string::npos);
 }
 
-// Issue 14 item 6, through file_reader with its default bound: refused, named,
+// A gzip bomb through file_reader with its default bound: refused, named,
 // permanent, and memory stays within max-block-bytes.
 TEST_F(FilePluginTest, ReaderRefusesAGzipBombWithinMaxBlockBytes) {
   write_text(blocks_ / "3_block.msgp.gz", gzip_bomb());
@@ -931,7 +933,7 @@ TEST_F(FilePluginTest, BadConfigurationIsRejectedWithItsLocation) {
 
 namespace {
 // Stops the pipeline (end-of-round) once `last` is exported.
-class StopAfter : public PipelineObserver {
+class StopAfter : public Observer {
  public:
   explicit StopAfter(uint64_t last) : last_(last) {}
   Pipeline* pipeline = nullptr;
@@ -978,7 +980,7 @@ TEST_F(FilePluginTest, PipelineReproducesTheInputFilesThroughJsonAndBack) {
   for (const auto& name : names(out_)) EXPECT_EQ(name.find(".conduit-tmp-"), std::string::npos);
 }
 
-// Pass-through (issue 18): unmodified blocks in the writer's format are written
+// Pass-through: unmodified blocks in the writer's format are written
 // as read, byte for byte, with no gunzip/gzip round trip; a modified block is encoded.
 TEST_F(FilePluginTest, UnmodifiedBlocksPassThroughByteIdentical) {
   for (uint64_t r = 0; r < kFixtureRounds; ++r) copy_fixture(r);

@@ -122,7 +122,7 @@ TEST(Cli, StopCommandSignalsWaitsAndPrintsTheReason) {
     EXPECT_NE(out.find(mode == "now" ? "SIGTERM" : "SIGUSR1"), std::string::npos) << out;
     EXPECT_EQ(daemon.wait(), 0);
   }
-  // Nothing running now: stopping what has stopped succeeds (issue 13 item 1:
+  // Nothing running now: stopping what has stopped succeeds (as when
   // systemd runs ExecStop= after conduit exited on its own).
   auto [status, out] = run_command({conduit_bin(), "stop", "-d", dir.path().string()});
   EXPECT_EQ(status, 0);
@@ -173,7 +173,7 @@ TEST(CliGoCompat, InitWithoutDataDirPrintsGosDefaults) {
   EXPECT_EQ(config.importer.name, "algod");
   EXPECT_TRUE(config.processors.empty());
   EXPECT_EQ(config.exporter.name, "file_writer");
-  // Go writes ":8981"; conduit writes loopback (issue 14: exposing it is a choice).
+  // Go writes ":8981"; conduit writes loopback (exposing it is a choice).
   EXPECT_EQ(config.api.addr, "127.0.0.1:8981");
   EXPECT_EQ(config.metrics.mode, "OFF");
   EXPECT_FALSE(std::filesystem::exists("conduit.toml")) << "nothing written";
@@ -281,7 +281,7 @@ TEST(CliGoCompat, GoOnlyKeysAreLoggedAsWarnings) {
 }
 
 // The test support's own waits end at their deadline, so a missing line or a child that never
-// exits fails the test that waits instead of hanging it to meson's timeout (issue 13, Tests).
+// exits fails the test that waits instead of hanging it to meson's timeout.
 TEST(TestSupport, SubprocessWaitsEndAtTheirDeadline) {
   Subprocess quiet({"/bin/sh", "-c", "echo started; exec sleep 600"});
   ASSERT_TRUE(quiet.wait_for_line("started"));

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "core/supervisor.hpp"
+#include "plugins/builtin.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;

@@ -10,8 +10,9 @@
 
 #include "core/algorand.hpp"
 #include "core/fs.hpp"
-#include "plugins/block_files.hpp"
-#include "plugins/filter_processor.hpp"
+#include "plugins/builtin.hpp"
+#include "plugins/files/block_files.hpp"
+#include "plugins/filter/filter_processor.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;

@@ -1,4 +1,4 @@
-// Group commit (issue 18): while the importer is ahead, an exporter that
+// Group commit: while the importer is ahead, an exporter that
 // supports units commits several rounds at once and the checkpoint is written
 // once per unit; at the tip every round commits alone; `now` drops the unit
 // not yet committed and a restart exports it exactly once; end-of-round
@@ -83,7 +83,7 @@ class UnitExporter final : public Exporter {
 
 // Checks, at every exported round, that the checkpoint already names the end
 // of the round's unit: written once per unit, after the unit's commit.
-class CheckpointWatcher : public PipelineObserver {
+class CheckpointWatcher : public Observer {
  public:
   CheckpointWatcher(std::filesystem::path dir, std::optional<uint64_t> stop_after)
       : dir_(std::move(dir)), stop_after_(stop_after) {}

@@ -1,6 +1,6 @@
-// Issue 14 through the conduit binary: a hostile conduit.toml, a planted PID
+// Hostile input through the conduit binary: a hostile conduit.toml, a planted PID
 // file, a relative -d, the round counter's end, the HTTP server under hostile
-// clients and its prompt shutdown (issue 13 item 5), messages that keep their cause.
+// clients and its prompt shutdown, and messages that keep their cause.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -292,7 +292,7 @@ TEST(HostileHttp, OnlyBoundedGetAndHeadRequestsAreServed) {
   EXPECT_EQ(daemon.wait(), 0);
 }
 
-// Item 3 and issue 13 item 5: a dozen clients trickling one header line at a
+// A dozen clients trickling one header line at a
 // time neither stall /health nor keep the process alive after a stop.
 TEST(HostileHttp, SlowClientsNeitherStallHealthNorDelayTheExit) {
   TempDir dir;

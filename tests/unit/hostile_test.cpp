@@ -1,4 +1,4 @@
-// Issue 14 (hostile input, failing disks), in-process: the configuration
+// Hostile input and failing disks, in-process: the configuration
 // reader's bounds, the checkpoint reader's strictness and metadata.json's format.
 #include <gtest/gtest.h>
 
@@ -13,7 +13,8 @@
 #include "core/fs.hpp"
 #include "core/pipeline.hpp"
 #include "core/registry.hpp"
-#include "plugins/block_files.hpp"
+#include "plugins/builtin.hpp"
+#include "plugins/files/block_files.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;
@@ -195,7 +196,7 @@ TEST(Checkpoint, AnEmptyFileCountsAsAbsent) {
   EXPECT_TRUE(checkpoint.ignored_empty_file());
 }
 
-// Issue 15: compact JSON as Go's json.Encoder writes it, unknown keys kept.
+// Compact JSON as Go's json.Encoder writes it, unknown keys kept.
 TEST(Checkpoint, WritesCompactJsonAndKeepsUnknownKeys) {
   test::TempDir dir;
   test::write_text(dir / "metadata.json",
@@ -223,7 +224,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class StopAfter : public PipelineObserver {
+class StopAfter : public Observer {
  public:
   explicit StopAfter(uint64_t last) : last_(last) {}
   Pipeline* pipeline = nullptr;

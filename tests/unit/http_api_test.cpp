@@ -1,5 +1,5 @@
-// GET /health and GET /metrics over loopback, from a running Supervisor
-// (issue 9): JSON fields, the Prometheus text format, counters that only grow.
+// GET /health and GET /metrics over loopback, from a running Supervisor:
+// JSON fields, the Prometheus text format, counters that only grow.
 #include <gtest/gtest.h>
 
 #include <msgpack.hpp>
@@ -20,14 +20,14 @@
 
 using namespace conduit;
 using namespace conduit::test;
+using conduit::ObserverFanout;
 using conduit::service::HttpApi;
 using conduit::service::Metrics;
-using conduit::service::ObserverFanout;
 
 namespace {
 
 // Signals "exported-N" once round N is committed.
-struct ExportLatch : SupervisorObserver {
+struct ExportLatch : Observer {
   explicit ExportLatch(World& world) : world(world) {}
   void on_exported(uint64_t round, std::size_t) override {
     world.signal("exported-" + std::to_string(round));

@@ -33,8 +33,10 @@
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
 #include "core/config.hpp"
+#include "core/encoding.hpp"
 #include "core/registry.hpp"
-#include "plugins/postgresql.hpp"
+#include "plugins/builtin.hpp"
+#include "plugins/postgresql/postgresql.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;
@@ -130,12 +132,12 @@ TEST(PostgresqlEncoding, TxidOfAKnownAlgorandTransaction) {
 
 TEST(PostgresqlEncoding, Base32Base64AndSha512_256) {
   // RFC 4648 test vectors (base32 without its padding).
-  EXPECT_EQ(pg::base32_encode_nopad("foobar"), "MZXW6YTBOI");
-  EXPECT_EQ(pg::base32_encode_nopad("fooba"), "MZXW6YTB");
-  EXPECT_EQ(pg::base32_encode_nopad("f"), "MY");
-  EXPECT_EQ(pg::base64_encode("foob"), "Zm9vYg==");
-  EXPECT_EQ(pg::base64_encode("fooba"), "Zm9vYmE=");
-  EXPECT_EQ(pg::base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(encoding::base32_encode("foobar"), "MZXW6YTBOI");
+  EXPECT_EQ(encoding::base32_encode("fooba"), "MZXW6YTB");
+  EXPECT_EQ(encoding::base32_encode("f"), "MY");
+  EXPECT_EQ(encoding::base64_encode("foob"), "Zm9vYg==");
+  EXPECT_EQ(encoding::base64_encode("fooba"), "Zm9vYmE=");
+  EXPECT_EQ(encoding::base64_encode("foobar"), "Zm9vYmFy");
   // FIPS 180-4 SHA-512/256 of "abc".
   std::string digest = pg::sha512_256("abc");
   static const char* hex = "0123456789abcdef";
@@ -216,7 +218,7 @@ TEST(PostgresqlEncoding, IndexerOverridesOfMsgpackFields) {
   std::string header = pg::encode_block_header(m);
   EXPECT_NE(header.find("\"prp\":\"" + algorand::encode_address(address) + "\""), std::string::npos)
       << header;
-  EXPECT_NE(header.find("\"snd\":\"" + pg::base64_encode(address) + "\""), std::string::npos)
+  EXPECT_NE(header.find("\"snd\":\"" + encoding::base64_encode(address) + "\""), std::string::npos)
       << header;
   EXPECT_TRUE(pg::printable_utf8("asset #1"));
   EXPECT_FALSE(pg::printable_utf8(std::string("a\0b", 3)));
@@ -286,8 +288,9 @@ TEST(PostgresqlEncoding, ProposerPayoutIsASyntheticPaymentFromTheFeeSink) {
   msgpack::object_handle t = msgpack::unpack(stib.data(), stib.size());
   std::string txid = pg::transaction_id(t.get(), *mp::find(h.get(), "block"));
   EXPECT_EQ(rows.txn_copy.substr(0, rows.txn_copy.find('\t', 12)), "7\t0\t1\t0\t" + txid);
-  EXPECT_NE(rows.txn_copy.find("\"note\":\"" + pg::base64_encode("ProposerPayout for Round 7")),
-            std::string::npos);
+  EXPECT_NE(
+      rows.txn_copy.find("\"note\":\"" + encoding::base64_encode("ProposerPayout for Round 7")),
+      std::string::npos);
 }
 
 // ---------------------------------------------------------------------------
@@ -1449,7 +1452,7 @@ TEST_F(Postgresql, ContinuesADatabaseIndexerCreatedAndRefusesAnUnfinishedMigrati
 }
 
 // ---------------------------------------------------------------------------
-// Issue 13 item 6: `now` interrupts every blocking point of the exporter. A
+// `now` interrupts every blocking point of the exporter. A
 // server that never answers would otherwise hold it for TCP timeouts (minutes):
 // each test asserts the call returns within a deadline far below those.
 

@@ -1,4 +1,4 @@
-// The foreground progress line (issue 9): on a terminal (a real pseudo-terminal
+// The foreground progress line: on a terminal (a real pseudo-terminal
 // here) one rewritten status line; through a pipe, plain log lines only.
 #include <gtest/gtest.h>
 

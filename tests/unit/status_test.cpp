@@ -1,5 +1,5 @@
 // `conduit status` from the PID file and metadata.json (no bus), human and
-// --json (issue 9). The D-Bus path is covered by the service suite.
+// --json. The D-Bus path is covered by the service suite.
 #include <gtest/gtest.h>
 
 #include <csignal>

@@ -1,9 +1,9 @@
-// Stop-anywhere property test (issue 2). Seeded random scenarios stop, reload,
+// Stop-anywhere property test. Seeded random scenarios stop, reload,
 // double-stop, fail or retry at random points of random pipelines, with the
 // trigger fired inline from a plugin call or from a controller thread, and then
 // a restart. Windows: any round call, init, a round request, a real (1h) retry
 // wait, and after a reload: the rebuilt pipeline's init and round requests and
-// the old pipeline's close() (issue 13). Invariants (CONTRACT section 2):
+// the old pipeline's close(). Invariants (docs/contract.md section 2):
 //   - every plugin instance of every generation is closed exactly once,
 //     importer -> processors -> exporter, and never called after its close();
 //   - the supervisor stops: every wait has a deadline, a lost stop fails;

@@ -1,4 +1,4 @@
-// Reload and stop at the service level (CONTRACT section 2).
+// Reload and stop at the service level (docs/contract.md section 2).
 #include <gtest/gtest.h>
 
 #include <future>
@@ -13,7 +13,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Recorder : SupervisorObserver {
+struct Recorder : Observer {
   std::mutex mutex;
   std::vector<State> states;
   std::vector<std::pair<bool, std::string>> reloads;
@@ -164,7 +164,7 @@ TEST_F(SupervisorTest, BadConfigAtStartIsAConfigError) {
 }
 
 // ---------------------------------------------------------------------------
-// Issue 13: one stop state machine.
+// One stop state machine.
 
 namespace {
 
@@ -180,7 +180,7 @@ struct CapturingSink : LogSink {
   }
 };
 
-struct StateRecorder : SupervisorObserver {
+struct StateRecorder : Observer {
   std::mutex mutex;
   std::condition_variable changed;
   std::vector<State> states;
@@ -342,7 +342,7 @@ TEST_F(SupervisorTest, NowDuringAReloadDrainIsAnOrdinaryStop) {
   for (const auto& [level, text] : lines.lines) EXPECT_NE(level, LogLevel::error) << text;
 }
 
-// The objective only moves up: reload, drain, abort; requests below it are no-ops
+// The objective only moves up: reload, end_of_round, now; requests below it are no-ops
 // or refusals, never a step back.
 TEST_F(SupervisorTest, TheObjectiveOnlyMovesUp) {
   Supervisor supervisor(registry_, {.data_dir = dir_.path(), .durable_checkpoint = false}, logger_);
@@ -361,8 +361,46 @@ TEST_F(SupervisorTest, TheObjectiveOnlyMovesUp) {
     seen.push_back(supervisor.objective());
   };
   StopCause cause = run_with_deadline(supervisor, 30s);
-  EXPECT_EQ(seen, (std::vector<Objective>{Objective::run, Objective::drain, Objective::drain,
-                                          Objective::abort, Objective::abort}));
+  EXPECT_EQ(seen,
+            (std::vector<Objective>{Objective::run, Objective::end_of_round,
+                                    Objective::end_of_round, Objective::now, Objective::now}));
   EXPECT_EQ(reload_results, (std::vector<std::string>{"reload refused: the pipeline is stopping"}));
   EXPECT_EQ(cause.detail, "first requested stop (end-of-round); escalated to now by second");
+}
+
+// A second end-of-round request escalates a drain that hangs to `now`.
+TEST_F(SupervisorTest, SecondStopEscalatesADrainToNow) {
+  Supervisor supervisor(registry_, {.data_dir = dir_.path(), .durable_checkpoint = false}, logger_);
+  world_.hook = [&](const Call& c, std::stop_token stop) {
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 2) {
+      supervisor.stop(StopMode::end_of_round, "first");
+      world_.signal("draining");
+      World::block_until_cancelled(stop);  // only `now` releases it
+    }
+  };
+  std::jthread stopper([&] {
+    world_.wait("draining");
+    supervisor.stop(StopMode::end_of_round, "second");
+  });
+  StopCause cause = run_with_deadline(supervisor, 30s);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  EXPECT_NE(cause.detail.find("escalated to now by second stop request (second"), std::string::npos)
+      << cause.detail;
+  EXPECT_EQ(checkpoint_round(dir_.path()), 2u);
+}
+
+// stop-timeout escalates an end-of-round drain that hangs to `now`.
+TEST_F(SupervisorTest, StopTimeoutEscalatesADrainThatHangs) {
+  write_text(dir_ / "conduit.toml", test_config(0, "stop-timeout = \"20ms\"\n"));
+  Supervisor supervisor(registry_, {.data_dir = dir_.path(), .durable_checkpoint = false}, logger_);
+  world_.hook = [&](const Call& c, std::stop_token stop) {
+    if (c.plugin == "exporter" && c.step == "receive" && c.round == 1) {
+      supervisor.stop(StopMode::end_of_round, "test");
+      World::block_until_cancelled(stop);
+    }
+  };
+  StopCause cause = run_with_deadline(supervisor, 30s);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested);
+  EXPECT_NE(cause.detail.find("stop-timeout (20ms)"), std::string::npos) << cause.detail;
+  EXPECT_EQ(checkpoint_round(dir_.path()), 1u);
 }

@@ -9,6 +9,7 @@
 #include "core/fs.hpp"
 #include "core/registry.hpp"
 #include "core/yaml_import.hpp"
+#include "plugins/builtin.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;

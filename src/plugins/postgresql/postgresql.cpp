@@ -35,7 +35,7 @@
 #include <vector>
 
 #include "core/block_msgpack.hpp"
-#include "plugins/postgresql.hpp"
+#include "plugins/postgresql/postgresql.hpp"
 
 namespace conduit::plugins {
 namespace {
@@ -312,6 +312,8 @@ std::optional<uint64_t> scalar_uint(const Result& r) {
 class PostgresqlExporter final : public Exporter {
  public:
   void configure(PluginConfig& config) override {
+    config.accepted_without_effect(
+        "test", "Go's mock database for unit tests; conduit always uses the real one");
     conninfo_ = config.get_string("connection-string", "");
     if (conninfo_.empty()) config.fail("connection-string", "must name the database");
     // Validate the syntax now, so a typo is a configuration error (exit code 2).

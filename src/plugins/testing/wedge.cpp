@@ -9,7 +9,7 @@
 #include <mutex>
 #include <thread>
 
-#include "plugins/noop.hpp"
+#include "plugins/testing/testing.hpp"
 
 namespace conduit::plugins {
 namespace {

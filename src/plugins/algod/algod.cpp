@@ -14,7 +14,7 @@
 // applied through algod's admin API (POST /v2/catchup/LABEL), the sync round
 // set first (Go Conduit issue #95), progress polled from /v2/status and shown
 // in the log and as STATUS=. The genesis hash is computed from /genesis.
-#include "plugins/algod.hpp"
+#include "plugins/algod/algod.hpp"
 
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
@@ -26,8 +26,9 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
+#include "core/encoding.hpp"
 #include "core/plugin.hpp"
-#include "plugins/http_client.hpp"
+#include "plugins/algod/http_client.hpp"
 
 namespace conduit::plugins {
 namespace {
@@ -492,7 +493,7 @@ class AlgodImporter final : public Importer {
     const auto* header = mp::find(block.tree().root, "block");
     const auto* gh = header ? mp::find(*header, "gh") : nullptr;
     if (!gh || gh->type != msgpack::type::BIN || genesis_hash_.empty()) return;
-    std::string hash = algorand::base64_encode({gh->via.bin.ptr, gh->via.bin.size});
+    std::string hash = encoding::base64_encode({gh->via.bin.ptr, gh->via.bin.size});
     if (hash == genesis_hash_) return;
     genesis_mismatch_logged_ = true;
     if (logger_)

@@ -4,7 +4,7 @@
 // suite's importer-failure scenario: unit failed, journal, Restart=on-failure).
 #include <string>
 
-#include "plugins/noop.hpp"
+#include "plugins/testing/testing.hpp"
 
 namespace conduit::plugins {
 namespace {

@@ -14,7 +14,8 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
-#include "plugins/postgresql.hpp"
+#include "core/encoding.hpp"
+#include "plugins/postgresql/postgresql.hpp"
 
 namespace conduit::plugins::pg {
 
@@ -172,7 +173,7 @@ void append_key(std::string_view key, std::string& out, bool& first) {
 }
 void append_base64(std::string_view bytes, std::string& out) {
   out += '"';
-  out += base64_encode(bytes);
+  out += encoding::base64_encode(bytes);
   out += '"';
 }
 
@@ -219,7 +220,171 @@ void encode_base64_keyed(const Obj& v, Kind value_kind, std::string& out) {
 }
 
 void encode_map(const Obj& v, Kind kind, std::string& out,
-                const std::vector<std::pair<std::string_view, const Obj*>>& extra = {}) {
+                const std::vector<std::pair<std::string_view, const Obj*>>& extra = {});
+
+// Per kind, the keys Indexer encodes in its own way: each writes the field
+// (or leaves it out) and returns true, or returns false for the plain encoding.
+bool header_field(Kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if (key == "prp") {
+    append_key(key, out, first);
+    encode_address_text(val, out);
+    return true;
+  }
+  if ((key == "partupdrmv" || key == "partupdabs") && val.type == msgpack::type::ARRAY) {
+    append_key(key, out, first);
+    out += '[';
+    for (uint32_t k = 0; k < val.via.array.size; ++k) {
+      if (k) out += ',';
+      encode_address_text(val.via.array.ptr[k], out);
+    }
+    out += ']';
+    return true;
+  }
+  return false;
+}
+
+bool stxn_field(Kind kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if (key == "hgi" || key == "hgh") return true;  // SignedTxnInBlock only
+  if (key == "txn") {
+    append_key(key, out, first);
+    encode(val, Kind::txn, out);
+    return true;
+  }
+  if (key == "dt") {
+    // Inner rows leave out their own inner transactions; what remains may be
+    // empty, and is then omitted as Go's omitempty would.
+    bool no_inner = kind == Kind::stxn_no_inner;
+    if (no_inner) {
+      bool empty = true;
+      for (uint32_t k = 0; val.type == msgpack::type::MAP && k < val.via.map.size; ++k)
+        if (key_text(val.via.map.ptr[k]) != "itx" && !is_empty(val.via.map.ptr[k].val))
+          empty = false;
+      if (empty) return true;
+    }
+    append_key(key, out, first);
+    encode_map(val, no_inner ? Kind::eval_delta_no_inner : Kind::eval_delta, out);
+    return true;
+  }
+  return false;
+}
+
+bool txn_field(Kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if (key == "apar") {
+    append_key(key, out, first);
+    encode(val, Kind::asset_params, out);
+    return true;
+  }
+  return false;
+}
+
+bool eval_delta_field(Kind kind, std::string_view key, const Obj& val, std::string& out,
+                      bool& first) {
+  if (key == "itx" && kind == Kind::eval_delta_no_inner) return true;
+  if (key == "gd") {
+    append_key(key, out, first);
+    encode_base64_keyed(val, Kind::value_delta, out);
+    return true;
+  }
+  if (key == "ld" && val.type == msgpack::type::MAP) {
+    append_key(key, out, first);
+    out += '{';
+    for (uint32_t k = 0; k < val.via.map.size; ++k) {
+      if (k) out += ',';
+      std::string index;
+      append_json(val.via.map.ptr[k].key, index);
+      if (index.empty() || index.front() != '"') index = '"' + index + '"';
+      out += index;
+      out += ':';
+      encode_base64_keyed(val.via.map.ptr[k].val, Kind::value_delta, out);
+    }
+    out += '}';
+    return true;
+  }
+  if (key == "lg" && val.type == msgpack::type::ARRAY) {
+    append_key(key, out, first);
+    out += '[';
+    for (uint32_t k = 0; k < val.via.array.size; ++k) {
+      if (k) out += ',';
+      append_base64(bytes_of(val.via.array.ptr[k]), out);
+    }
+    out += ']';
+    return true;
+  }
+  if (key == "itx" && val.type == msgpack::type::ARRAY) {
+    append_key(key, out, first);
+    out += '[';
+    for (uint32_t k = 0; k < val.via.array.size; ++k) {
+      if (k) out += ',';
+      encode(val.via.array.ptr[k], Kind::stxn, out);
+    }
+    out += ']';
+    return true;
+  }
+  return false;
+}
+
+bool bytes_field(Kind kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if ((kind == Kind::value_delta && key == "bs") || (kind == Kind::teal_value && key == "tb")) {
+    append_key(key, out, first);
+    append_base64(bytes_of(val), out);
+    return true;
+  }
+  return false;
+}
+
+bool asset_params_field(Kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if (key == "an" || key == "un" || key == "au") {
+    std::string_view text = bytes_of(val);
+    if (text.empty()) return true;
+    if (printable_utf8(text)) {
+      append_key(key, out, first);
+      append_json_string(text, out);
+    } else {
+      std::string alt = std::string(key) + "64";
+      append_key(alt, out, first);
+      append_base64(text, out);
+    }
+    return true;
+  }
+  return false;
+}
+
+bool teal_kv_field(Kind kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  if ((kind == Kind::app_params && key == "gs") || (kind == Kind::local_state && key == "tkv")) {
+    append_key(key, out, first);
+    encode_base64_keyed(val, Kind::teal_value, out);
+    return true;
+  }
+  return false;
+}
+
+bool special_field(Kind kind, std::string_view key, const Obj& val, std::string& out, bool& first) {
+  switch (kind) {
+    case Kind::header:
+      return header_field(kind, key, val, out, first);
+    case Kind::stxn:
+    case Kind::stxn_no_inner:
+      return stxn_field(kind, key, val, out, first);
+    case Kind::txn:
+      return txn_field(kind, key, val, out, first);
+    case Kind::eval_delta:
+    case Kind::eval_delta_no_inner:
+      return eval_delta_field(kind, key, val, out, first);
+    case Kind::value_delta:
+    case Kind::teal_value:
+      return bytes_field(kind, key, val, out, first);
+    case Kind::asset_params:
+      return asset_params_field(kind, key, val, out, first);
+    case Kind::app_params:
+    case Kind::local_state:
+      return teal_kv_field(kind, key, val, out, first);
+    default:
+      return false;
+  }
+}
+
+void encode_map(const Obj& v, Kind kind, std::string& out,
+                const std::vector<std::pair<std::string_view, const Obj*>>& extra) {
   if (v.type != msgpack::type::MAP) return append_json(v, out);
   out += '{';
   bool first = true;
@@ -231,135 +396,7 @@ void encode_map(const Obj& v, Kind kind, std::string& out,
     const auto& kv = v.via.map.ptr[i];
     std::string_view key = key_text(kv);
     const Obj& val = kv.val;
-    switch (kind) {
-      case Kind::header:
-        if (key == "prp") {
-          append_key(key, out, first);
-          encode_address_text(val, out);
-          continue;
-        }
-        if ((key == "partupdrmv" || key == "partupdabs") && val.type == msgpack::type::ARRAY) {
-          append_key(key, out, first);
-          out += '[';
-          for (uint32_t k = 0; k < val.via.array.size; ++k) {
-            if (k) out += ',';
-            encode_address_text(val.via.array.ptr[k], out);
-          }
-          out += ']';
-          continue;
-        }
-        break;
-      case Kind::stxn:
-      case Kind::stxn_no_inner:
-        if (key == "hgi" || key == "hgh") continue;  // SignedTxnInBlock only
-        if (key == "txn") {
-          append_key(key, out, first);
-          encode(val, Kind::txn, out);
-          continue;
-        }
-        if (key == "dt") {
-          // Inner rows leave out their own inner transactions; what remains may be
-          // empty, and is then omitted as Go's omitempty would.
-          bool no_inner = kind == Kind::stxn_no_inner;
-          if (no_inner) {
-            bool empty = true;
-            for (uint32_t k = 0; val.type == msgpack::type::MAP && k < val.via.map.size; ++k)
-              if (key_text(val.via.map.ptr[k]) != "itx" && !is_empty(val.via.map.ptr[k].val))
-                empty = false;
-            if (empty) continue;
-          }
-          append_key(key, out, first);
-          encode_map(val, no_inner ? Kind::eval_delta_no_inner : Kind::eval_delta, out);
-          continue;
-        }
-        break;
-      case Kind::txn:
-        if (key == "apar") {
-          append_key(key, out, first);
-          encode(val, Kind::asset_params, out);
-          continue;
-        }
-        break;
-      case Kind::eval_delta:
-      case Kind::eval_delta_no_inner:
-        if (key == "itx" && kind == Kind::eval_delta_no_inner) continue;
-        if (key == "gd") {
-          append_key(key, out, first);
-          encode_base64_keyed(val, Kind::value_delta, out);
-          continue;
-        }
-        if (key == "ld" && val.type == msgpack::type::MAP) {
-          append_key(key, out, first);
-          out += '{';
-          for (uint32_t k = 0; k < val.via.map.size; ++k) {
-            if (k) out += ',';
-            std::string index;
-            append_json(val.via.map.ptr[k].key, index);
-            if (index.empty() || index.front() != '"') index = '"' + index + '"';
-            out += index;
-            out += ':';
-            encode_base64_keyed(val.via.map.ptr[k].val, Kind::value_delta, out);
-          }
-          out += '}';
-          continue;
-        }
-        if (key == "lg" && val.type == msgpack::type::ARRAY) {
-          append_key(key, out, first);
-          out += '[';
-          for (uint32_t k = 0; k < val.via.array.size; ++k) {
-            if (k) out += ',';
-            append_base64(bytes_of(val.via.array.ptr[k]), out);
-          }
-          out += ']';
-          continue;
-        }
-        if (key == "itx" && val.type == msgpack::type::ARRAY) {
-          append_key(key, out, first);
-          out += '[';
-          for (uint32_t k = 0; k < val.via.array.size; ++k) {
-            if (k) out += ',';
-            encode(val.via.array.ptr[k], Kind::stxn, out);
-          }
-          out += ']';
-          continue;
-        }
-        break;
-      case Kind::value_delta:
-      case Kind::teal_value:
-        if ((kind == Kind::value_delta && key == "bs") ||
-            (kind == Kind::teal_value && key == "tb")) {
-          append_key(key, out, first);
-          append_base64(bytes_of(val), out);
-          continue;
-        }
-        break;
-      case Kind::asset_params:
-        if (key == "an" || key == "un" || key == "au") {
-          std::string_view text = bytes_of(val);
-          if (text.empty()) continue;
-          if (printable_utf8(text)) {
-            append_key(key, out, first);
-            append_json_string(text, out);
-          } else {
-            std::string alt = std::string(key) + "64";
-            append_key(alt, out, first);
-            append_base64(text, out);
-          }
-          continue;
-        }
-        break;
-      case Kind::app_params:
-      case Kind::local_state:
-        if ((kind == Kind::app_params && key == "gs") ||
-            (kind == Kind::local_state && key == "tkv")) {
-          append_key(key, out, first);
-          encode_base64_keyed(val, Kind::teal_value, out);
-          continue;
-        }
-        break;
-      default:
-        break;
-    }
+    if (special_field(kind, key, val, out, first)) continue;
     append_key(key, out, first);
     append_json(val, out);
   }
@@ -788,39 +825,38 @@ std::string payout_txn(const Obj& header, uint64_t round, std::string& json) {
   json = "{\"txn\":";
   append_json(handle.get(), json);
   json += '}';
-  return base32_encode_nopad(sha512_256({buffer.data(), buffer.size()}));
+  return encoding::base32_encode(sha512_256({buffer.data(), buffer.size()}));
 }
 
-}  // namespace
+// The keytype each sender's last transaction of the round gives its account
+// (nullopt: NULL), as Indexer records it.
+using KeyTypes = std::vector<std::pair<std::string, std::optional<std::string>>>;
 
-RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
-  RoundRows rows;
-  const Obj* header = field(block_data, "block");
-  if (!header || header->type != msgpack::type::MAP)
-    throw std::runtime_error("round " + std::to_string(round) + " has no block header");
-  const std::string round_text = std::to_string(round);
-  rows.round = round;
-  rows.header_tuple = "(" + round_text + ", to_timestamp(" +
-                      std::to_string(static_cast<int64_t>(uint_at(*header, "ts"))) +
-                      ") AT TIME ZONE 'UTC', " + std::to_string(uint_at(*header, "earn")) + ", " +
-                      text_literal(encode_block_header(*header)) + "::jsonb)";
-  std::string sink = address_at(*header, "fees"), pool = address_at(*header, "rwd");
-  rows.accounts_state = "{\"FeeSink\":\"" + base64_encode(sink) + "\",\"RewardsPool\":\"" +
-                        base64_encode(pool) + "\"}";
-  if (round == 0) return rows;  // Indexer's AddBlock0: header and special accounts only
+void add_change(RoundRows& rows, StateTable table, std::string key, std::string values,
+                bool removed, std::optional<std::string> side = std::nullopt) {
+  rows.changes.push_back({table, std::move(key), std::move(values), removed, std::move(side)});
+}
 
-  const Obj* delta = field(block_data, "delta");
-  if (!delta || delta->type != msgpack::type::MAP)
-    throw std::runtime_error(
-        "round " + round_text +
-        " has no ledger state delta, which the postgresql exporter needs for every round past "
-        "0: use the algod importer with mode = \"follower\", or block files written with their "
-        "deltas");
+// A resource's entry in the delta, {"Deleted": bool, inner: map}: true when it changes the
+// resource, with `value` the new map, or nullptr for a removal.
+bool resource_change(const Obj& record, const char* name, const char* inner, const Obj*& value) {
+  const Obj* entry = field(record, name);
+  if (!entry) return false;
+  const Obj* deleted = field(*entry, "Deleted");
+  const Obj* map = field(*entry, inner);
+  value = nullptr;
+  if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean) return true;
+  if (!map || map->type != msgpack::type::MAP) return false;
+  value = map;
+  return true;
+}
 
-  // Transactions and participation.
+// Transactions and participation (txn, txn_participation); returns the keytypes.
+KeyTypes transaction_rows(const msgpack::object& block_data, const Obj* header, uint64_t round,
+                          const std::string& round_text, const std::string& sink, RoundRows& rows) {
   RowWriter writer{round, round_text, rows};
+  KeyTypes keytypes;
   const Obj* payset = field(block_data, "payset");
-  std::vector<std::pair<std::string, std::optional<std::string>>> keytypes;  // sender, type
   uint32_t payset_size =
       payset && payset->type == msgpack::type::ARRAY ? payset->via.array.size : 0;
   uint64_t txn_counter = uint_at(*header, "tc");
@@ -856,12 +892,11 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     writer.participation_rows({sink, address_at(*header, "prp")});
   }
 
-  // Accounts.
-  auto change = [&rows](StateTable table, std::string key, std::string values, bool removed,
-                        std::optional<std::string> side = std::nullopt) {
-    rows.changes.push_back({table, std::move(key), std::move(values), removed, std::move(side)});
-  };
-  const Obj* accts = field(*delta, "Accts");
+  return keytypes;
+}
+
+// Accounts (account).
+void account_rows(const Obj* accts, const KeyTypes& keytypes, RoundRows& rows) {
   const Obj* records = accts ? field(*accts, "Accts") : nullptr;
   for (uint32_t i = 0;
        records && records->type == msgpack::type::ARRAY && i < records->via.array.size; ++i) {
@@ -877,32 +912,19 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     if (keytype) kt = *keytype ? text_literal(**keytype) : "NULL::varchar";
     uint64_t algos = uint_at(record, "MicroAlgos");
     if (algos == 0)
-      change(StateTable::account, bytea_literal(addr), "0, 0, 0, 'null'::jsonb", true,
-             std::move(kt));
+      add_change(rows, StateTable::account, bytea_literal(addr), "0, 0, 0, 'null'::jsonb", true,
+                 std::move(kt));
     else
-      change(StateTable::account, bytea_literal(addr),
-             std::to_string(algos) + ", " + std::to_string(uint_at(record, "RewardsBase")) + ", " +
-                 std::to_string(uint_at(record, "RewardedMicroAlgos")) + ", " +
-                 text_literal(encode_trimmed_account_data(record)) + "::jsonb",
-             false, std::move(kt));
+      add_change(rows, StateTable::account, bytea_literal(addr),
+                 std::to_string(algos) + ", " + std::to_string(uint_at(record, "RewardsBase")) +
+                     ", " + std::to_string(uint_at(record, "RewardedMicroAlgos")) + ", " +
+                     text_literal(encode_trimmed_account_data(record)) + "::jsonb",
+                 false, std::move(kt));
   }
+}
 
-  // A resource's entry in the delta, {"Deleted": bool, inner: map}: true when it changes the
-  // resource, with `value` the new map, or nullptr for a removal.
-  auto resource_change = [](const Obj& record, const char* name, const char* inner,
-                            const Obj*& value) {
-    const Obj* entry = field(record, name);
-    if (!entry) return false;
-    const Obj* deleted = field(*entry, "Deleted");
-    const Obj* map = field(*entry, inner);
-    value = nullptr;
-    if (deleted && deleted->type == msgpack::type::BOOLEAN && deleted->via.boolean) return true;
-    if (!map || map->type != msgpack::type::MAP) return false;
-    value = map;
-    return true;
-  };
-
-  // Assets and holdings.
+// Assets and holdings (asset, account_asset).
+void asset_rows(const Obj* accts, RoundRows& rows) {
   const Obj* assets = accts ? field(*accts, "AssetResources") : nullptr;
   for (uint32_t i = 0; assets && assets->type == msgpack::type::ARRAY && i < assets->via.array.size;
        ++i) {
@@ -911,24 +933,26 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     std::string id = std::to_string(uint_at(r, "Aidx"));
     const Obj* value;
     if (resource_change(r, "Params", "Params", value))
-      change(
-          StateTable::asset, id,
+      add_change(
+          rows, StateTable::asset, id,
           addr + ", " + (value ? text_literal(encode_asset_params(*value)) : "'null'") + "::jsonb",
           !value);
     // A removal leaves frozen as it was (Indexer's closing update does not set it).
     if (resource_change(r, "Holding", "Holding", value)) {
       if (!value) {
-        change(StateTable::account_asset, addr + ", " + id, "0", true);
+        add_change(rows, StateTable::account_asset, addr + ", " + id, "0", true);
       } else {
         const Obj* frozen = field(*value, "f");
         bool is_frozen = frozen && frozen->type == msgpack::type::BOOLEAN && frozen->via.boolean;
-        change(StateTable::account_asset, addr + ", " + id, std::to_string(uint_at(*value, "a")),
-               false, is_frozen ? "TRUE" : "FALSE");
+        add_change(rows, StateTable::account_asset, addr + ", " + id,
+                   std::to_string(uint_at(*value, "a")), false, is_frozen ? "TRUE" : "FALSE");
       }
     }
   }
+}
 
-  // Applications and local states.
+// Applications and local states (app, account_app).
+void app_rows(const Obj* accts, RoundRows& rows) {
   const Obj* apps = accts ? field(*accts, "AppResources") : nullptr;
   for (uint32_t i = 0; apps && apps->type == msgpack::type::ARRAY && i < apps->via.array.size;
        ++i) {
@@ -937,14 +961,19 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     std::string id = std::to_string(uint_at(r, "Aidx"));
     const Obj* value;
     if (resource_change(r, "Params", "Params", value))
-      change(StateTable::app, id,
-             addr + ", " + (value ? text_literal(encode_app_params(*value)) : "'null'") + "::jsonb",
-             !value);
+      add_change(
+          rows, StateTable::app, id,
+          addr + ", " + (value ? text_literal(encode_app_params(*value)) : "'null'") + "::jsonb",
+          !value);
     if (resource_change(r, "State", "LocalState", value))
-      change(StateTable::account_app, addr + ", " + id,
-             (value ? text_literal(encode_app_local_state(*value)) : "'null'") + "::jsonb", !value);
+      add_change(rows, StateTable::account_app, addr + ", " + id,
+                 (value ? text_literal(encode_app_local_state(*value)) : "'null'") + "::jsonb",
+                 !value);
   }
+}
 
+// Boxes (app_box).
+void box_rows(const Obj* delta, const std::string& round_text, RoundRows& rows) {
   // Boxes (KvMods keys: "bx:" + the app id, 8 bytes big-endian, + the box name).
   const Obj* kv = field(*delta, "KvMods");
   for (uint32_t i = 0; kv && kv->type == msgpack::type::MAP && i < kv->via.map.size; ++i) {
@@ -958,10 +987,44 @@ RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
     std::string box = std::to_string(app) + ", " + bytea_literal(key.substr(11));
     const Obj* data = field(kv->via.map.ptr[i].val, "Data");
     if (data && (data->type == msgpack::type::BIN || data->type == msgpack::type::STR))
-      change(StateTable::app_box, std::move(box), bytea_literal(bytes_of(*data)), false);
+      add_change(rows, StateTable::app_box, std::move(box), bytea_literal(bytes_of(*data)), false);
     else
-      change(StateTable::app_box, std::move(box), "", true);
+      add_change(rows, StateTable::app_box, std::move(box), "", true);
   }
+}
+
+}  // namespace
+
+RoundRows round_rows(const msgpack::object& block_data, uint64_t round) {
+  RoundRows rows;
+  const Obj* header = field(block_data, "block");
+  if (!header || header->type != msgpack::type::MAP)
+    throw std::runtime_error("round " + std::to_string(round) + " has no block header");
+  const std::string round_text = std::to_string(round);
+  rows.round = round;
+  rows.header_tuple = "(" + round_text + ", to_timestamp(" +
+                      std::to_string(static_cast<int64_t>(uint_at(*header, "ts"))) +
+                      ") AT TIME ZONE 'UTC', " + std::to_string(uint_at(*header, "earn")) + ", " +
+                      text_literal(encode_block_header(*header)) + "::jsonb)";
+  std::string sink = address_at(*header, "fees"), pool = address_at(*header, "rwd");
+  rows.accounts_state = "{\"FeeSink\":\"" + encoding::base64_encode(sink) +
+                        "\",\"RewardsPool\":\"" + encoding::base64_encode(pool) + "\"}";
+  if (round == 0) return rows;  // Indexer's AddBlock0: header and special accounts only
+
+  const Obj* delta = field(block_data, "delta");
+  if (!delta || delta->type != msgpack::type::MAP)
+    throw std::runtime_error(
+        "round " + round_text +
+        " has no ledger state delta, which the postgresql exporter needs for every round past "
+        "0: use the algod importer with mode = \"follower\", or block files written with their "
+        "deltas");
+
+  KeyTypes keytypes = transaction_rows(block_data, header, round, round_text, sink, rows);
+  const Obj* accts = field(*delta, "Accts");
+  account_rows(accts, keytypes, rows);
+  asset_rows(accts, rows);
+  app_rows(accts, rows);
+  box_rows(delta, round_text, rows);
   return rows;
 }
 
@@ -1175,7 +1238,7 @@ std::string genesis_statements(std::string_view genesis_json) {
           (v.is_string() && v.get<std::string>().empty()))
         return;
       if (v.is_string()) {
-        auto raw = algorand::base64_decode(v.get<std::string>());
+        auto raw = encoding::base64_decode(v.get<std::string>());
         if (raw && all_zero(*raw)) return;
       }
       data[key] = v;

@@ -1,4 +1,4 @@
-#include "plugins/http_client.hpp"
+#include "plugins/algod/http_client.hpp"
 
 #include <curl/curl.h>
 

@@ -1,10 +1,8 @@
+// Test-only plugins, built with -Dtest_plugins=true (CONDUIT_TEST_PLUGINS).
 #pragma once
 #include "core/registry.hpp"
 
 namespace conduit::plugins {
-void register_noop(Registry& registry);
-void register_generator(Registry& registry);
-// Test-only plugins (CONDUIT_TEST_PLUGINS).
 void register_wedge(Registry& registry);
 void register_corrupt_importer(Registry& registry);
 }  // namespace conduit::plugins

@@ -1,4 +1,4 @@
-#include "plugins/block_files.hpp"
+#include "plugins/files/block_files.hpp"
 
 #include <libdeflate.h>
 #include <zlib.h>

@@ -6,30 +6,10 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
-#include "plugins/postgresql.hpp"
+#include "core/encoding.hpp"
+#include "plugins/postgresql/postgresql.hpp"
 
 namespace conduit::plugins::pg {
-
-std::string base64_encode(std::string_view bytes) {
-  return algorand::base64_encode(bytes);
-}
-
-std::string base32_encode_nopad(std::string_view bytes) {
-  static constexpr char kTable[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  std::string out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (char c : bytes) {
-    buffer = buffer << 8 | static_cast<uint8_t>(c);
-    bits += 8;
-    while (bits >= 5) {
-      out += kTable[buffer >> (bits - 5) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += kTable[buffer << (5 - bits) & 31];
-  return out;
-}
 
 std::string sha512_256(std::string_view bytes) {
   algorand::Digest digest = algorand::sha512_256(bytes);
@@ -78,7 +58,7 @@ std::string transaction_id(const msgpack::object& stib, const msgpack::object& h
     packer.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
     packer.pack(*value);
   }
-  return base32_encode_nopad(sha512_256({buffer.data(), buffer.size()}));
+  return encoding::base32_encode(sha512_256({buffer.data(), buffer.size()}));
 }
 
 void append_json_string(std::string_view text, std::string& out) {
@@ -170,12 +150,12 @@ void append_json(const msgpack::object& value, std::string& out) {
       break;
     case msgpack::type::BIN:
       out += '"';
-      out += base64_encode({value.via.bin.ptr, value.via.bin.size});
+      out += encoding::base64_encode({value.via.bin.ptr, value.via.bin.size});
       out += '"';
       break;
     case msgpack::type::EXT:
       out += '"';
-      out += base64_encode({value.via.ext.ptr, value.via.ext.size});
+      out += encoding::base64_encode({value.via.ext.ptr, value.via.ext.size});
       out += '"';
       break;
     case msgpack::type::ARRAY:
@@ -194,7 +174,8 @@ void append_json(const msgpack::object& value, std::string& out) {
         if (kv.key.type == msgpack::type::STR) {
           append_json_string({kv.key.via.str.ptr, kv.key.via.str.size}, out);
         } else if (kv.key.type == msgpack::type::BIN) {
-          append_json_string(base64_encode({kv.key.via.bin.ptr, kv.key.via.bin.size}), out);
+          append_json_string(encoding::base64_encode({kv.key.via.bin.ptr, kv.key.via.bin.size}),
+                             out);
         } else {
           // Numbers (and anything else, never seen in Algorand data) as their JSON text.
           std::string key;

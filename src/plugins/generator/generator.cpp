@@ -18,7 +18,8 @@
 
 #include "core/algorand.hpp"
 #include "core/block_msgpack.hpp"
-#include "plugins/noop.hpp"
+#include "core/encoding.hpp"
+#include "plugins/generator/generator.hpp"
 
 namespace conduit::plugins {
 namespace {
@@ -84,7 +85,7 @@ class Generator final : public Importer {
     Genesis g;
     g.network = network_;
     g.id = "v1";
-    g.hash = algorand::base64_encode(std::string_view(hash.data(), hash.size()));
+    g.hash = encoding::base64_encode(std::string_view(hash.data(), hash.size()));
     return g;
   }
 

@@ -18,9 +18,6 @@ void register_postgresql(Registry& registry);
 
 namespace pg {
 
-std::string base64_encode(std::string_view bytes);
-// RFC 4648 base32 without padding, as Algorand prints transaction ids.
-std::string base32_encode_nopad(std::string_view bytes);
 // SHA-512/256 digest (32 bytes).
 std::string sha512_256(std::string_view bytes);
 

@@ -1,6 +1,6 @@
 // Go Conduit's noop plugins: an importer of empty blocks, a processor and an
 // exporter that do nothing. Useful for measuring the framework itself.
-#include "plugins/noop.hpp"
+#include "plugins/noop/noop.hpp"
 
 namespace conduit::plugins {
 namespace {

@@ -1,6 +1,6 @@
 // file_reader and file_writer, compatible with Go Conduit's plugins of the same
 // names: same keys, same file names and encodings, genesis.json in the block dir.
-#include "plugins/file_plugins.hpp"
+#include "plugins/files/file_plugins.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -17,7 +17,7 @@
 
 #include "core/algorand.hpp"
 #include "core/fs.hpp"
-#include "plugins/block_files.hpp"
+#include "plugins/files/block_files.hpp"
 
 namespace conduit::plugins {
 namespace {

@@ -13,7 +13,7 @@
 // (exact) and regex (unanchored search). Regexes are RE2, the dialect of Go's
 // regexp package ((?i), (?P<name>), \A, \z, \pL; no backreferences or
 // lookaround), matched in linear time whatever the field holds.
-#include "plugins/filter_processor.hpp"
+#include "plugins/filter/filter_processor.hpp"
 
 #include <re2/re2.h>
 
@@ -21,6 +21,7 @@
 #include <charconv>
 
 #include "core/algorand.hpp"
+#include "core/encoding.hpp"
 
 namespace conduit::plugins {
 namespace {
@@ -173,10 +174,10 @@ struct Searcher {
         return algorand::encode_address(raw);
       }
       case TagKind::bytes:
-        return algorand::base64_encode(field.as_bytes().value_or(""));
+        return encoding::base64_encode(field.as_bytes().value_or(""));
       case TagKind::bytes32: {
         auto bytes = field.as_bytes();
-        return algorand::base64_encode(
+        return encoding::base64_encode(
             bytes && bytes->size() == 32
                 ? *bytes
                 : std::string_view(
