@@ -1,5 +1,7 @@
 #include "cli/plugin_check.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <stop_token>
@@ -96,6 +98,7 @@ bool check_hello(Context& ctx) {
       ctx.report.pass("hello", detail);
     } catch (const ConfigError& e) {
       ctx.report.fail("hello", std::string("sample-config is not TOML: ") + e.what());
+      if (ctx.options.config.empty()) ctx.config = json::object();
     }
     std::string note = s->close();
     note.empty() ? ctx.report.pass("close-after-hello", "ok, exit status 0")
@@ -287,18 +290,23 @@ std::optional<uint64_t> check_rounds(ext::Session& s, Context& ctx) {
 std::optional<uint64_t> check_lifecycle(Context& ctx) {
   auto s = start(ctx);
   std::optional<uint64_t> last;
+  std::string step = "configure";  // the check a failure is reported under
   try {
     s->hello();
     configure(*s, ctx, ctx.config);
     ctx.report.pass("configure", "ok");
-    if (ctx.hello.round_request) round_request(*s, ctx, "round-request");
+    step = "round-request";
+    if (ctx.hello.round_request) round_request(*s, ctx, step);
+    step = "init";
     send_init(*s, ctx);
+    step = "rounds";
     last = check_rounds(*s, ctx);
     if (!s->usable()) return last;
+    step = "close";
     std::string note = s->close();
     note.empty() ? ctx.report.pass("close", "ok, exit status 0") : ctx.report.fail("close", note);
   } catch (const std::exception& e) {
-    ctx.report.fail("lifecycle", e.what());
+    ctx.report.fail(step, e.what());
   }
   return last;
 }
@@ -320,6 +328,8 @@ void check_restart(Context& ctx, uint64_t last) {
 
 bool prepare(Context& ctx) {
   try {
+    if (::access(ctx.options.plugin.c_str(), X_OK) != 0 || fs::is_directory(ctx.options.plugin))
+      throw std::runtime_error(ctx.options.plugin.string() + ": not an executable file");
     if (!ctx.options.config.empty())
       ctx.config = json::parse(
           toml_table_to_json(read_file(ctx.options.config), ctx.options.config.string()));
