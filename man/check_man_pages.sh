@@ -33,7 +33,7 @@ done
 
 # Every long option the binary accepts.
 if [ -n "${CONDUIT_BIN:-}" ]; then
-  for cmd in "" init list stop status; do
+  for cmd in "" init list plugin-check stop status; do
     for opt in $("$CONDUIT_BIN" $cmd --help 2>/dev/null | grep -o -- '--[a-z][a-z-]*' | sort -u); do
       echo "$text1" | grep -q -- "$opt" || fail "conduit(1) lacks option $opt (conduit $cmd)"
     done

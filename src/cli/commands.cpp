@@ -20,6 +20,7 @@
 #include "core/registry.hpp"
 #include "core/yaml_import.hpp"
 #include "plugins/builtin.hpp"
+#include "plugins/external/external.hpp"
 
 namespace conduit::cli {
 namespace {
@@ -36,26 +37,77 @@ std::string indent(const std::string& text, const std::string& prefix) {
   return out;
 }
 
-const PluginMetadata* find_plugin(PluginKind kind, const std::string& name) {
-  static std::vector<PluginMetadata> cache[3];
-  auto& list = cache[static_cast<int>(kind)];
-  if (list.empty()) list = builtin_registry().list(kind);
-  for (const auto& m : list)
-    if (m.name == name) return &m;
-  return nullptr;
+namespace fs = std::filesystem;
+
+// A plugin as `list` and `init` show it: a built-in or an external one.
+struct FoundPlugin {
+  PluginKind kind = PluginKind::exporter;
+  std::string name;
+  std::string description;
+  std::string sample_config;
+  std::string where;  // "built-in" or the executable's path
+};
+
+FoundPlugin from_builtin(PluginKind kind, const PluginMetadata& meta) {
+  return {kind, meta.name, meta.description, meta.sample_config, "built-in"};
 }
 
-std::string plugin_section(const char* header, PluginKind kind, const std::string& name) {
-  const PluginMetadata* meta = find_plugin(kind, name);
+FoundPlugin from_external(const plugins::external::PluginInfo& info) {
+  return {info.hello.kind, info.name, info.hello.description, info.hello.sample_config,
+          info.path.string()};
+}
+
+// Where external plugins are looked for; DIR/conduit.toml's plugin-dirs only
+// when that file loads (a broken one must not hide the other plugins).
+std::vector<fs::path> plugin_search_dirs(const fs::path& data_dir) {
+  std::vector<fs::path> extra;
+  if (!data_dir.empty()) {
+    try {
+      extra = load_config(data_dir).plugin_dirs;
+    } catch (const std::exception&) {
+    }
+  }
+  return plugins::external::search_dirs(data_dir, extra);
+}
+
+std::string joined(const std::vector<fs::path>& dirs) {
+  std::string out;
+  for (const auto& dir : dirs) out += (out.empty() ? "" : ", ") + dir.string();
+  return out;
+}
+
+std::string with_article(PluginKind kind) {
+  return (kind == PluginKind::exporter ? "an " : "a ") + std::string(to_string(kind));
+}
+
+// The plugin `name` of `kind`, a built-in first; nullopt when there is none.
+// Throws ConfigError when an external one cannot run, does not answer or is
+// of another kind.
+std::optional<FoundPlugin> find_plugin(PluginKind kind, const std::string& name,
+                                       const std::vector<fs::path>& dirs) {
+  for (const auto& meta : builtin_registry().list(kind))
+    if (meta.name == name) return from_builtin(kind, meta);
+  auto path = plugins::external::locate(name, dirs);
+  if (!path) return std::nullopt;
+  FoundPlugin found = from_external(plugins::external::query(*path));
+  if (found.kind != kind)
+    throw ConfigError(path->string() + ": is " + with_article(found.kind) + ", not " +
+                      with_article(kind));
+  return found;
+}
+
+std::string plugin_section(const char* header, const FoundPlugin& plugin) {
   std::string out = std::string(header) + "\n";
-  out += "# " + meta->description + "\n";
-  out += "name = \"" + name + "\"\n";
+  out += "# " + plugin.description + "\n";
+  if (plugin.where != "built-in") out += "# " + plugin.where + "\n";
+  out += "name = \"" + plugin.name + "\"\n";
   std::string config_header =
       std::string(header).find("[[") == 0
           ? "[processors.config]"
           : std::string(header).substr(0, std::string(header).size() - 1) + ".config]";
   out += config_header + "\n";
-  out += meta->sample_config;
+  out += plugin.sample_config;
+  if (!plugin.sample_config.empty() && !plugin.sample_config.ends_with('\n')) out += "\n";
   return out;
 }
 
@@ -88,7 +140,13 @@ namespace {
 
 // The configuration `conduit init` writes: Go Conduit's conduit.yml.example in
 // TOML, with the chosen plugins' sample configs.
-std::string render_init_config(const InitOptions& options) {
+struct InitPlugins {
+  FoundPlugin importer;
+  std::vector<FoundPlugin> processors;
+  FoundPlugin exporter;
+};
+
+std::string render_init_config(const InitPlugins& plugins) {
   std::string text = R"(# conduit configuration, written by `conduit init`. See conduit.toml(5).
 
 # error, warn, info, debug, trace (Go's PANIC, FATAL, ... work too)
@@ -116,10 +174,9 @@ addr = "127.0.0.1:9999"
 prefix = "conduit"
 
 )";
-  text += plugin_section("[importer]", PluginKind::importer, options.importer) + "\n";
-  for (const auto& p : options.processors)
-    text += plugin_section("[[processors]]", PluginKind::processor, p) + "\n";
-  text += plugin_section("[exporter]", PluginKind::exporter, options.exporter);
+  text += plugin_section("[importer]", plugins.importer) + "\n";
+  for (const auto& p : plugins.processors) text += plugin_section("[[processors]]", p) + "\n";
+  text += plugin_section("[exporter]", plugins.exporter);
   return text;
 }
 
@@ -178,25 +235,44 @@ int init_from_yaml(const InitOptions& options) {
   return 0;
 }
 
+// Go's messages: "unknown importer name: X" (and where external ones were looked for).
+std::optional<FoundPlugin> resolve_for_init(PluginKind kind, const std::string& name,
+                                            const std::vector<fs::path>& dirs) {
+  try {
+    if (auto found = find_plugin(kind, name, dirs)) return found;
+    std::fprintf(stderr, "conduit init: unknown %s name: %s (looked in %s)\n",
+                 std::string(to_string(kind)).c_str(), name.c_str(), joined(dirs).c_str());
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "conduit init: %s %s: %s\n", std::string(to_string(kind)).c_str(),
+                 name.c_str(), e.what());
+  }
+  return std::nullopt;
+}
+
+std::optional<InitPlugins> resolve_init_plugins(const InitOptions& options) {
+  auto dirs = plugin_search_dirs(options.data_dir);
+  InitPlugins plugins;
+  auto importer = resolve_for_init(PluginKind::importer, options.importer, dirs);
+  if (!importer) return std::nullopt;
+  plugins.importer = *importer;
+  for (const auto& p : options.processors) {
+    auto processor = resolve_for_init(PluginKind::processor, p, dirs);
+    if (!processor) return std::nullopt;
+    plugins.processors.push_back(*processor);
+  }
+  auto exporter = resolve_for_init(PluginKind::exporter, options.exporter, dirs);
+  if (!exporter) return std::nullopt;
+  plugins.exporter = *exporter;
+  return plugins;
+}
+
 }  // namespace
 
 int cmd_init(const InitOptions& options) {
   if (!options.from_yaml.empty()) return init_from_yaml(options);
-  // Go's messages: "unknown importer name: X".
-  if (!find_plugin(PluginKind::importer, options.importer)) {
-    std::fprintf(stderr, "conduit init: unknown importer name: %s\n", options.importer.c_str());
-    return 2;
-  }
-  for (const auto& p : options.processors)
-    if (!find_plugin(PluginKind::processor, p)) {
-      std::fprintf(stderr, "conduit init: unknown processor name: %s\n", p.c_str());
-      return 2;
-    }
-  if (!find_plugin(PluginKind::exporter, options.exporter)) {
-    std::fprintf(stderr, "conduit init: unknown exporter name: %s\n", options.exporter.c_str());
-    return 2;
-  }
-  std::string text = render_init_config(options);
+  auto plugins = resolve_init_plugins(options);
+  if (!plugins) return 2;
+  std::string text = render_init_config(*plugins);
   if (options.data_dir.empty()) {  // as Go: no data dir, the configuration on stdout
     std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;
@@ -208,7 +284,34 @@ int cmd_init(const InitOptions& options) {
   return 0;
 }
 
-int cmd_list(const std::string& which, const std::string& name) {
+namespace {
+
+void print_plugin(const FoundPlugin& plugin) {
+  std::printf("  %-18s %s (%s)\n", plugin.name.c_str(), plugin.description.c_str(),
+              plugin.where.c_str());
+  if (!plugin.sample_config.empty())
+    std::printf("%s", indent(plugin.sample_config, "      ").c_str());
+}
+
+int list_one(PluginKind kind, const std::string& name, const fs::path& data_dir) {
+  try {
+    auto found = find_plugin(kind, name, plugin_search_dirs(data_dir));
+    if (!found) {
+      std::fprintf(stderr, "Plugin not found: %s\n", name.c_str());
+      return 2;
+    }
+    std::printf("# %s: %s (%s)\n%s", found->name.c_str(), found->description.c_str(),
+                found->where.c_str(), found->sample_config.c_str());
+    return 0;
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "conduit list: %s\n", e.what());
+    return 2;
+  }
+}
+
+}  // namespace
+
+int cmd_list(const std::string& which, const std::string& name, const fs::path& data_dir) {
   auto is = [&](const char* plural) { return which == plural || which + "s" == plural; };
   std::vector<PluginKind> kinds;
   if (which.empty() || is("importers")) kinds.push_back(PluginKind::importer);
@@ -218,23 +321,15 @@ int cmd_list(const std::string& which, const std::string& name) {
     std::fprintf(stderr, "conduit list: expected importers, processors or exporters\n");
     return 2;
   }
-  if (!name.empty()) {
-    const PluginMetadata* meta = find_plugin(kinds.front(), name);
-    if (!meta) {
-      std::fprintf(stderr, "Plugin not found: %s\n", name.c_str());
-      return 2;
-    }
-    std::printf("# %s: %s\n%s", meta->name.c_str(), meta->description.c_str(),
-                meta->sample_config.c_str());
-    return 0;
-  }
+  if (!name.empty()) return list_one(kinds.front(), name, data_dir);
+  // A plugin that does not answer is reported and the listing goes on.
+  auto external = plugins::external::discover(plugin_search_dirs(data_dir));
+  for (const auto& why : external.broken) std::fprintf(stderr, "conduit list: %s\n", why.c_str());
   for (auto kind : kinds) {
     std::printf("%ss:\n", std::string(to_string(kind)).c_str());
-    for (const auto& meta : builtin_registry().list(kind)) {
-      std::printf("  %-18s %s\n", meta.name.c_str(), meta.description.c_str());
-      if (!meta.sample_config.empty())
-        std::printf("%s", indent(meta.sample_config, "      ").c_str());
-    }
+    for (const auto& meta : builtin_registry().list(kind)) print_plugin(from_builtin(kind, meta));
+    for (const auto& info : external.plugins)
+      if (info.hello.kind == kind) print_plugin(from_external(info));
   }
   return 0;
 }

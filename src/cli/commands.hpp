@@ -10,7 +10,7 @@ namespace conduit::cli {
 // Go Conduit's defaults: algod importer, no processors, file_writer exporter
 // (blocks go to DIR/exporter_file_writer/).
 struct InitOptions {
-  std::filesystem::path data_dir;  // empty: the configuration goes to stdout
+  std::filesystem::path data_dir;  // empty: the configuration goes to stdout; DIR/plugins
   std::string importer = "algod";
   std::vector<std::string> processors;
   std::string exporter = "file_writer";
@@ -19,7 +19,9 @@ struct InitOptions {
 };
 int cmd_init(const InitOptions& options);
 // which: importers/processors/exporters or singular, empty for all; name: one plugin.
-int cmd_list(const std::string& which, const std::string& name = {});
+// External plugins are looked for in data_dir/plugins too.
+int cmd_list(const std::string& which, const std::string& name = {},
+             const std::filesystem::path& data_dir = {});
 
 struct StopOptions {
   std::string mode = "now";

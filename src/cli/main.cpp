@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "cli/commands.hpp"
+#include "cli/plugin_check.hpp"
 #include "conduit_config.h"
 #include "plugins/builtin.hpp"
 #include "service/daemon.hpp"
@@ -56,12 +57,15 @@ int main(int argc, char** argv) {
                        "unless -d is given)");
   init_cmd->add_flag("--force", init.force, "overwrite an existing conduit.toml");
 
-  std::string list_which, list_name;
+  std::string list_which, list_name, list_dir;
   auto* list_cmd = app.add_subcommand("list", "list plugins and their sample configs");
   list_cmd->add_option("kind", list_which, "importers, processors or exporters (or singular)")
       ->check(CLI::IsMember(
           {"importers", "processors", "exporters", "importer", "processor", "exporter"}));
   list_cmd->add_option("name", list_name, "one plugin: its description and sample config");
+  list_cmd->add_option("-d,--data-dir", list_dir,
+                       "data directory: external plugins in DIR/plugins and conduit.toml's "
+                       "plugin-dirs ($CONDUIT_DATA_DIR)");
 
   conduit::cli::StopOptions stop;
   auto* stop_cmd = app.add_subcommand("stop", "stop a running conduit");
@@ -79,6 +83,16 @@ int main(int argc, char** argv) {
   status_cmd->add_option("-d,--data-dir", status.data_dir, "data directory");
   status_cmd->add_option("--bus", status.bus, "D-Bus to use");
   status_cmd->add_flag("--json", status.json, "machine-readable output");
+
+  conduit::cli::PluginCheckOptions check;
+  auto* check_cmd = app.add_subcommand(
+      "plugin-check", "drive an external plugin through the plugin protocol and report");
+  check_cmd->add_option("path", check.plugin, "the plugin's executable")->required();
+  check_cmd->add_option("--config", check.config,
+                        "TOML file: the plugin's config table (default: its sample config)");
+  check_cmd->add_option("--fixtures", check.fixtures,
+                        "directory with genesis.json and N_block.msgp.gz blocks");
+  check_cmd->add_flag("--keep", check.keep, "keep the temporary data directory");
 
   try {
     app.parse(argc, argv);
@@ -106,7 +120,10 @@ int main(int argc, char** argv) {
     init.processors.insert(init.processors.end(), processor_single.begin(), processor_single.end());
     return conduit::cli::cmd_init(init);
   }
-  if (*list_cmd) return conduit::cli::cmd_list(list_which, list_name);
+  if (list_dir.empty()) list_dir = data_dir;
+  make_absolute(list_dir);
+  if (*list_cmd) return conduit::cli::cmd_list(list_which, list_name, list_dir);
+  if (*check_cmd) return conduit::cli::cmd_plugin_check(check);
   if (*stop_cmd) {
     if (stop.data_dir.empty() && stop.pid_file.empty()) stop.data_dir = data_dir;
     if (stop.data_dir.empty() && stop.pid_file.empty()) {

@@ -620,4 +620,15 @@ Config load_config(const std::filesystem::path& data_dir) {
   return parse_config(text, data_dir, file.string());
 }
 
+std::string toml_table_to_json(std::string_view text, const std::string& file) {
+  try {
+    toml::table table = toml::parse(text, file);
+    std::ostringstream out;
+    out << toml::json_formatter{table};
+    return out.str();
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(location(file, e.source()) + ": " + std::string(e.description()));
+  }
+}
+
 }  // namespace conduit

@@ -141,6 +141,10 @@ struct Config {
   std::vector<std::string> warnings;
 };
 
+// A TOML document's top-level table as JSON text (a plugin's config table for
+// plugin-check); throws ConfigError naming `file`, line and column.
+std::string toml_table_to_json(std::string_view text, const std::string& file);
+
 // Reads and validates DIR/conduit.toml; throws ConfigError naming file, line, column.
 // A data dir holding only a Go Conduit conduit.yml is refused with the command
 // that converts it.

@@ -238,3 +238,17 @@ TEST(ConfigGoCompat, ADataDirWithOnlyAGoConduitYmlNamesTheConversion) {
     }
   }
 }
+
+// plugin-check's --config: a plugin's config table as the JSON the protocol sends.
+TEST(Config, TomlTableToJson) {
+  auto json = toml_table_to_json("path = \"rounds.ndjson\"\nn = 3\n[sub]\nok = true\n", "c.toml");
+  EXPECT_NE(json.find("\"path\" : \"rounds.ndjson\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"n\" : 3"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"ok\" : true"), std::string::npos) << json;
+  try {
+    toml_table_to_json("path = \n", "c.toml");
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("c.toml:1"), std::string::npos) << e.what();
+  }
+}

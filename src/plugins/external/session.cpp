@@ -146,11 +146,11 @@ Session::Session(SessionOptions options)
     : options_(std::move(options)), child_(Child::spawn(options_.spawn)), wake_(make_eventfd()) {
   stderr_ = std::make_shared<StderrForwarder>(options_.name);
   auto stderr_wake = std::make_shared<UniqueFd>(make_eventfd());
-  stderr_thread_ = std::jthread([forwarder = stderr_, fd = child_.take_stderr(),
-                                 stderr_wake](std::stop_token stop) {
-    std::stop_callback wake(stop, [&] { signal_eventfd(stderr_wake->get()); });
-    forwarder->run(fd.get(), stderr_wake->get(), stop);
-  });
+  stderr_thread_ = std::jthread(
+      [forwarder = stderr_, fd = child_.take_stderr(), stderr_wake](std::stop_token stop) {
+        std::stop_callback wake(stop, [&] { signal_eventfd(stderr_wake->get()); });
+        forwarder->run(fd.get(), stderr_wake->get(), stop);
+      });
 }
 
 Session::~Session() {
@@ -189,8 +189,7 @@ void Session::send(const nlohmann::json& header, std::string_view payload, bool 
   while (written < total) {
     iovec parts[2];
     int count = 0;
-    if (written < line.size())
-      parts[count++] = {line.data() + written, line.size() - written};
+    if (written < line.size()) parts[count++] = {line.data() + written, line.size() - written};
     size_t payload_done = written > line.size() ? written - line.size() : 0;
     if (with_payload && payload_done < payload.size())
       parts[count++] = {const_cast<char*>(payload.data()) + payload_done,
@@ -398,6 +397,16 @@ void Session::broken(const std::string& why) {
   child_.signal(SIGKILL);
   child_.wait_exit(Clock::now() + 60s);
   throw ProtocolError(why);
+}
+
+void Session::notify(const nlohmann::json& header) {
+  send(header, {}, false, Clock::now() + kCancelGrace, false);
+}
+
+std::optional<ExitStatus> Session::end_input(Deadline deadline) {
+  usable_ = false;
+  child_.close_stdin();
+  return child_.wait_exit(deadline);
 }
 
 void Session::terminate() {

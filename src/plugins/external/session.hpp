@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -80,8 +81,8 @@ class Session {
   Hello hello();
 
   struct Call {
-    std::chrono::nanoseconds timeout{0};  // 0: none
-    std::stop_token stop;                 // fires: cancel, then signals
+    std::chrono::nanoseconds timeout{0};   // 0: none
+    std::stop_token stop;                  // fires: cancel, then signals
     std::vector<std::string_view> expect;  // reply types that answer the request
   };
   // Sends `request` (with `payload` when non-empty or `with_payload`) and returns
@@ -94,6 +95,10 @@ class Session {
   // Sends close, waits for the reply and the exit, then signals. Never throws;
   // returns a note when the process did not end cleanly.
   std::string close();
+  // For conformance checks: sends a frame no reply is read for (a cancel while
+  // idle), and closes stdin to see the process exit by `deadline`.
+  void notify(const nlohmann::json& header);
+  std::optional<ExitStatus> end_input(Deadline deadline);
   // Terminates the process at once (SIGTERM, then SIGKILL).
   void terminate();
   bool usable() const { return usable_; }
