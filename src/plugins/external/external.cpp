@@ -203,7 +203,8 @@ class Host {
     session_->call({{"type", "configure"},
                     {"name", settings_.name},
                     {"kind", to_string(settings_.kind)},
-                    {"config", config_json_}},
+                    {"config", config_json_},
+                    {"max-block-bytes", settings_.max_payload}},
                    {}, false, {.timeout = kHelloTimeout, .expect = {"ok"}});
   }
 
