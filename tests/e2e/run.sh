@@ -20,7 +20,7 @@ SOURCE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly SOURCE_ROOT
 readonly BUILD_DIR=${CONDUIT_E2E_BUILD_DIR:-$SOURCE_ROOT/build-e2e}
 readonly ALL_SCENARIOS=(start stop_end_of_round stop_now reload importer_failure watchdog
-                        access_denied instances reload_then_stop stop_sequences)
+                        access_denied instances reload_then_stop stop_sequences external_plugin)
 readonly BUS_PATH=/org/conduit/Pipeline BUS_IFACE=org.conduit.Pipeline
 readonly EXPECTED_STOP_ID=6b0a1c7e3d2f4e58a9c1b2d3e4f5a601
 readonly UNEXPECTED_STOP_ID=e2c94f1d7a3b4c6d8e9f0a1b2c3d4e02
@@ -587,6 +587,68 @@ scenario_reload_then_stop() {
 # about the run, and the block files are exactly the rounds below the checkpoint.
 # E2E_SEQUENCES (default 100) and E2E_SEED (default 1) choose the sequences.
 readonly SEQUENCE_ACTIONS=(bus_reload bus_stop_now bus_stop_eor systemctl_stop systemctl_reload sigusr1 sighup)
+# An external plugin (the shipped ndjson_exporter, conduit-plugin(7)) under the
+# unit: start, reload, SIGKILL of the child mid-run, D-Bus Stop end-of-round,
+# then a start and `systemctl stop`. Each time: a clean result, no restart, no
+# process left in the unit's cgroup, and the NDJSON file holds exactly the
+# rounds below the checkpoint, each once.
+ndjson_rounds_ok() {  # -> fails naming what is wrong
+  local cp; cp=$(checkpoint $DATA) || { fail "metadata.json unreadable"; return 1; }
+  python3 - "$(croot)$DATA/rounds.ndjson" "$cp" >"$WORK/ndjson-check" 2>&1 <<'EOF2' || { fail "$(cat "$WORK/ndjson-check")"; return 1; }
+import json, sys
+rounds = [json.loads(line)["round"] for line in open(sys.argv[1])]
+cp = int(sys.argv[2])
+if rounds != list(range(cp)):
+    print(f"rounds.ndjson holds {len(rounds)} rounds {rounds[:3]}..{rounds[-3:]}, checkpoint {cp}")
+    sys.exit(1)
+EOF2
+}
+no_plugin_left() {
+  if cx pgrep -f /usr/lib/conduit/plugins/ >/dev/null; then
+    fail "plugin processes left: $(cx pgrep -af /usr/lib/conduit/plugins/ | tr '\n' ' ')"
+    return 1
+  fi
+}
+scenario_external_plugin() {
+  [ -x "$(croot)/usr/lib/conduit/plugins/ndjson_exporter" ] \
+    || { fail "/usr/lib/conduit/plugins/ndjson_exporter is not installed"; return 1; }
+  write_config $DATA
+  python3 - "$(croot)$DATA/conduit.toml" <<'EOF2'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+text = text[: text.index("[exporter]")]
+text += '[exporter]\nname = "ndjson_exporter"\n[exporter.config]\npath = "rounds.ndjson"\n'
+open(path, "w").write(text)
+EOF2
+  start_running conduit.service org.conduit.Pipeline || return 1
+  wait_for 20 "a few rounds" next_round_above org.conduit.Pipeline 3 || return 1
+  local pid1; pid1=$(cx pgrep -f /usr/lib/conduit/plugins/ndjson_exporter | head -1)
+  [ -n "$pid1" ] || { fail "no ndjson_exporter process while running"; return 1; }
+  cx systemctl reload conduit.service || { fail "systemctl reload failed"; return 1; }
+  local r; r=$(bus_prop org.conduit.Pipeline NextRound)
+  wait_for 20 "rounds after the reload" next_round_above org.conduit.Pipeline "$((r + 3))" || return 1
+  local pid2; pid2=$(cx pgrep -f /usr/lib/conduit/plugins/ndjson_exporter | head -1)
+  [ -n "$pid2" ] && [ "$pid2" != "$pid1" ] || { fail "reload kept plugin process $pid1 ($pid2)"; return 1; }
+  cx kill -KILL "$pid2"
+  r=$(bus_prop org.conduit.Pipeline NextRound)
+  wait_for 30 "rounds after SIGKILL of the plugin" next_round_above org.conduit.Pipeline "$((r + 5))" || return 1
+  cx busctl --system call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Stop s end-of-round \
+    || { fail "busctl Stop end-of-round failed"; return 1; }
+  wait_for 30 "conduit.service to go inactive" unit_is conduit.service inactive || return 1
+  expect_eq "how the run ended (SERVICE_RESULT EXIT_CODE EXIT_STATUS)" "success exited 0" "$(last_exit conduit.service)" || return 1
+  expect_eq "NRestarts" 0 "$(unit_prop conduit.service NRestarts)" || return 1
+  no_plugin_left || return 1
+  ndjson_rounds_ok || return 1
+  start_running conduit.service org.conduit.Pipeline || return 1
+  r=$(checkpoint $DATA)
+  wait_for 20 "rounds after the restart" next_round_above org.conduit.Pipeline "$((r + 3))" || return 1
+  cx systemctl stop conduit.service || { fail "systemctl stop failed"; return 1; }
+  expect_eq "how the second run ended" "success exited 0" "$(last_exit conduit.service)" || return 1
+  no_plugin_left || return 1
+  ndjson_rounds_ok
+}
+
 fire() {  # action
   case $1 in
     bus_reload) cx busctl --system --expect-reply=no call org.conduit.Pipeline $BUS_PATH $BUS_IFACE Reload ;;
