@@ -15,8 +15,8 @@
 #include "core/fs.hpp"
 #include "core/registry.hpp"
 #include "plugins/builtin.hpp"
-#include "plugins/files/block_files.hpp"
 #include "plugins/external/session.hpp"
+#include "plugins/files/block_files.hpp"
 
 namespace conduit::cli {
 namespace {

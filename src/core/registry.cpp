@@ -98,15 +98,16 @@ std::unique_ptr<T> make_plugin(std::unique_ptr<T> builtin, PluginSpec& spec,
     }
     if (plugin) {
       auto* typed = dynamic_cast<T*>(plugin.get());
-      if (!typed) throw ConfigError(spec.location + ": '" + spec.name + "' is not an " +
-                                    std::string(to_string(kind)));
+      if (!typed)
+        throw ConfigError(spec.location + ": '" + spec.name + "' is not an " +
+                          std::string(to_string(kind)));
       plugin.release();
       return std::unique_ptr<T>(typed);
     }
     searched = "; no executable '" + spec.name + "' in " + external->searched(config);
   }
-  throw ConfigError(spec.location + ": unknown " + std::string(to_string(kind)) + " '" +
-                    spec.name + "' (known: " + known(registry, kind) + searched + ")");
+  throw ConfigError(spec.location + ": unknown " + std::string(to_string(kind)) + " '" + spec.name +
+                    "' (known: " + known(registry, kind) + searched + ")");
 }
 
 // Configures the plugin for `spec`; the keys it accepts without effect become

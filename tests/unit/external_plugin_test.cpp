@@ -213,7 +213,8 @@ void expect_closed_in_order(const std::vector<LogLine>& log, bool external_impor
 void expect_no_process_left(const std::vector<LogLine>& log) {
   std::set<int> pids;
   for (const auto& l : log) pids.insert(l.pid);
-  for (int pid : pids) EXPECT_TRUE(::kill(pid, 0) != 0 && errno == ESRCH) << "pid " << pid << " lives on";
+  for (int pid : pids)
+    EXPECT_TRUE(::kill(pid, 0) != 0 && errno == ESRCH) << "pid " << pid << " lives on";
 }
 
 // A restart without faults resumes where the exporter stopped and goes on.
@@ -369,11 +370,10 @@ std::vector<FaultCase> fault_cases() {
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(External, FaultInPhase, ::testing::ValuesIn(fault_cases()),
-                         [](const auto& info) {
-                           return describe({info.param.plugin, info.param.at, StopMode::now,
-                                            info.param.action});
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    External, FaultInPhase, ::testing::ValuesIn(fault_cases()), [](const auto& info) {
+      return describe({info.param.plugin, info.param.at, StopMode::now, info.param.action});
+    });
 
 // A call that hangs past wedge-timeout is a plugin error: the process is
 // killed and a new one takes over.
@@ -543,9 +543,9 @@ TEST(ExternalPluginConfig, WrongKindRejectedConfigAndBadHello) {
   auto wrong = config_error(p, std::string(kImporter) + "[exporter]\nname = \"ext_processor\"\n");
   EXPECT_NE(wrong.find("is a processor, not an exporter"), std::string::npos) << wrong;
 
-  auto rejected = config_error(
-      p, std::string(kImporter) + "[exporter]\nname = \"ext_exporter\"\n[exporter.config]\n"
-                                  "reject = true\n");
+  auto rejected = config_error(p, std::string(kImporter) +
+                                      "[exporter]\nname = \"ext_exporter\"\n[exporter.config]\n"
+                                      "reject = true\n");
   EXPECT_NE(rejected.find("scripted rejection"), std::string::npos) << rejected;
   EXPECT_NE(rejected.find("conduit.toml"), std::string::npos) << rejected;
 
@@ -574,7 +574,8 @@ TEST(ExternalPluginConfig, PluginDirsAreSearched) {
   write_text(p.dir() / "conduit.toml", "plugin-dirs = [\"more\"]\n" + std::string(kImporter) +
                                            "[exporter]\nname = \"other_exporter\"\n");
   Logger logger(nullptr, LogLevel::error);
-  EXPECT_NO_THROW([&] { Supervisor supervisor(builtin_registry(), {.data_dir = p.dir()}, logger); }());
+  EXPECT_NO_THROW(
+      [&] { Supervisor supervisor(builtin_registry(), {.data_dir = p.dir()}, logger); }());
 }
 
 }  // namespace

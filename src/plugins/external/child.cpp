@@ -2,14 +2,14 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <condition_variable>
+#include <csignal>
 #include <cstring>
 #include <functional>
 #include <future>
@@ -107,8 +107,8 @@ struct ExecImage {
   _exit(127);
 }
 
-[[noreturn]] void exec_child(const ExecImage& image, const char* cwd, pid_t parent, int in,
-                             int out, int err, int report) {
+[[noreturn]] void exec_child(const ExecImage& image, const char* cwd, pid_t parent, int in, int out,
+                             int err, int report) {
   auto fail = [report](int error) { exec_failed(report, error); };
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(errno);
   if (::getppid() != parent) _exit(127);  // the parent died before prctl
@@ -148,8 +148,8 @@ Child Child::spawn(const SpawnSpec& spec) {
   pid_t pid = Spawner::instance().run([&] {
     pid_t child = ::fork();
     if (child == 0)
-      exec_child(image, cwd.empty() ? nullptr : cwd.c_str(), parent, in.read.get(),
-                 out.write.get(), err.write.get(), report.write.get());
+      exec_child(image, cwd.empty() ? nullptr : cwd.c_str(), parent, in.read.get(), out.write.get(),
+                 err.write.get(), report.write.get());
     return child;
   });
   if (pid < 0) throw SpawnError(spec.path.string() + ": fork: " + std::strerror(errno));

@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <type_traits>
@@ -167,8 +167,7 @@ class Host {
   // Aborting a unit never throws: a process that fails here is replaced later.
   void abort_quietly() noexcept {
     try {
-      if (session_ && session_->usable())
-        call({{"type", "abort"}}, {}, false, {}, {"ok"});
+      if (session_ && session_->usable()) call({{"type", "abort"}}, {}, false, {}, {"ok"});
     } catch (const std::exception& e) {
       if (session_ && !session_->usable()) session_.reset();
       log_warning(label_ + ": abort: " + e.what());
@@ -224,13 +223,12 @@ class Host {
   }
 
   std::optional<Genesis> send_init(uint64_t next_round, std::stop_token stop) {
-    json request = {{"type", "init"},
-                    {"data-dir", init_->data_dir.string()},
-                    {"next-round", next_round}};
+    json request = {
+        {"type", "init"}, {"data-dir", init_->data_dir.string()}, {"next-round", next_round}};
     bool importer = settings_.kind == PluginKind::importer;
     if (!importer) request["size"] = genesis_json_.size();
-    Frame reply = call(request, genesis_json_, !importer, stop, {importer ? "genesis" : "ok"},
-                       false);
+    Frame reply =
+        call(request, genesis_json_, !importer, stop, {importer ? "genesis" : "ok"}, false);
     initialised_ = true;
     if (!importer) return std::nullopt;
     try {
@@ -250,8 +248,8 @@ class Host {
     if (hello_.round_request && !request_dir_.empty()) requested = ask_round(stop);
     if (init_) send_init(round, stop);
     if (settings_.kind == PluginKind::exporter && requested > round) {
-      log_info(label_ + " already holds round " + std::to_string(round) +
-               " (it asks for round " + std::to_string(requested) + "); not sent again");
+      log_info(label_ + " already holds round " + std::to_string(round) + " (it asks for round " +
+               std::to_string(requested) + "); not sent again");
       return true;
     }
     return false;
@@ -324,8 +322,8 @@ std::string encode_for(const BlockData& block, BlockEncoding encoding) {
 }
 
 BlockData decode_for(const std::string& bytes, BlockEncoding encoding) {
-  BlockData block =
-      encoding == BlockEncoding::msgpack ? BlockData::decode_msgpack(bytes) : decode_block_json(bytes);
+  BlockData block = encoding == BlockEncoding::msgpack ? BlockData::decode_msgpack(bytes)
+                                                       : decode_block_json(bytes);
   return block;
 }
 
@@ -362,8 +360,8 @@ class ExternalImporter final : public Importer {
   }
   BlockData get_block(uint64_t round, std::stop_token stop) override {
     return host_.round_call(round, stop, [&](bool) {
-      Frame reply = host_.call({{"type", "get-block"}, {"round", round}}, {}, false, stop,
-                               {"block"}, false);
+      Frame reply =
+          host_.call({{"type", "get-block"}, {"round", round}}, {}, false, stop, {"block"}, false);
       return reply_block(reply, round, host_.encoding());
     });
   }
