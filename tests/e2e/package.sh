@@ -171,10 +171,17 @@ run getent group conduit-admin || failed "no conduit-admin group"
 for f in /lib/systemd/system/conduit.service /lib/systemd/system/conduit@.service \
          /usr/lib/sysusers.d/conduit.conf /usr/share/dbus-1/system.d/org.conduit.Pipeline.conf \
          /usr/lib/systemd/catalog/conduit.catalog /usr/share/man/man1/conduit.1.gz \
-         /usr/share/man/man5/conduit.toml.5.gz /usr/share/man/man5/org.conduit.Pipeline.5.gz; do
+         /usr/share/man/man5/conduit.toml.5.gz /usr/share/man/man5/org.conduit.Pipeline.5.gz \
+         /usr/share/man/man7/conduit-plugin.7.gz; do
   cx test -f "$f" || failed "not installed: $f"
 done
 say "  ok: units, sysusers.d, D-Bus policy, catalog and man pages installed"
+for p in ndjson_exporter drop_type_processor strip_note_processor; do
+  cx test -x "/usr/lib/conduit/plugins/$p" || failed "example plugin not installed: $p"
+done
+# The compiled example needs no interpreter: conduit finds it and asks it hello.
+run conduit list processors strip_note_processor || failed "conduit list does not find strip_note_processor"
+say "  ok: example plugins in /usr/lib/conduit/plugins, found by conduit list"
 step "journalctl --list-catalog $EXPECTED_STOP_ID"
 catalog=$(cx journalctl --list-catalog "$EXPECTED_STOP_ID" | grep "^$EXPECTED_STOP_ID")
 say "  $catalog"
