@@ -19,14 +19,6 @@ StopReason reason_for(PluginKind kind) {
   return StopReason::internal_error;
 }
 
-// Sleeps for `delay` unless `stop` fires first. Returns false when stopped.
-bool interruptible_sleep(std::chrono::nanoseconds delay, std::stop_token stop) {
-  std::mutex mutex;
-  std::condition_variable_any cv;
-  std::unique_lock lock(mutex);
-  return !cv.wait_for(lock, stop, delay, [] { return false; }) && !stop.stop_requested();
-}
-
 int64_t steady_now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())

@@ -1,6 +1,8 @@
 #include "core/stop.hpp"
 
 #include <array>
+#include <condition_variable>
+#include <mutex>
 #include <utility>
 
 namespace conduit {
@@ -76,6 +78,13 @@ std::string_view to_string(State state) {
       return "stopped";
   }
   return "stopped";
+}
+
+bool interruptible_sleep(std::chrono::nanoseconds delay, std::stop_token stop) {
+  std::mutex mutex;
+  std::condition_variable_any cv;
+  std::unique_lock lock(mutex);
+  return !cv.wait_for(lock, stop, delay, [] { return false; }) && !stop.stop_requested();
 }
 
 }  // namespace conduit

@@ -1,7 +1,9 @@
 // Stop modes, stop reasons and the stop cause value (docs/contract.md section 2).
 #pragma once
 
+#include <chrono>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 
@@ -52,5 +54,9 @@ struct StopCause {
 // Pipeline and service states, as exposed on D-Bus (docs/contract.md section 5).
 enum class State { starting, running, stopping, reloading, stopped };
 std::string_view to_string(State state);
+
+// Sleeps for `delay` unless `stop` fires first (a retry's wait). Returns false
+// when stopped.
+bool interruptible_sleep(std::chrono::nanoseconds delay, std::stop_token stop);
 
 }  // namespace conduit

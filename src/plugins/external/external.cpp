@@ -5,16 +5,15 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <set>
 #include <type_traits>
 
 #include "conduit_config.h"
 #include "core/algorand.hpp"
 #include "core/block_json.hpp"
+#include "core/stop.hpp"
 
 namespace conduit::plugins::external {
 namespace fs = std::filesystem;
@@ -282,11 +281,7 @@ class Host {
         if (!e.retryable() || (settings_.retry_count != 0 && failures > settings_.retry_count))
           throw;
         log_warning(std::string(e.what()) + "; retry " + std::to_string(failures));
-        std::mutex mutex;
-        std::condition_variable_any never;
-        std::unique_lock lock(mutex);
-        never.wait_for(lock, stop, settings_.retry_delay, [] { return false; });
-        if (stop.stop_requested()) throw Cancelled();
+        if (!interruptible_sleep(settings_.retry_delay, stop)) throw Cancelled();
       }
     }
   }
