@@ -171,16 +171,6 @@ void send_init(ext::Session& s, Context& ctx) {
   ctx.report.pass("init", "ok");
 }
 
-std::string encode(const BlockData& block, ext::BlockEncoding encoding) {
-  return encoding == ext::BlockEncoding::msgpack ? block.encode_msgpack()
-                                                 : encode_block_json(block);
-}
-
-BlockData decode(const std::string& bytes, ext::BlockEncoding encoding) {
-  return encoding == ext::BlockEncoding::msgpack ? BlockData::decode_msgpack(bytes)
-                                                 : decode_block_json(bytes);
-}
-
 json round_request_for(const Context& ctx, const BlockData& block, const std::string& bytes) {
   const char* type = ctx.hello.kind == PluginKind::processor  ? "process"
                      : ctx.hello.kind == PluginKind::importer ? "get-block"
@@ -195,12 +185,12 @@ BlockData generated_block(uint64_t round);
 // Sends one round; the reply checked for its kind: a failure as its detail.
 std::optional<std::string> send_round(ext::Session& s, const Context& ctx, const BlockData& block,
                                       std::stop_token stop = {}) {
-  std::string bytes = encode(block, ctx.hello.encoding);
+  std::string bytes = ext::encode_block(block, ctx.hello.encoding);
   bool importer = ctx.hello.kind == PluginKind::importer;
   ext::Frame reply =
       call(s, round_request_for(ctx, block, bytes), importer ? "" : bytes, {"ok", "block"}, stop);
   if (reply.type() == "block") {
-    BlockData got = decode(reply.payload, ctx.hello.encoding);
+    BlockData got = ext::decode_block(reply.payload, ctx.hello.encoding);
     if (got.round() != block.round())
       return "answered with a block of round " + std::to_string(got.round());
   } else if (importer) {

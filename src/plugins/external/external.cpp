@@ -118,7 +118,7 @@ class Host {
     request_dir_ = data_dir;
     if (!hello_.round_request) return 0;
     return with_restarts(stop, [&] {
-      ensure_session(stop);
+      ensure_session();
       return ask_round(stop);
     });
   }
@@ -129,7 +129,7 @@ class Host {
     if (ctx.genesis) genesis_json_ = genesis_document(*ctx.genesis);
     logger_ = ctx.logger;
     return with_restarts(stop, [&] {
-      ensure_session(stop);
+      ensure_session();
       if (logger_) session_->set_logger(logger_);
       if (!initialised_) return send_init(ctx.next_round, stop);
       return std::optional<Genesis>();
@@ -148,8 +148,16 @@ class Host {
     });
   }
 
+  // Every request goes through here: a block larger than max-block-bytes is
+  // refused before it is sent (the plugin would take it as a protocol error).
   Frame call(json request, std::string_view payload, bool with_payload, std::stop_token stop,
              std::vector<std::string_view> expect, bool watched = true) {
+    if (with_payload && payload.size() > settings_.max_payload)
+      throw PluginError(label_ + ": " + request.value("type", std::string()) + " of round " +
+                            std::to_string(request.value("round", uint64_t{0})) + " is " +
+                            std::to_string(payload.size()) + " bytes; max-block-bytes is " +
+                            std::to_string(settings_.max_payload),
+                        false);
     return session_->call(request, payload, with_payload,
                           {.timeout = watched ? settings_.call_timeout : 0ns,
                            .stop = stop,
@@ -174,7 +182,6 @@ class Host {
   }
 
   BlockEncoding encoding() const { return hello_.encoding; }
-  uint64_t max_payload() const { return settings_.max_payload; }
   const std::string& label() const { return label_; }
 
  private:
@@ -206,8 +213,7 @@ class Host {
                    {}, false, {.timeout = kHelloTimeout, .expect = {"ok"}});
   }
 
-  void ensure_session(std::stop_token stop) {
-    (void)stop;
+  void ensure_session() {
     if (!session_ || !session_->usable()) start();
   }
 
@@ -307,19 +313,17 @@ class Host {
   bool initialised_ = false;
 };
 
-std::string encode_for(const BlockData& block, BlockEncoding encoding) {
-  if (encoding == BlockEncoding::msgpack) {
-    if (const std::string* bytes = block.encoded("msgp")) return *bytes;
-    return block.encode_msgpack();
-  }
-  if (const std::string* bytes = block.encoded("json")) return *bytes;
-  return encode_block_json(block);
+// The BlockData::encoded tag of a block file's bytes in `encoding`.
+const char* tag_of(BlockEncoding encoding) {
+  return encoding == BlockEncoding::msgpack ? "msgp" : "json";
 }
 
-BlockData decode_for(const std::string& bytes, BlockEncoding encoding) {
-  BlockData block = encoding == BlockEncoding::msgpack ? BlockData::decode_msgpack(bytes)
-                                                       : decode_block_json(bytes);
-  return block;
+// The block's bytes in `encoding`: the ones it carries (read from a file, or
+// prepared) without a copy, else encoded into `storage`.
+std::string_view bytes_for(const BlockData& block, BlockEncoding encoding, std::string& storage) {
+  if (const std::string* bytes = block.encoded(tag_of(encoding))) return *bytes;
+  storage = encode_block(block, encoding);
+  return storage;
 }
 
 json block_request(const char* type, uint64_t round, size_t size) {
@@ -330,7 +334,7 @@ json block_request(const char* type, uint64_t round, size_t size) {
 BlockData reply_block(const Frame& reply, uint64_t round, BlockEncoding encoding) {
   BlockData block;
   try {
-    block = decode_for(reply.payload, encoding);
+    block = decode_block(reply.payload, encoding);
   } catch (const std::exception& e) {
     throw ProtocolError("answered with a block that does not decode as " +
                         std::string(to_string(encoding)) + ": " + e.what());
@@ -341,13 +345,25 @@ BlockData reply_block(const Frame& reply, uint64_t round, BlockEncoding encoding
   return block;
 }
 
-class ExternalImporter final : public Importer {
+// What the three kinds share: configuration, the round request and close are
+// the Host's own.
+template <class Interface>
+class Hosted : public Interface {
  public:
-  explicit ExternalImporter(HostSettings settings) : host_(std::move(settings)) {}
+  explicit Hosted(HostSettings settings) : host_(std::move(settings)) {}
   void configure(PluginConfig& config) override { host_.configure(config); }
   uint64_t requested_round(const fs::path& dir, std::stop_token stop) override {
     return host_.requested_round(dir, stop);
   }
+  void close() override { host_.close(); }
+
+ protected:
+  Host host_;
+};
+
+class ExternalImporter final : public Hosted<Importer> {
+ public:
+  using Hosted::Hosted;
   Genesis init(const InitContext& ctx, std::stop_token stop) override {
     auto genesis = host_.init(ctx, stop);
     if (!genesis) throw PluginError(host_.label() + ": init gave no genesis", true);
@@ -360,24 +376,17 @@ class ExternalImporter final : public Importer {
       return reply_block(reply, round, host_.encoding());
     });
   }
-  void close() override { host_.close(); }
-
- private:
-  Host host_;
 };
 
-class ExternalProcessor final : public Processor {
+class ExternalProcessor final : public Hosted<Processor> {
  public:
-  explicit ExternalProcessor(HostSettings settings) : host_(std::move(settings)) {}
-  void configure(PluginConfig& config) override { host_.configure(config); }
-  uint64_t requested_round(const fs::path& dir, std::stop_token stop) override {
-    return host_.requested_round(dir, stop);
-  }
+  using Hosted::Hosted;
   void init(const InitContext& ctx, std::stop_token stop) override { host_.init(ctx, stop); }
   void process(BlockData& block, std::stop_token stop) override {
     uint64_t round = block.round();
     host_.round_call(round, stop, [&](bool) {
-      std::string bytes = encode_for(block, host_.encoding());
+      std::string storage;
+      std::string_view bytes = bytes_for(block, host_.encoding(), storage);
       Frame reply = host_.call(block_request("process", round, bytes.size()), bytes, true, stop,
                                {"block", "ok"});
       // Unchanged ("ok", or the same bytes): the block keeps its encodings.
@@ -386,19 +395,11 @@ class ExternalProcessor final : public Processor {
       return 0;
     });
   }
-  void close() override { host_.close(); }
-
- private:
-  Host host_;
 };
 
-class ExternalExporter final : public Exporter {
+class ExternalExporter final : public Hosted<Exporter> {
  public:
-  explicit ExternalExporter(HostSettings settings) : host_(std::move(settings)) {}
-  void configure(PluginConfig& config) override { host_.configure(config); }
-  uint64_t requested_round(const fs::path& dir, std::stop_token stop) override {
-    return host_.requested_round(dir, stop);
-  }
+  using Hosted::Hosted;
   void init(const InitContext& ctx, std::stop_token stop) override { host_.init(ctx, stop); }
   void receive(const BlockData& block, std::stop_token stop) override {
     send_block("receive", block, stop);
@@ -431,10 +432,9 @@ class ExternalExporter final : public Exporter {
   }
   // Encodes on the previous stage's thread, overlapping the plugin's work.
   void prepare(BlockData& block) const override {
-    const char* tag = host_.encoding() == BlockEncoding::msgpack ? "msgp" : "json";
-    if (!block.encoded(tag)) block.set_encoded(tag, encode_for(block, host_.encoding()));
+    const char* tag = tag_of(host_.encoding());
+    if (!block.encoded(tag)) block.set_encoded(tag, encode_block(block, host_.encoding()));
   }
-  void close() override { host_.close(); }
 
  private:
   // False when the plugin already held the round (nothing was sent).
@@ -442,18 +442,13 @@ class ExternalExporter final : public Exporter {
     uint64_t round = block.round();
     return host_.round_call(round, stop, [&](bool skipped) {
       if (skipped) return false;
-      std::string bytes = encode_for(block, host_.encoding());
-      if (bytes.size() > host_.max_payload())
-        throw PluginError(host_.label() + ": round " + std::to_string(round) + " is " +
-                              std::to_string(bytes.size()) + " bytes; max-block-bytes is " +
-                              std::to_string(host_.max_payload()),
-                          false);
+      std::string storage;
+      std::string_view bytes = bytes_for(block, host_.encoding(), storage);
       host_.call(block_request(type, round, bytes.size()), bytes, true, stop, {"ok"});
       return true;
     });
   }
 
-  Host host_;
   std::optional<uint64_t> first_;
   uint64_t last_ = 0;
 };

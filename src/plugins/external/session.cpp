@@ -1,6 +1,7 @@
 #include "plugins/external/session.hpp"
 
 #include "conduit_config.h"
+#include "core/block_json.hpp"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -18,6 +19,15 @@ using namespace std::chrono_literals;
 
 std::string_view to_string(BlockEncoding encoding) {
   return encoding == BlockEncoding::json ? "json" : "msgpack";
+}
+
+std::string encode_block(const BlockData& block, BlockEncoding encoding) {
+  return encoding == BlockEncoding::msgpack ? block.encode_msgpack() : encode_block_json(block);
+}
+
+BlockData decode_block(std::string_view bytes, BlockEncoding encoding) {
+  return encoding == BlockEncoding::msgpack ? BlockData::decode_msgpack(bytes)
+                                            : decode_block_json(bytes);
 }
 
 Logger& fallback_logger() {

@@ -128,6 +128,10 @@ class Session {
 };
 
 std::string_view to_string(BlockEncoding encoding);
+// A block as a block file holds it in `encoding` (conduit-plugin(7), BLOCKS),
+// and back (throws BlockDecodeError).
+std::string encode_block(const BlockData& block, BlockEncoding encoding);
+BlockData decode_block(std::string_view bytes, BlockEncoding encoding);
 // Where a plugin's messages go before the pipeline hands over its logger
 // (init): standard error, which the journal reads under systemd.
 Logger& fallback_logger();
