@@ -443,67 +443,47 @@ int cmd_stop(const StopOptions& options) {
   return signal_and_wait(options, *info, pid_file, signal);
 }
 
-int cmd_status(const StatusOptions& options) {
-  std::optional<Metadata> metadata;
-  try {
-    metadata = Checkpoint(options.data_dir).load();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "conduit status: %s\n", e.what());
+namespace {
+
+// What the daemon says of itself over D-Bus; the rate from NextRound read
+// again one second later.
+void print_bus_status(const StatusOptions& options, const BusStatus& status,
+                      const std::optional<Metadata>& metadata) {
+  RuntimeInfo runtime = runtime_info(status.pid, [&]() -> std::optional<uint64_t> {
+    auto again = status_over_bus(options.bus, status.pid);
+    return again ? std::optional<uint64_t>(again->next_round) : std::nullopt;
+  });
+  if (options.json) {
+    nlohmann::ordered_json j;
+    j["state"] = status.state;
+    j["pid"] = status.pid;
+    j["next-round"] = status.next_round;
+    j["stop-reason"] = status.stop_reason;
+    j["stop-detail"] = status.stop_detail;
+    j["network"] = metadata ? metadata->network : "";
+    j["bus"] = status.bus;
+    j["bus-name"] = status.name;
+    add_runtime_json(j, runtime);
+    std::printf("%s\n", j.dump().c_str());
+    return;
   }
-  std::filesystem::path pid_file = options.data_dir / "conduit.pid";
-  try {
-    pid_file = load_config(options.data_dir).pid_file;
-  } catch (const ConfigError&) {
-  }
-  std::optional<PidFileInfo> info;
-  bool unreadable = false;
-  try {
-    info = probe_pid_file(pid_file);
-  } catch (const std::exception&) {
-    unreadable = true;
-  }
-  bool running = info && info->proven();
-  std::string state = running ? "running" : "stopped";
-  std::optional<BusStatus> bus_status;
-  if (options.bus != "none" && (running || unreadable)) {
-    std::optional<pid_t> expected;
-    if (running && info->pid > 0) expected = info->pid;
-    bus_status = status_over_bus(options.bus, expected);
-  }
-  if (bus_status) {
-    // Uptime and rate: NextRound read again over the bus one second later.
-    RuntimeInfo runtime = runtime_info(bus_status->pid, [&]() -> std::optional<uint64_t> {
-      auto again = status_over_bus(options.bus, bus_status->pid);
-      return again ? std::optional<uint64_t>(again->next_round) : std::nullopt;
-    });
-    if (options.json) {
-      nlohmann::ordered_json j;
-      j["state"] = bus_status->state;
-      j["pid"] = bus_status->pid;
-      j["next-round"] = bus_status->next_round;
-      j["stop-reason"] = bus_status->stop_reason;
-      j["stop-detail"] = bus_status->stop_detail;
-      j["network"] = metadata ? metadata->network : "";
-      j["bus"] = bus_status->bus;
-      j["bus-name"] = bus_status->name;
-      add_runtime_json(j, runtime);
-      std::printf("%s\n", j.dump().c_str());
-    } else {
-      std::printf("State:      %s\n", bus_status->state.c_str());
-      std::printf("PID:        %d\n", bus_status->pid);
-      std::printf("NextRound:  %llu\n", static_cast<unsigned long long>(bus_status->next_round));
-      std::printf("StopReason: %s\n", bus_status->stop_reason.c_str());
-      if (!bus_status->stop_detail.empty())
-        std::printf("StopDetail: %s\n", bus_status->stop_detail.c_str());
-      if (metadata) std::printf("Network:    %s\n", metadata->network.c_str());
-      std::printf("Bus:        %s bus, %s\n", bus_status->bus.c_str(), bus_status->name.c_str());
-      print_runtime(runtime, " ");
-    }
-    return 0;
-  }
+  std::printf("State:      %s\n", status.state.c_str());
+  std::printf("PID:        %d\n", status.pid);
+  std::printf("NextRound:  %llu\n", static_cast<unsigned long long>(status.next_round));
+  std::printf("StopReason: %s\n", status.stop_reason.c_str());
+  if (!status.stop_detail.empty()) std::printf("StopDetail: %s\n", status.stop_detail.c_str());
+  if (metadata) std::printf("Network:    %s\n", metadata->network.c_str());
+  std::printf("Bus:        %s bus, %s\n", status.bus.c_str(), status.name.c_str());
+  print_runtime(runtime, " ");
+}
+
+// What the data dir says without the bus: the PID file and the checkpoint,
+// the rate from metadata.json read again one second later.
+void print_file_status(const StatusOptions& options, std::optional<pid_t> running_pid,
+                       const std::optional<Metadata>& metadata) {
   RuntimeInfo runtime;
-  if (running)  // the rate from metadata.json read again one second later
-    runtime = runtime_info(info->pid, [&]() -> std::optional<uint64_t> {
+  if (running_pid)
+    runtime = runtime_info(*running_pid, [&]() -> std::optional<uint64_t> {
       try {
         auto again = Checkpoint(options.data_dir).load();
         return again ? std::optional<uint64_t>(again->next_round) : std::nullopt;
@@ -511,23 +491,60 @@ int cmd_status(const StatusOptions& options) {
         return std::nullopt;
       }
     });
+  uint64_t next_round = metadata ? metadata->next_round : 0;
   if (options.json) {
     nlohmann::ordered_json j;
-    j["state"] = state;
-    j["pid"] = running ? info->pid : 0;
-    j["next-round"] = metadata ? metadata->next_round : 0;
+    j["state"] = running_pid ? "running" : "stopped";
+    j["pid"] = running_pid.value_or(0);
+    j["next-round"] = next_round;
     j["network"] = metadata ? metadata->network : "";
     add_runtime_json(j, runtime);
     std::printf("%s\n", j.dump().c_str());
-  } else {
-    std::printf("State:     %s\n", state.c_str());
-    if (running) std::printf("PID:       %d\n", info->pid);
-    std::printf("NextRound: %llu\n",
-                static_cast<unsigned long long>(metadata ? metadata->next_round : 0));
-    if (metadata) std::printf("Network:   %s\n", metadata->network.c_str());
-    print_runtime(runtime, "");
+    return;
   }
-  return running ? 0 : 3;
+  std::printf("State:     %s\n", running_pid ? "running" : "stopped");
+  if (running_pid) std::printf("PID:       %d\n", *running_pid);
+  std::printf("NextRound: %llu\n", static_cast<unsigned long long>(next_round));
+  if (metadata) std::printf("Network:   %s\n", metadata->network.c_str());
+  print_runtime(runtime, "");
+}
+
+std::filesystem::path configured_pid_file(const std::filesystem::path& data_dir) {
+  try {
+    return load_config(data_dir).pid_file;
+  } catch (const ConfigError&) {
+    return data_dir / "conduit.pid";
+  }
+}
+
+}  // namespace
+
+int cmd_status(const StatusOptions& options) {
+  std::optional<Metadata> metadata;
+  try {
+    metadata = Checkpoint(options.data_dir).load();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "conduit status: %s\n", e.what());
+  }
+  std::optional<PidFileInfo> info;
+  bool unreadable = false;
+  try {
+    info = probe_pid_file(configured_pid_file(options.data_dir));
+  } catch (const std::exception&) {
+    unreadable = true;
+  }
+  std::optional<pid_t> running_pid;
+  if (info && info->proven()) running_pid = info->pid;
+  if (options.bus != "none" && (running_pid || unreadable)) {
+    std::optional<pid_t> expected;
+    if (running_pid && *running_pid > 0) expected = running_pid;
+    if (auto status = status_over_bus(options.bus, expected)) {
+      print_bus_status(options, *status, metadata);
+      return 0;
+    }
+  }
+  print_file_status(options, running_pid, metadata);
+  return running_pid ? 0 : 3;
 }
 
 }  // namespace conduit::cli

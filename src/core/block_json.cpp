@@ -376,100 +376,13 @@ class JsonWriter {
     out_.append(static_cast<size_t>(depth_) * 2, ' ');
   }
 
-  // go-codec's quoting (HTMLCharsAsIs), except for bytes that are not UTF-8.
+  // go-codec's quoting (HTMLCharsAsIs), except for bytes that are not UTF-8
+  // when they are kept as escaped low surrogates.
   void quote(std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out_ += '"';
-    size_t start = 0;
-    auto flush = [&](size_t i) { out_.append(s.data() + start, i - start); };
-    for (size_t i = 0; i < s.size();) {
-      unsigned char b = static_cast<unsigned char>(s[i]);
-      if (b < 0x80) {
-        if (b >= 0x20 && b != '"' && b != '\\') {
-          ++i;
-          continue;
-        }
-        flush(i);
-        switch (b) {
-          case '"':
-            out_ += "\\\"";
-            break;
-          case '\\':
-            out_ += "\\\\";
-            break;
-          case '\n':
-            out_ += "\\n";
-            break;
-          case '\r':
-            out_ += "\\r";
-            break;
-          case '\b':
-            out_ += "\\b";
-            break;
-          case '\f':
-            out_ += "\\f";
-            break;
-          case '\t':
-            out_ += "\\t";
-            break;
-          default:
-            out_ += "\\u00";
-            out_ += hex[b >> 4];
-            out_ += hex[b & 15];
-        }
-        start = ++i;
-        continue;
-      }
-      size_t len = utf8_sequence(s, i);
-      if (len == 0) {
-        flush(i);
-        if (options_.invalid_utf8 == Utf8Mode::replace) {
-          out_ += "\\ufffd";  // go-codec: one per byte that starts no valid sequence
-        } else {
-          out_ += "\\udc";
-          out_ += hex[b >> 4];
-          out_ += hex[b & 15];
-        }
-        start = ++i;
-        continue;
-      }
-      // U+2028 and U+2029 are escaped, as Go does.
-      if (len == 3 && b == 0xe2 && static_cast<unsigned char>(s[i + 1]) == 0x80 &&
-          (static_cast<unsigned char>(s[i + 2]) & 0xfe) == 0xa8) {
-        flush(i);
-        out_ += (static_cast<unsigned char>(s[i + 2]) == 0xa8) ? "\\u2028" : "\\u2029";
-        start = i + 3;
-      }
-      i += len;
-    }
-    flush(s.size());
-    out_ += '"';
-  }
-
-  // Length of the valid UTF-8 sequence at s[i], 0 when invalid (Go's rules:
-  // no overlongs, no surrogates, nothing above U+10FFFF).
-  static size_t utf8_sequence(std::string_view s, size_t i) {
-    auto at = [&](size_t k) -> unsigned {
-      return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u;
-    };
-    unsigned b0 = at(i);
-    auto cont = [](unsigned b) { return (b & 0xc0) == 0x80; };
-    if (b0 >= 0xc2 && b0 <= 0xdf) return cont(at(i + 1)) ? 2 : 0;
-    if (b0 >= 0xe0 && b0 <= 0xef) {
-      unsigned b1 = at(i + 1);
-      if (!cont(b1) || !cont(at(i + 2))) return 0;
-      if (b0 == 0xe0 && b1 < 0xa0) return 0;
-      if (b0 == 0xed && b1 >= 0xa0) return 0;
-      return 3;
-    }
-    if (b0 >= 0xf0 && b0 <= 0xf4) {
-      unsigned b1 = at(i + 1);
-      if (!cont(b1) || !cont(at(i + 2)) || !cont(at(i + 3))) return 0;
-      if (b0 == 0xf0 && b1 < 0x90) return 0;
-      if (b0 == 0xf4 && b1 >= 0x90) return 0;
-      return 4;
-    }
-    return 0;
+    encoding::append_quoted(out_, s,
+                            {.invalid = options_.invalid_utf8 == Utf8Mode::replace
+                                            ? encoding::Quoting::Invalid::escape_replacement
+                                            : encoding::Quoting::Invalid::escape_low_surrogate});
   }
 
   std::string& out_;
@@ -747,24 +660,6 @@ class JsonReader {
     return v;
   }
 
-  static void append_utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xc0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xe0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else {
-      out += static_cast<char>(0xf0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    }
-  }
-
   std::string string() {
     expect('"');
     std::string out;
@@ -812,7 +707,7 @@ class JsonReader {
             pos_ += 2;
             unsigned low = hex4();
             if (low >= 0xdc00 && low <= 0xdfff) {
-              append_utf8(out, 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00));
+              encoding::append_utf8(out, 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00));
               break;
             }
             pos_ = save;
@@ -820,9 +715,9 @@ class JsonReader {
           if (cp >= 0xdc80 && cp <= 0xdcff) {
             out += static_cast<char>(cp - 0xdc00);  // an escaped non-UTF-8 byte
           } else if (cp >= 0xd800 && cp <= 0xdfff) {
-            append_utf8(out, 0xfffd);  // any other lone surrogate, as Go reads it
+            encoding::append_utf8(out, 0xfffd);  // any other lone surrogate, as Go reads it
           } else {
-            append_utf8(out, cp);
+            encoding::append_utf8(out, cp);
           }
           break;
         }

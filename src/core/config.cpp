@@ -483,26 +483,19 @@ PluginSpec read_plugin(PluginConfig& section, std::string kind, const std::strin
   return spec;
 }
 
-}  // namespace
-
-Config parse_config(std::string_view text, const std::filesystem::path& data_dir,
-                    const std::string& file_name) {
+std::shared_ptr<toml::table> parse_document(std::string_view text, const std::string& file_name) {
   if (text.size() > kMaxConfigBytes)
     throw ConfigError(file_name + ": " + std::to_string(text.size()) + " bytes; at most " +
                       std::to_string(kMaxConfigBytes) + " are accepted");
   NestingScanner(text, file_name).run();
-  std::shared_ptr<toml::table> document;
   try {
-    document = std::make_shared<toml::table>(toml::parse(text, file_name));
+    return std::make_shared<toml::table>(toml::parse(text, file_name));
   } catch (const toml::parse_error& e) {
     throw ConfigError(location(file_name, e.source()) + ": " + std::string(e.description()));
   }
-  PluginConfig top(document, document.get(), file_name, "");
+}
 
-  Config config;
-  config.data_dir = data_dir;
-  config.file = data_dir / "conduit.toml";
-
+LogLevel read_log_level(PluginConfig& top) {
   // Go (logrus) takes the level in any case, and panic and fatal, which log
   // what error logs here (conduit has no panic or fatal messages).
   std::string level = top.get_string("log-level", "info");
@@ -514,7 +507,11 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   if (!parsed_level)
     top.fail("log-level", "unknown level \"" + level +
                               "\" (use error, warn, info, debug, trace; or Go's panic, fatal)");
-  config.log_level = *parsed_level;
+  return *parsed_level;
+}
+
+void read_global_keys(PluginConfig& top, Config& config) {
+  const auto& data_dir = config.data_dir;
   config.log_file = top.get_string("log-file", "");
   config.retry_count = top.get_uint("retry-count", config.retry_count);
   config.retry_delay = top.get_duration("retry-delay", config.retry_delay);
@@ -544,17 +541,19 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   // Go Conduit keys conduit accepts and ignores.
   top.accepted_without_effect("cpu-profile", "use perf or a profiler instead");
   top.accepted_without_effect("telemetry", "conduit sends no telemetry");
-  config.warnings = top.warnings();
+}
 
-  // "host:port", ":port" or "[v6]:port", as Go's net.Listen takes them.
-  auto check_listen_address = [](PluginConfig& table, const std::string& addr) {
-    auto colon = addr.rfind(':');
-    std::string port = colon == std::string::npos ? "" : addr.substr(colon + 1);
-    bool digits = !port.empty() && port.size() <= 5 &&
-                  port.find_first_not_of("0123456789") == std::string::npos;
-    if (!digits || std::stoi(port) > 65535)
-      table.fail("addr", "expected host:port, :port or [v6]:port, not \"" + addr + "\"");
-  };
+// "host:port", ":port" or "[v6]:port", as Go's net.Listen takes them.
+void check_listen_address(PluginConfig& table, const std::string& addr) {
+  auto colon = addr.rfind(':');
+  std::string port = colon == std::string::npos ? "" : addr.substr(colon + 1);
+  bool digits = !port.empty() && port.size() <= 5 &&
+                port.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || std::stoi(port) > 65535)
+    table.fail("addr", "expected host:port, :port or [v6]:port, not \"" + addr + "\"");
+}
+
+void read_api_and_metrics(PluginConfig& top, Config& config) {
   if (auto api = top.get_table("api")) {
     config.api.addr = api->get_string("addr", "");
     if (!config.api.addr.empty()) check_listen_address(*api, config.api.addr);
@@ -574,7 +573,10 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
         metrics->fail("prefix", "a Prometheus name prefix: letters, digits and '_' only");
     metrics->finish();
   }
+}
 
+void read_plugins(PluginConfig& top, Config& config, const std::string& file_name,
+                  const std::shared_ptr<const void>& document) {
   auto importer = top.get_table("importer");
   if (!importer) top.fail("", "missing [importer] section");
   config.importer = read_plugin(*importer, "importer", file_name, document);
@@ -583,6 +585,22 @@ Config parse_config(std::string_view text, const std::filesystem::path& data_dir
   auto exporter = top.get_table("exporter");
   if (!exporter) top.fail("", "missing [exporter] section");
   config.exporter = read_plugin(*exporter, "exporter", file_name, document);
+}
+
+}  // namespace
+
+Config parse_config(std::string_view text, const std::filesystem::path& data_dir,
+                    const std::string& file_name) {
+  std::shared_ptr<toml::table> document = parse_document(text, file_name);
+  PluginConfig top(document, document.get(), file_name, "");
+  Config config;
+  config.data_dir = data_dir;
+  config.file = data_dir / "conduit.toml";
+  config.log_level = read_log_level(top);
+  read_global_keys(top, config);
+  config.warnings = top.warnings();
+  read_api_and_metrics(top, config);
+  read_plugins(top, config, file_name, document);
   top.finish();
   return config;
 }

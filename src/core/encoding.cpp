@@ -96,3 +96,160 @@ std::optional<std::string> base64_decode(std::string_view text) {
 }
 
 }  // namespace conduit::encoding
+
+namespace conduit::encoding {
+
+size_t utf8_sequence_length(std::string_view text, size_t at) {
+  auto byte = [&](size_t k) -> unsigned {
+    return at + k < text.size() ? static_cast<unsigned char>(text[at + k]) : 0u;
+  };
+  auto continuation = [&](size_t k) { return (byte(k) & 0xc0) == 0x80; };
+  unsigned lead = byte(0);
+  if (at >= text.size()) return 0;
+  if (lead < 0x80) return 1;
+  if (lead >= 0xc2 && lead <= 0xdf) return continuation(1) ? 2 : 0;
+  if (lead >= 0xe0 && lead <= 0xef) {
+    if (!continuation(1) || !continuation(2)) return 0;
+    if (lead == 0xe0 && byte(1) < 0xa0) return 0;   // overlong
+    if (lead == 0xed && byte(1) >= 0xa0) return 0;  // surrogate
+    return 3;
+  }
+  if (lead >= 0xf0 && lead <= 0xf4) {
+    if (!continuation(1) || !continuation(2) || !continuation(3)) return 0;
+    if (lead == 0xf0 && byte(1) < 0x90) return 0;   // overlong
+    if (lead == 0xf4 && byte(1) >= 0x90) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+char32_t decode_utf8(std::string_view text, size_t& at) {
+  size_t length = utf8_sequence_length(text, at);
+  if (length == 0) {
+    ++at;
+    return U'\ufffd';
+  }
+  auto lead = static_cast<unsigned char>(text[at]);
+  char32_t code_point = length == 1 ? lead : lead & (0x7fu >> length);
+  for (size_t k = 1; k < length; ++k)
+    code_point = code_point << 6 | (static_cast<unsigned char>(text[at + k]) & 0x3fu);
+  at += length;
+  return code_point;
+}
+
+void append_utf8(std::string& out, char32_t code_point) {
+  auto put = [&](unsigned value) { out += static_cast<char>(value); };
+  if (code_point < 0x80) {
+    put(code_point);
+  } else if (code_point < 0x800) {
+    put(0xc0 | (code_point >> 6));
+    put(0x80 | (code_point & 0x3f));
+  } else if (code_point < 0x10000) {
+    put(0xe0 | (code_point >> 12));
+    put(0x80 | ((code_point >> 6) & 0x3f));
+    put(0x80 | (code_point & 0x3f));
+  } else {
+    put(0xf0 | (code_point >> 18));
+    put(0x80 | ((code_point >> 12) & 0x3f));
+    put(0x80 | ((code_point >> 6) & 0x3f));
+    put(0x80 | (code_point & 0x3f));
+  }
+}
+
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+void append_escaped_ascii(std::string& out, unsigned char c, const Quoting& how) {
+  switch (c) {
+    case '"':
+      out += "\\\"";
+      return;
+    case '\\':
+      out += "\\\\";
+      return;
+    case '\n':
+      out += "\\n";
+      return;
+    case '\r':
+      out += "\\r";
+      return;
+    case '\t':
+      out += "\\t";
+      return;
+    case '\b':
+      out += "\\b";
+      return;
+    case '\f':
+      out += "\\f";
+      return;
+    case 0:
+      if (how.nul_as_replacement) {
+        out += "\xef\xbf\xbd";
+        return;
+      }
+      break;
+  }
+  out += "\\u00";
+  out += kHex[c >> 4];
+  out += kHex[c & 15];
+}
+
+void append_invalid_byte(std::string& out, unsigned char c, const Quoting& how) {
+  switch (how.invalid) {
+    case Quoting::Invalid::escape_replacement:
+      out += "\\ufffd";
+      return;
+    case Quoting::Invalid::escape_low_surrogate:
+      out += "\\udc";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+      return;
+    case Quoting::Invalid::replacement:
+      out += "\xef\xbf\xbd";
+      return;
+  }
+}
+
+bool is_line_separator(std::string_view text, size_t at) {  // U+2028, U+2029
+  return static_cast<unsigned char>(text[at]) == 0xe2 &&
+         static_cast<unsigned char>(text[at + 1]) == 0x80 &&
+         (static_cast<unsigned char>(text[at + 2]) & 0xfe) == 0xa8;
+}
+
+}  // namespace
+
+void append_quoted(std::string& out, std::string_view text, const Quoting& how) {
+  out += '"';
+  size_t plain_from = 0;  // the run of bytes copied as they are
+  auto flush = [&](size_t to) { out.append(text.data() + plain_from, to - plain_from); };
+  for (size_t i = 0; i < text.size();) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      bool plain = c >= 0x20 && c != '"' && c != '\\' && !(c == 0x7f && how.escape_delete);
+      if (!plain) {
+        flush(i);
+        append_escaped_ascii(out, c, how);
+        plain_from = i + 1;
+      }
+      ++i;
+      continue;
+    }
+    size_t length = utf8_sequence_length(text, i);
+    if (length == 0) {
+      flush(i);
+      append_invalid_byte(out, c, how);
+      plain_from = ++i;
+    } else if (length == 3 && how.escape_line_separators && is_line_separator(text, i)) {
+      flush(i);
+      out += static_cast<unsigned char>(text[i + 2]) == 0xa8 ? "\\u2028" : "\\u2029";
+      plain_from = i += 3;
+    } else {
+      i += length;
+    }
+  }
+  flush(text.size());
+  out += '"';
+}
+
+}  // namespace conduit::encoding

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/encoding.hpp"
 
 namespace conduit {
 namespace {
@@ -87,36 +88,15 @@ class Converter {
     return bare ? key : quote(key);
   }
 
+  // A TOML basic string: JSON's escapes plus DEL; bytes that are not UTF-8
+  // (which TOML cannot hold) become U+FFFD.
   static std::string quote(const std::string& text) {
-    std::string out = "\"";
-    for (unsigned char c : text) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        default:
-          if (c < 0x20 || c == 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-            out += buf;
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
-    }
-    return out + "\"";
+    std::string out;
+    encoding::append_quoted(out, text,
+                            {.invalid = encoding::Quoting::Invalid::replacement,
+                             .escape_line_separators = false,
+                             .escape_delete = true});
+    return out;
   }
 
   // A YAML scalar as TOML, typed as Go's yaml.v3 types an untyped value:

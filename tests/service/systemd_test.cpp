@@ -256,7 +256,7 @@ class JournalTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0)
       GTEST_SKIP() << "needs root for a private mount namespace over /run/systemd/journal "
-                      "(the real journal is checked by the end-to-end tests, issue 6)";
+                      "(the real journal is checked by the end-to-end tests)";
     clear_service_environment();
     data_ = dir_ / "data";
     std::filesystem::create_directories(data_);

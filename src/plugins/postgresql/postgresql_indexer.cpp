@@ -408,37 +408,11 @@ void encode(const Obj& v, Kind kind, std::string& out) {
   encode_map(v, kind, out);
 }
 
-uint32_t decode_utf8(std::string_view s, size_t& i) {
-  auto c = static_cast<unsigned char>(s[i]);
-  size_t len = c < 0x80                 ? 1
-               : c >= 0xF0 && c <= 0xF4 ? 4
-               : c >= 0xE0              ? 3
-               : c >= 0xC2 && c <= 0xDF ? 2
-                                        : 0;
-  if (len == 0 || i + len > s.size()) {
-    ++i;
-    return 0xFFFD;
-  }
-  uint32_t cp = len == 1 ? c : c & (0x7F >> len);
-  for (size_t k = 1; k < len; ++k) {
-    auto cc = static_cast<unsigned char>(s[i + k]);
-    if ((cc & 0xC0) != 0x80) {
-      ++i;
-      return 0xFFFD;
-    }
-    cp = cp << 6 | (cc & 0x3F);
-  }
-  i += len;
-  static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return 0xFFFD;
-  return cp;
-}
-
 }  // namespace
 
 bool printable_utf8(std::string_view text) {
   for (size_t i = 0; i < text.size();) {
-    uint32_t cp = decode_utf8(text, i);
+    char32_t cp = encoding::decode_utf8(text, i);
     // Go's unicode.IsPrint: no controls, no format characters, no space but ' '.
     if (cp == 0xFFFD || cp < 0x20 || (cp >= 0x7F && cp <= 0xA0) || cp == 0xAD ||
         (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
