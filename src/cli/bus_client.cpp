@@ -152,13 +152,14 @@ bool wait_for_exit(Connected& c, const UniqueFd& pidfd, const bool& gone, double
 }
 
 // Errors that mean conduit left the bus while we asked: it released its name
-// (which it does only when it stops) or closed its connection.
+// (which it does only when it stops) or closed its connection (dbus-daemon's
+// NoReply "... disconnected ...", unlike a method call timing out).
 bool left_the_bus(const sdbus::Error& e) {
-  for (const char* name :
-       {"org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner",
-        "org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Disconnected"})
-    if (e.getName() == name) return true;
-  return false;
+  const std::string& name = e.getName();
+  if (name == "org.freedesktop.DBus.Error.NoReply")
+    return e.getMessage().find("disconnected") != std::string::npos;
+  return name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
+         name == "org.freedesktop.DBus.Error.NameHasNoOwner";
 }
 
 // Asks for the stop. True once asked, false when conduit left the bus first:
