@@ -151,6 +151,29 @@ bool wait_for_exit(Connected& c, const UniqueFd& pidfd, const bool& gone, double
   return true;
 }
 
+// Errors that mean conduit left the bus while we asked: it released its name
+// (which it does only when it stops) or closed its connection (dbus-daemon's
+// NoReply "... disconnected ...", unlike a method call timing out).
+bool left_the_bus(const sdbus::Error& e) {
+  const std::string& name = e.getName();
+  if (name == "org.freedesktop.DBus.Error.NoReply")
+    return e.getMessage().find("disconnected") != std::string::npos;
+  return name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
+         name == "org.freedesktop.DBus.Error.NameHasNoOwner";
+}
+
+// Asks for the stop. True once asked, false when conduit left the bus first:
+// a stop racing ours got there, and its outcome is what we report.
+bool request_stop(PipelineProxy& proxy, const std::string& mode) {
+  try {
+    proxy.Stop(mode);
+    return true;
+  } catch (const sdbus::Error& e) {
+    if (!left_the_bus(e)) throw;
+    return false;
+  }
+}
+
 }  // namespace
 
 std::optional<int> stop_over_bus(const StopOptions& options, std::optional<pid_t> expected_pid,
@@ -175,12 +198,16 @@ std::optional<int> stop_over_bus(const StopOptions& options, std::optional<pid_t
         });
     dbus->finishRegistration();
 
-    proxy.Stop(options.mode);
+    bool asked = request_stop(proxy, options.mode);
     if (options.no_wait) {
-      std::printf("asked conduit (pid %d) on the %s bus to stop (%s)\n", c->pid, c->bus.c_str(),
-                  options.mode.c_str());
+      if (asked)
+        std::printf("asked conduit (pid %d) on the %s bus to stop (%s)\n", c->pid, c->bus.c_str(),
+                    options.mode.c_str());
+      else
+        std::printf("conduit (pid %d) is already stopping\n", c->pid);
       return 0;
     }
+    if (!asked) gone = true;  // off the bus already: only the exit is left to wait for
     if (!wait_for_exit(*c, pidfd, gone, options.timeout_seconds)) {
       std::fprintf(stderr, "conduit stop: pid %d still running after %gs\n", c->pid,
                    options.timeout_seconds);

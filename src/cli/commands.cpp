@@ -336,46 +336,22 @@ int cmd_list(const std::string& which, const std::string& name, const fs::path& 
 
 namespace {
 
-// Signals the conduit that holds `info`'s lock and (unless --no-wait) waits
-// for it to exit; the exit code follows its recorded stop cause.
-int signal_and_wait(const StopOptions& options, const PidFileInfo& info,
-                    const std::filesystem::path& pid_file, int signal) {
-  // pidfd first, then the lock holder checked again: the pidfd then names the
-  // process that holds the lock, never a PID reused after an exit we missed.
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, info.pid, 0));
-  UniqueFd pid_handle(pidfd);
-  if (!pid_handle) {
-    std::fprintf(stderr, "conduit stop: pid %d: %s\n", info.pid, std::strerror(errno));
-    return 1;
-  }
-  if (pid_t holder = lock_holder(info.fd.get()); holder != info.pid) {
-    std::fprintf(stderr,
-                 "conduit stop: pid %d no longer holds the lock on %s (holder: %d); not "
-                 "signalling\n",
-                 info.pid, pid_file.c_str(), holder);
-    return 1;
-  }
-  if (::syscall(SYS_pidfd_send_signal, pid_handle.get(), signal, nullptr, 0) != 0) {
-    std::fprintf(stderr, "conduit stop: cannot signal pid %d: %s\n", info.pid,
-                 std::strerror(errno));
-    return 1;
-  }
-  if (options.no_wait) {
-    std::printf("sent %s to conduit (pid %d)\n", signal == SIGTERM ? "SIGTERM" : "SIGUSR1",
-                info.pid);
-    return 0;
-  }
-  pollfd pfd{pid_handle.get(), POLLIN, 0};
-  int timeout_ms =
-      options.timeout_seconds > 0 ? static_cast<int>(options.timeout_seconds * 1000) : -1;
-  int r;
-  do {
-    r = ::poll(&pfd, 1, timeout_ms);
-  } while (r < 0 && errno == EINTR);
-  if (r == 0) {
-    std::fprintf(stderr, "conduit stop: pid %d still running after %gs\n", info.pid,
-                 options.timeout_seconds);
-    return 1;
+// Reports how the conduit behind `info` stopped once `pidfd` (if any) says it
+// has exited: its stop record's exit code.
+int report_exit(const StopOptions& options, const PidFileInfo& info, const UniqueFd& pidfd) {
+  if (pidfd) {
+    pollfd pfd{pidfd.get(), POLLIN, 0};
+    int timeout_ms =
+        options.timeout_seconds > 0 ? static_cast<int>(options.timeout_seconds * 1000) : -1;
+    int r;
+    do {
+      r = ::poll(&pfd, 1, timeout_ms);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) {
+      std::fprintf(stderr, "conduit stop: pid %d still running after %gs\n", info.pid,
+                   options.timeout_seconds);
+      return 1;
+    }
   }
   auto cause = read_stop_record(info);
   if (!cause) {
@@ -385,6 +361,53 @@ int signal_and_wait(const StopOptions& options, const PidFileInfo& info,
   std::printf("stopped: %s (%s)\n", std::string(to_string(cause->reason)).c_str(),
               cause->detail.c_str());
   return cause->exit_code();
+}
+
+// The conduit behind `info` is already on its way out (another stop got there
+// first: it has released its lock or exited): what it did is the answer.
+int report_leaving(const StopOptions& options, const PidFileInfo& info, const UniqueFd& pidfd) {
+  if (options.no_wait) {
+    std::printf("conduit (pid %d) is already stopping\n", info.pid);
+    return 0;
+  }
+  return report_exit(options, info, pidfd);
+}
+
+// Signals the conduit that holds `info`'s lock and (unless --no-wait) waits
+// for it to exit; the exit code follows its recorded stop cause.
+int signal_and_wait(const StopOptions& options, const PidFileInfo& info,
+                    const std::filesystem::path& pid_file, int signal) {
+  // pidfd first, then the lock holder checked again: the pidfd then names the
+  // process that holds the lock, never a PID reused after an exit we missed.
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, info.pid, 0));
+  UniqueFd pid_handle(pidfd);
+  if (!pid_handle) {
+    // Gone since we probed: it held the lock then, so it was conduit.
+    if (errno == ESRCH) return report_leaving(options, info, pid_handle);
+    std::fprintf(stderr, "conduit stop: pid %d: %s\n", info.pid, std::strerror(errno));
+    return 1;
+  }
+  if (pid_t holder = lock_holder(info.fd.get()); holder != info.pid) {
+    // No holder: conduit released its lock, which it does only when it stops.
+    if (holder == 0) return report_leaving(options, info, pid_handle);
+    std::fprintf(stderr,
+                 "conduit stop: pid %d no longer holds the lock on %s (holder: %d); not "
+                 "signalling\n",
+                 info.pid, pid_file.c_str(), holder);
+    return 1;
+  }
+  if (::syscall(SYS_pidfd_send_signal, pid_handle.get(), signal, nullptr, 0) != 0) {
+    if (errno == ESRCH) return report_leaving(options, info, pid_handle);  // exited meanwhile
+    std::fprintf(stderr, "conduit stop: cannot signal pid %d: %s\n", info.pid,
+                 std::strerror(errno));
+    return 1;
+  }
+  if (options.no_wait) {
+    std::printf("sent %s to conduit (pid %d)\n", signal == SIGTERM ? "SIGTERM" : "SIGUSR1",
+                info.pid);
+    return 0;
+  }
+  return report_exit(options, info, pid_handle);
 }
 
 }  // namespace
@@ -433,6 +456,11 @@ int cmd_stop(const StopOptions& options) {
     std::fprintf(stderr, "conduit stop: no conduit is running (no PID file %s); nothing to stop\n",
                  pid_file.c_str());
     return 0;
+  }
+  if (!info->held && read_stop_record(*info)) {
+    // A conduit that has just stopped left its record and has not yet removed
+    // the file (a stop racing ours got there first).
+    return report_exit(options, *info, UniqueFd());
   }
   if (!info->held || info->pid <= 0) {
     std::fprintf(stderr,

@@ -175,6 +175,38 @@ bool Pipeline::attempt(PluginKind kind, const std::string& plugin, uint64_t roun
   }
 }
 
+// A plugin that cannot reach its service at start (a database restarting
+// during a deploy, algod not up yet) throws a retryable PluginError: the
+// process stays up and tries again under the round calls' retry policy, saying
+// so in STATUS= (the service manager's start timeout is extended on each
+// report), instead of exiting and spending systemd's start limit. A stop ends
+// the wait at once. Other errors propagate to the caller's handler.
+template <class F>
+bool Pipeline::retry_startup(PluginKind kind, const std::string& plugin, const std::string& step,
+                             std::stop_token stop, F&& call) {
+  std::string label = plugin_label(kind, plugin);
+  for (uint64_t failures = 1;; ++failures) {
+    try {
+      call();
+      return true;
+    } catch (const PluginError& e) {
+      if (!e.retryable() || stop.stop_requested()) throw;
+      if (options_.retry_count != 0 && failures > options_.retry_count) {
+        fail(reason_for(kind), label + " failed to " + step + ": " + e.what() + " (gave up after " +
+                                   std::to_string(failures) + " attempts)");
+        return false;
+      }
+      if (observer_) observer_->on_plugin_error(label + " failed to " + step + ": " + e.what());
+      logger_.status(
+          "waiting for " + label + ": " + e.what() + "; retry " + std::to_string(failures) +
+              (options_.retry_count ? " of " + std::to_string(options_.retry_count) : "") + " in " +
+              format_duration(options_.retry_delay),
+          {.plugin = label});
+    }
+    if (!interruptible_sleep(options_.retry_delay, stop)) return false;
+  }
+}
+
 void Pipeline::initialise() {
   std::stop_token stop = importer_stop_.get_token();  // any stop cancels init
   std::optional<Metadata> stored;
@@ -206,10 +238,11 @@ bool Pipeline::collect_round_requests(std::stop_token stop, std::optional<RoundR
   auto ask = [&](Plugin& plugin, PluginKind kind, const std::string& name, std::size_t slot) {
     std::filesystem::path dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
     uint64_t round = 0;
-    {
-      InCall guard(*this, slot, "round_request()");
-      round = plugin.requested_round(dir, stop);
-    }
+    if (!retry_startup(kind, name, "report its round", stop, [&] {
+          InCall guard(*this, slot, "round_request()");
+          round = plugin.requested_round(dir, stop);
+        }))
+      return false;
     if (round == 0) return true;
     if (request && request->round != round) {
       fail(StopReason::checkpoint_error, "conflicting round requests: " + request->plugin +
@@ -264,8 +297,7 @@ void Pipeline::init_plugins(std::stop_token stop, const std::optional<Metadata>&
     try {
       ctx.data_dir = options_.data_dir / (std::string(to_string(kind)) + "_" + name);
       std::filesystem::create_directories(ctx.data_dir);
-      init();
-      return !stop.stop_requested();
+      return retry_startup(kind, name, "initialise", stop, init) && !stop.stop_requested();
     } catch (const std::exception& e) {
       if (stop.stop_requested()) return false;
       fail(reason_for(kind), plugin_label(kind, name) + " failed to initialise: " + e.what());

@@ -134,6 +134,11 @@ class Pipeline {
   template <class F>
   bool attempt(PluginKind kind, const std::string& plugin, uint64_t round, std::stop_token stop,
                F&& call);
+  // A start-up call (round request, init): retried per retry-count / retry-delay
+  // while it fails retryably. False when stopped or given up (failed).
+  template <class F>
+  bool retry_startup(PluginKind kind, const std::string& plugin, const std::string& step,
+                     std::stop_token stop, F&& call);
   void fail(StopReason reason, const std::string& detail);
   void cancel_locked(StopMode mode);
   void stage_finished();

@@ -34,9 +34,7 @@ class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::P
   ~Object() {
     // Destructors must not throw: on a broken connection these calls can.
     try {
-      if (pending_reload_)
-        pending_reload_->returnError(
-            sdbus::Error("org.conduit.Pipeline.Error.Stopped", "conduit is shutting down"));
+      reload_finished(false, "reload not completed: conduit is shutting down");
     } catch (const std::exception&) {
     }
     try {
@@ -104,6 +102,7 @@ class BusService::Object final : public sdbus::AdaptorInterfaces<org::conduit::P
 };
 
 struct BusService::Impl {
+  std::string name;
   std::unique_ptr<sdbus::IConnection> connection;
   std::unique_ptr<Object> object;
   sd_event_source* io = nullptr;
@@ -120,6 +119,7 @@ BusService::BusService(EventLoop& loop, BusMode mode, const std::string& name,
     : logger_(logger), supervisor_(supervisor), impl_(std::make_unique<Impl>()) {
   impl_->connection = mode == BusMode::system ? sdbus::createSystemBusConnection(name)
                                               : sdbus::createSessionBusConnection(name);
+  impl_->name = name;
   impl_->object = std::make_unique<Object>(*impl_->connection, supervisor);
   impl_->object->published_round = supervisor.status().next_round;
   impl_->object->state = std::string(to_string(supervisor.status().state));
@@ -229,11 +229,23 @@ void BusService::stopped(const StopCause& cause) {
   impl_->object->published_round = supervisor_.status().next_round;
   try {
     impl_->object->emit({"State", "StopReason", "StopDetail", "NextRound"});
-    // Deliver what is queued (the signal above, late replies) before we go.
-    process();
+    leave();
   } catch (const std::exception& e) {
     lost(e.what());
   }
+}
+
+// Leaves the bus so that no caller is left with "disconnected without
+// replying": first the name goes (dbus-daemon then answers a new call itself,
+// ServiceUnknown, which `conduit stop` takes as the stop it asked for); every
+// call routed here before that reached our socket ahead of ReleaseName's reply,
+// so processing what is queued answers all of them (Stop: the success reply,
+// Reload: ReloadRefused), and a Reload still pending gets ReloadFailed. The
+// replies are flushed when the connection closes (sd_bus_flush_close_unref).
+void BusService::leave() {
+  impl_->connection->releaseName(impl_->name);
+  process();
+  if (connected()) impl_->object->reload_finished(false, "reload not completed: conduit stopped");
 }
 
 }  // namespace conduit::service

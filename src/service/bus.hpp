@@ -39,6 +39,7 @@ class BusService {
 
  private:
   void process();
+  void leave();
   void lost(const std::string& why);
 
   Logger& logger_;

@@ -7,7 +7,9 @@
 #include <sdbus-c++/sdbus-c++.h>
 #include <csignal>
 #include <functional>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "org_conduit_pipeline_proxy.h"
 #include "service_support.hpp"
@@ -282,6 +284,66 @@ TEST_F(DbusTest, CliStopAndStatusUseTheBus) {
   EXPECT_NE(stop_out.find("stopped: stop-requested"), std::string::npos) << stop_out;
   EXPECT_NE(stop_out.find("D-Bus caller"), std::string::npos) << stop_out;  // not a signal
   EXPECT_EQ(conduit_->wait(), 0);
+}
+
+// Two `conduit stop` at once over the bus: both report the one stop, exit 0,
+// whichever of them reached conduit while it was leaving the bus.
+TEST_F(DbusTest, TwoCliStopsAtOnceBothSucceed) {
+  for (int run = 0; run < 10; ++run) {
+    SCOPED_TRACE(run);
+    start(generator_config("5ms"));
+    Subprocess now({conduit_bin(), "stop", "now", "-d", data_.string(), "--bus", "session"});
+    Subprocess drain(
+        {conduit_bin(), "stop", "end-of-round", "-d", data_.string(), "--bus", "session"});
+    EXPECT_EQ(now.wait(), 0) << now.output();
+    EXPECT_EQ(drain.wait(), 0) << drain.output();
+    EXPECT_EQ(conduit_->wait(), 0) << conduit_->output();
+    proxy_.reset();
+    connection_.reset();
+  }
+}
+
+// Callers that keep calling Stop and Reload while conduit stops and exits:
+// every call is answered by conduit (success, ReloadRefused, ReloadFailed) or,
+// once conduit has left the bus, by dbus-daemon (ServiceUnknown); never
+// "disconnected without replying" (NoReply).
+TEST_F(DbusTest, StopAndReloadDuringTheExitAreAnswered) {
+  const std::set<std::string> defined = {
+      "org.conduit.Pipeline.Error.ReloadRefused", "org.conduit.Pipeline.Error.ReloadFailed",
+      "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"};
+  for (int run = 0; run < 5; ++run) {
+    SCOPED_TRACE(run);
+    start(generator_config("5ms"));
+    std::mutex mutex;
+    std::vector<std::string> undefined;
+    auto caller = [&](const std::string& method) {
+      auto proxy = sdbus::createProxy(sdbus::createSessionBusConnection(), kName, kPath);
+      for (;;) {
+        try {
+          if (method == "Stop")
+            proxy->callMethod("Stop").onInterface(kName).withArguments(std::string("now"));
+          else
+            proxy->callMethod("Reload").onInterface(kName);
+        } catch (const sdbus::Error& e) {
+          if (e.getName() == "org.freedesktop.DBus.Error.ServiceUnknown" ||
+              e.getName() == "org.freedesktop.DBus.Error.NameHasNoOwner")
+            return;  // conduit has left the bus
+          if (!defined.count(e.getName())) {
+            std::lock_guard lock(mutex);
+            undefined.push_back(method + ": " + e.getName() + ": " + e.getMessage());
+          }
+        }
+      }
+    };
+    std::vector<std::thread> callers;
+    for (const char* method : {"Reload", "Stop", "Reload", "Stop"})
+      callers.emplace_back(caller, method);
+    for (auto& t : callers) t.join();
+    EXPECT_EQ(conduit_->wait(), 0) << conduit_->output();
+    EXPECT_TRUE(undefined.empty()) << ::testing::PrintToString(undefined);
+    proxy_.reset();
+    connection_.reset();
+  }
 }
 
 TEST(DbusLoss, LosingTheBusDoesNotStopThePipeline) {

@@ -252,6 +252,31 @@ TEST_F(AlgodTest, FatalErrorsStopThePipeline) {
   EXPECT_EQ(rounds, iota(0, rounds.size()));
 }
 
+// algod unreachable or failing at start (a node restarting): init is retried
+// under retry-count like any round, and then every round is exported.
+TEST_F(AlgodTest, InitFailuresAreRetriedUnderRetryCount) {
+  server_.inject("/genesis", FakeAlgod::Fault::http_500, 3);
+  server_.inject("/v2/status", FakeAlgod::Fault::cut, 1);
+  auto pipeline = make("follower");
+  StopCause cause =
+      run_and_stop_at(*pipeline, "/v2/status/wait-for-block-after/9", StopMode::end_of_round);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+  EXPECT_EQ(exported(), iota(0, kRounds));
+  EXPECT_EQ(count("GET", "/genesis"), 5u);  // 3 failed, 1 before the cut status, 1 good
+}
+
+// retry-count = 5: the sixth failure at start gives up, importer-error (exit 1).
+TEST_F(AlgodTest, InitGivesUpAfterRetryCount) {
+  server_.inject("/genesis", FakeAlgod::Fault::http_500, 6);
+  auto pipeline = make("follower");
+  StopCause cause = pipeline->run();
+  EXPECT_EQ(cause.reason, StopReason::importer_error);
+  EXPECT_EQ(cause.exit_code(), 1);
+  EXPECT_NE(cause.detail.find("gave up after 6 attempts"), std::string::npos) << cause.detail;
+  EXPECT_EQ(count("GET", "/genesis"), 6u);
+  EXPECT_TRUE(exported().empty());
+}
+
 // ---------------------------------------------------------------------------
 // The importer on its own: error classes, messages, Cancelled.
 
@@ -711,6 +736,38 @@ TEST_F(AlgodImporterTest, DaemonExtendsTheStartTimeoutWhileAFastCatchupReportsPr
   EXPECT_EQ(extended, reports);
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(), 0) << daemon.output();
+}
+
+// The daemon waiting for algod at start says so in STATUS= (each report
+// extending the start timeout), becomes ready once algod answers, and a stop
+// then ends it with exit 0.
+TEST_F(AlgodImporterTest, DaemonWaitingForAlgodReportsItInStatus) {
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod server(kToken);
+  server.load_fixtures(fixtures_dir(), 3, false);
+  server.inject("/genesis", FakeAlgod::Fault::http_500, 2);
+  write_text(dir_ / "conduit.toml", "retry-count = 0\nretry-delay = \"10ms\"\n" +
+                                        importer_config(server.address(), "follower") +
+                                        "[exporter]\nname = \"noop\"\n");
+  TempDir sockets;
+  DatagramSocket notify(sockets / "notify");
+  Subprocess daemon({conduit_bin(), "-d", dir_.path().string(), "--bus", "none"},
+                    {"NOTIFY_SOCKET=" + notify.path().string()});
+  std::vector<std::string> waiting;
+  for (;;) {
+    auto message = notify.receive();
+    ASSERT_TRUE(message) << daemon.output();
+    if (message->rfind("READY=1", 0) == 0) break;
+    if (message->rfind("STATUS=waiting for importer:algod: ", 0) == 0) waiting.push_back(*message);
+  }
+  ASSERT_EQ(waiting.size(), 2u) << daemon.output();
+  EXPECT_NE(waiting[1].find("; retry 2 in 10ms\nEXTEND_TIMEOUT_USEC="), std::string::npos)
+      << waiting[1];
+  // Rounds 0-2 delivered: an end-of-round stop exports them all.
+  ASSERT_GE(server.wait_for_request("/v2/status/wait-for-block-after/2"), 0);
+  daemon.signal(SIGUSR1);
+  EXPECT_EQ(daemon.wait(), 0) << daemon.output();
+  EXPECT_EQ(checkpoint_round(dir_.path()), 3u);
 }
 
 TEST_F(AlgodImporterTest, DaemonExitsCleanlyOnSigtermDuringLongPoll) {

@@ -144,6 +144,36 @@ TEST(Cli, StopRefusesAStalePidFile) {
   EXPECT_EQ(daemon.wait(), 0);
 }
 
+// What a conduit leaves for an instant when another stop got there first: its
+// stop record written, its lock released, the file not yet removed. That stop
+// is what happened: reported, exit 0, never "stale".
+TEST(Cli, StopReportsTheStopThatGotThereFirst) {
+  TempDir dir;
+  write_text(dir / "conduit.pid", std::to_string(::getpid()) +
+                                      "\nstop-requested\nSIGUSR1 from pid 1 requested stop "
+                                      "(end-of-round)\n");
+  auto [status, out] =
+      run_command({conduit_bin(), "stop", "--pid-file", (dir / "conduit.pid").string()});
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("stopped: stop-requested (SIGUSR1 from pid 1"), std::string::npos) << out;
+}
+
+// Two `conduit stop` at once (PID file and signals): both report the one stop.
+TEST(Cli, TwoStopsAtOnceBothSucceed) {
+  TempDir dir;
+  write_text(dir / "conduit.toml", generator_config());
+  for (int run = 0; run < 10; ++run) {
+    SCOPED_TRACE(run);
+    Subprocess daemon({conduit_bin(), "-d", dir.path().string()});
+    ASSERT_TRUE(daemon.wait_for_line("pipeline running"));
+    Subprocess now({conduit_bin(), "stop", "now", "-d", dir.path().string()});
+    Subprocess drain({conduit_bin(), "stop", "end-of-round", "-d", dir.path().string()});
+    EXPECT_EQ(now.wait(), 0) << now.output();
+    EXPECT_EQ(drain.wait(), 0) << drain.output();
+    EXPECT_EQ(daemon.wait(), 0) << daemon.output();
+  }
+}
+
 TEST(Cli, SighupReloadsInTheSameProcessAndABadReloadIsRefused) {
   TempDir dir;
   write_text(dir / "conduit.toml", generator_config());

@@ -3,10 +3,14 @@
 // scan counting types, fees, amounts, groups and inner transactions).
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <cstdlib>
 #include <msgpack.hpp>
+#include <mutex>
 #include <set>
 #include <sstream>
+#include <stop_token>
+#include <thread>
 
 #include "core/algorand.hpp"
 #include "core/fs.hpp"
@@ -294,4 +298,67 @@ TEST(FilterProcessor, NewerGoTagsFilterOnTheirFields) {
   EXPECT_EQ(count("lsig.lmsig.thr", "equal", "2"), 1u);
   EXPECT_EQ(count("lsig.lmsig.v", "less-than-equal", "2"), 2u);
   EXPECT_EQ(count("lsig.lmsig.v", "equal", "0"), 0u);
+}
+
+// A `now` stop reaches a filter while it evaluates: thousands of regexes in one
+// `any` over a multi-megabyte note are not run to the end once the stop token
+// fires. The stop is requested from another thread after the first expression
+// has been evaluated; the filter must notice it before the next one.
+TEST(FilterProcessor, StopInterruptsAnEvaluationBetweenExpressions) {
+  constexpr size_t kExpressions = 2000;
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  pack_round_one_block_head(p, 1);
+  std::string note(4 << 20, 'n');
+  p.pack_map(1);
+  p.pack("txn");
+  p.pack_map(2);
+  p.pack("type");
+  p.pack("pay");
+  p.pack("note");
+  p.pack_bin(static_cast<uint32_t>(note.size()));
+  p.pack_bin_body(note.data(), static_cast<uint32_t>(note.size()));
+  BlockData block = BlockData::decode_msgpack({buffer.data(), buffer.size()});
+  std::string expressions;
+  for (size_t i = 0; i < kExpressions; ++i)  // '!' is no base64 character: nothing matches
+    expressions += (i ? ", " : "") + expr("txn.note", "regex", "\"x" + std::to_string(i) + "!\"");
+  auto filter = make_filter(filters("any", expressions));
+
+  std::stop_source stop;
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool started = false;
+  bool requested = false;
+  size_t evaluated = 0;
+  std::thread stopper([&] {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return started; });
+    stop.request_stop();
+    requested = true;
+    changed.notify_all();
+  });
+  plugins::set_filter_evaluation_hook([&](size_t count) {
+    evaluated = count;
+    if (count != 1) return;
+    std::unique_lock lock(mutex);
+    started = true;
+    changed.notify_all();
+    changed.wait(lock, [&] { return requested; });
+  });
+  bool cancelled = false;
+  try {
+    filter->process(block, stop.get_token());
+  } catch (const Cancelled&) {
+    cancelled = true;
+  }
+  plugins::set_filter_evaluation_hook({});
+  {
+    std::lock_guard lock(mutex);
+    started = true;  // lets the stopper go if the hook never ran
+  }
+  changed.notify_all();
+  stopper.join();
+  EXPECT_TRUE(cancelled) << "process() ran to the end after the stop";
+  EXPECT_EQ(evaluated, 1u) << "expressions evaluated after the stop";
+  EXPECT_EQ(block.txn_count(), 1u);  // a cancelled process() leaves the block as it was
 }

@@ -343,6 +343,7 @@ class PgCluster {
                  "-t", "60", "-o",
                  "-k " + socket_dir() + " -p 5432 -c listen_addresses='' -c fsync=off", "start"});
   }
+  void stop() { run_checked({bindir_ + "/pg_ctl", "-D", data(), "-m", "fast", "-w", "stop"}); }
   // A fast shutdown (connections are terminated) and a start again.
   void restart() {
     run_checked({bindir_ + "/pg_ctl", "-D", data(), "-m", "fast", "-w", "stop"});
@@ -1882,3 +1883,67 @@ TEST_F(Postgresql, NowWhileTheSecondConnectionWaitsLeavesNothingAndTheRoundIsWri
 }
 
 }  // namespace
+
+// The database down when conduit starts (a restart during a deploy): conduit
+// stays up, says what it waits for, connects once the server is back and
+// exports every round; a stop then ends it with exit 0.
+TEST_F(Postgresql, DaemonWaitsForTheDatabaseAtStart) {
+  TempDir data_dir;
+  write_text(data_dir / "conduit.toml", conduit_toml(conninfo(), 5));
+  cluster_->stop();
+  struct Restart {  // the other tests need the server, whatever this one's outcome
+    bool needed = true;
+    ~Restart() {
+      try {
+        if (needed) cluster_->start();
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    }
+  } restart;
+  Subprocess conduit({conduit_bin(), "-d", data_dir.path().string(), "--bus", "none"});
+  ASSERT_TRUE(conduit.wait_for_line("waiting for exporter:postgresql: postgresql: cannot connect"))
+      << conduit.output();
+  cluster_->start();
+  restart.needed = false;
+  ASSERT_TRUE(conduit.wait_for_line(committed_line(5))) << conduit.output();
+  conduit.signal(SIGTERM);
+  ASSERT_EQ(conduit.wait(), 0) << conduit.output();
+  Db db(conninfo());
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM block_header WHERE round <= 5"), "6");
+  expect_no_gaps(db);
+}
+
+// A finite retry-count gives up at start after that many retries: the exit
+// status of an unexpected stop (1), exporter-error, naming the attempts.
+TEST_F(Postgresql, DaemonGivesUpOnTheDatabaseAfterRetryCount) {
+  TempDir data_dir;
+  std::string nobody = "host=" + cluster_->socket_dir() + " port=1 user=postgres dbname=x";
+  std::string toml = conduit_toml(nobody, 5);
+  toml.replace(toml.find("retry-count = 0"), 15, "retry-count = 3");
+  write_text(data_dir / "conduit.toml", toml);
+  auto [status, out] =
+      run_command({conduit_bin(), "-d", data_dir.path().string(), "--bus", "none"});
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("retry 3 of 3"), std::string::npos) << out;
+  EXPECT_NE(out.find("gave up after 4 attempts"), std::string::npos) << out;
+  EXPECT_NE(out.find("exporter-error"), std::string::npos) << out;
+}
+
+// A statement cancelled by statement_timeout at start (the database busy: here
+// another session holds the lock that serialises initialisations) is a
+// retryable error, as a connection failure is.
+TEST_F(Postgresql, StatementTimeoutAtStartIsRetryable) {
+  Db(conninfo()).exec("ALTER DATABASE " + db_name_ + " SET statement_timeout = '50ms'");
+  Db holder(conninfo());
+  holder.exec("SELECT pg_advisory_lock(7170770617)");
+  auto exporter = make_exporter();
+  try {
+    exporter->init(InitContext{.next_round = 0, .logger = &quiet_}, {});
+    ADD_FAILURE() << "init succeeded although the lock is held";
+  } catch (const PluginError& e) {
+    EXPECT_TRUE(e.retryable()) << e.what();
+    EXPECT_NE(std::string(e.what()).find("57014"), std::string::npos) << e.what();
+  }
+  exporter->close();
+}

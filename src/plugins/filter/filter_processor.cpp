@@ -19,6 +19,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <functional>
 
 #include "core/algorand.hpp"
 #include "core/encoding.hpp"
@@ -154,6 +155,29 @@ std::optional<Op> parse_op(std::string_view text) {
   return std::nullopt;
 }
 
+std::function<void(size_t)>& evaluation_hook() {
+  static std::function<void(size_t)> hook;
+  return hook;
+}
+
+// One process() call's walk over the expressions. A regex over a megabyte
+// field takes milliseconds and a filter may hold thousands of them, so a `now`
+// stop is honoured before every expression, not only between filters; the
+// check is one atomic load, nothing beside a match.
+class Evaluation {
+ public:
+  explicit Evaluation(std::stop_token stop) : stop_(std::move(stop)) {}
+  void next() {
+    if (const auto& hook = evaluation_hook()) hook(evaluated_);
+    if (stop_.stop_requested()) throw Cancelled();
+    ++evaluated_;
+  }
+
+ private:
+  std::stop_token stop_;
+  size_t evaluated_ = 0;
+};
+
 struct Searcher {
   const TagInfo* tag = nullptr;
   Op op = Op::equal;
@@ -216,12 +240,13 @@ struct Searcher {
   }
 
   // Go's Searcher.search: the transaction, then (search-inner) its inner ones.
-  bool matches(FieldView stxn, bool search_inner) const {
+  bool matches(FieldView stxn, bool search_inner, Evaluation& evaluation) const {
+    evaluation.next();
     if (matches_one(stxn)) return true;
     if (!search_inner) return false;
     FieldView inner = inner_txns(stxn);
     for (size_t i = 0; i < inner.size(); ++i)
-      if (matches(inner.at(i), true)) return true;
+      if (matches(inner.at(i), search_inner, evaluation)) return true;
     return false;
   }
 };
@@ -232,19 +257,16 @@ struct Filter {
   Combine combine = Combine::any;
   std::vector<Searcher> searchers;
 
-  bool matches(FieldView stxn, bool search_inner) const {
-    size_t hits = 0;
-    for (const auto& s : searchers)
-      if (s.matches(stxn, search_inner)) ++hits;
-    switch (combine) {
-      case Combine::none:
-        return hits == 0;
-      case Combine::any:
-        return hits > 0;
-      case Combine::all:
-        return hits == searchers.size();
+  // Stops at the first expression that decides the outcome (Go evaluates
+  // them all; nothing but the time differs, expressions have no effects).
+  bool matches(FieldView stxn, bool search_inner, Evaluation& evaluation) const {
+    for (const auto& s : searchers) {
+      bool hit = s.matches(stxn, search_inner, evaluation);
+      if (combine == Combine::any && hit) return true;
+      if (combine == Combine::none && hit) return false;
+      if (combine == Combine::all && !hit) return false;
     }
-    return false;
+    return combine != Combine::any;
   }
 };
 
@@ -291,10 +313,8 @@ class FilterProcessor final : public Processor {
     if (filters_.empty()) return;
     std::vector<size_t> kept(block.txn_count());
     for (size_t i = 0; i < kept.size(); ++i) kept[i] = i;
-    for (const auto& filter : filters_) {
-      if (stop.stop_requested()) throw Cancelled();
-      kept = search_and_filter(block, kept, filter);
-    }
+    Evaluation evaluation(stop);
+    for (const auto& filter : filters_) kept = search_and_filter(block, kept, filter, evaluation);
     if (kept.size() != block.txn_count()) block.keep_payset_entries(kept);
   }
 
@@ -347,7 +367,7 @@ class FilterProcessor final : public Processor {
 
   // Go's Filter.SearchAndFilter over the entries still kept.
   std::vector<size_t> search_and_filter(const BlockData& block, const std::vector<size_t>& in,
-                                        const Filter& filter) const {
+                                        const Filter& filter, Evaluation& evaluation) const {
     auto group = [&](size_t k) {
       return group_id(block.payset_entry(in[k])).value_or(std::string_view());
     };
@@ -358,7 +378,7 @@ class FilterProcessor final : public Processor {
     size_t first = 0;
     for (size_t i = 0; i < in.size(); ++i) {
       if (group(first) != group(i) && !(is_zero(group(first)) && is_zero(group(i)))) first = i;
-      if (!filter.matches(block.payset_entry(in[i]), search_inner_)) continue;
+      if (!filter.matches(block.payset_entry(in[i]), search_inner_, evaluation)) continue;
       if (!is_zero(group(i)) && !omit_group_) {
         size_t j = first;
         auto g = group(first);
@@ -377,6 +397,10 @@ class FilterProcessor final : public Processor {
 };
 
 }  // namespace
+
+void set_filter_evaluation_hook(std::function<void(size_t evaluated)> hook) {
+  evaluation_hook() = std::move(hook);
+}
 
 std::vector<std::string_view> filter_processor_tags() {
   std::vector<std::string_view> tags;

@@ -60,13 +60,29 @@ constexpr const char* kPreparedRows = "postgresql-rows";
 // Serialises concurrent initialisations of one database (any constant will do).
 constexpr const char* kInitLock = "SELECT pg_advisory_xact_lock(7170770617)";
 
-// A database error; `connection_lost` when the connection is unusable afterwards.
+// A database error; `connection_lost` when the connection is unusable
+// afterwards; `transient` when trying again later may succeed.
 class DbError : public std::runtime_error {
  public:
-  DbError(const std::string& message, bool connection_lost)
-      : std::runtime_error(message), connection_lost(connection_lost) {}
+  DbError(const std::string& message, bool connection_lost, bool transient = false)
+      : std::runtime_error(message),
+        connection_lost(connection_lost),
+        transient(transient || connection_lost) {}
   bool connection_lost;
+  bool transient;
 };
+
+// SQLSTATE classes of errors that pass (PostgreSQL's errcodes, appendix A):
+// 08 connection exception, 40 transaction rollback (serialization, deadlock),
+// 53 insufficient resources, 57 operator intervention (57014 query_canceled,
+// which statement_timeout raises; 57P01-57P03 the server shutting down or
+// starting up).
+bool transient_sqlstate(const PGresult* result) {
+  const char* state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+  if (!state) return false;
+  std::string_view cls = std::string_view(state).substr(0, 2);
+  return cls == "08" || cls == "40" || cls == "53" || cls == "57";
+}
 
 struct ResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
@@ -294,7 +310,7 @@ class Session {
   Result check(Result result, ExecStatusType expected, const std::string& what) {
     if (result && PQresultStatus(result.get()) == expected) return result;
     bool dead = PQstatus(conn_) != CONNECTION_OK;
-    DbError error(error_text(conn_, result.get(), what), dead);
+    DbError error(error_text(conn_, result.get(), what), dead, transient_sqlstate(result.get()));
     if (dead) close();
     throw error;
   }
@@ -360,7 +376,7 @@ class PostgresqlExporter final : public Exporter {
       db_next_ = next_account_round(stop, false);
     } catch (const DbError& e) {
       session_.abandon();
-      throw PluginError(e.what(), e.connection_lost);
+      throw PluginError(e.what(), e.transient);
     } catch (...) {
       session_.abandon();
       throw;
