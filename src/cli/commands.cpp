@@ -206,7 +206,8 @@ int write_config_file(const std::filesystem::path& file, const std::string& text
 int init_from_yaml(const InitOptions& options) {
   std::string yaml;
   try {
-    yaml = read_file(options.from_yaml);
+    // A Go conduit.yml is as small as a conduit.toml: the same bound.
+    yaml = read_file(options.from_yaml, kMaxConfigBytes);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "conduit init: %s\n", e.what());
     return 2;

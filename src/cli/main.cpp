@@ -2,10 +2,12 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 
 #include "cli/commands.hpp"
 #include "cli/plugin_check.hpp"
 #include "conduit_config.h"
+#include "core/config.hpp"
 #include "plugins/builtin.hpp"
 #include "service/daemon.hpp"
 
@@ -16,9 +18,7 @@ std::filesystem::path default_data_dir() {
   return env ? env : "";
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"conduit: moves Algorand block data round by round through a pipeline"};
   app.set_version_flag("-v,--version", "conduit " CONDUIT_VERSION);
   app.require_subcommand(0, 1);
@@ -153,4 +153,26 @@ int main(int argc, char** argv) {
                 : bus == "none"    ? conduit::service::BusMode::none
                                    : conduit::service::BusMode::automatic;
   return conduit::service::run_daemon(options, conduit::builtin_registry());
+}
+
+}  // namespace
+
+// Every command reports its own errors; this is the net under them, so that no
+// exception (an allocation failure included) ends in std::terminate's abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const conduit::ConfigError& e) {
+    std::fprintf(stderr, "conduit: %s\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fputs("conduit: out of memory\n", stderr);  // fputs: nothing more to allocate
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "conduit: internal error: %s\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fputs("conduit: internal error: an unknown exception\n", stderr);
+    return 1;
+  }
 }

@@ -322,8 +322,8 @@ bool prepare(Context& ctx) {
     if (::access(ctx.options.plugin.c_str(), X_OK) != 0 || fs::is_directory(ctx.options.plugin))
       throw std::runtime_error(ctx.options.plugin.string() + ": not an executable file");
     if (!ctx.options.config.empty())
-      ctx.config = json::parse(
-          toml_table_to_json(read_file(ctx.options.config), ctx.options.config.string()));
+      ctx.config = json::parse(toml_table_to_json(read_file(ctx.options.config, kMaxConfigBytes),
+                                                  ctx.options.config.string()));
     ctx.genesis = ctx.options.fixtures.empty()
                       ? json{{"network", "plugin-check"}, {"id", "v1"}}.dump()
                       : read_file(ctx.options.fixtures / "genesis.json");

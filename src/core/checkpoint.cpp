@@ -32,23 +32,15 @@ std::optional<Metadata> Checkpoint::load() const {
   };
   // Only "no such file" is a first run: EACCES, EIO, ELOOP... are errors, or a
   // pipeline would start again from round 0 over data it already exported.
-  UniqueFd fd(fs_open(path_, O_RDONLY | O_CLOEXEC | O_NOCTTY));
-  if (!fd) {
-    if (errno == ENOENT) return std::nullopt;
-    throw fail(std::strerror(errno));
+  // A FIFO or a device is refused without blocking on it.
+  RegularFile file = open_regular_file(path_);
+  if (!file) {
+    if (file.open_errno == ENOENT) return std::nullopt;
+    throw fail(file.error);
   }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw fail(std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
   std::string text;
-  char buffer[4096];
-  while (text.size() <= kMaxMetadataBytes) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw fail(std::strerror(errno));
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
+  if (int error = read_at_most(file.fd.get(), kMaxMetadataBytes, text))
+    throw fail(std::strerror(error));
   if (text.size() > kMaxMetadataBytes) throw fail("larger than 1 MiB");
   // Go Conduit treats a 0-byte file (a crash of some other tool) as absent.
   if (text.empty()) {

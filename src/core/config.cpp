@@ -610,31 +610,22 @@ Config load_config(const std::filesystem::path& data_dir) {
   auto fail = [&](const std::string& why) {
     return ConfigError(file.string() + ": cannot read the configuration: " + why);
   };
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-  if (!fd) {
-    int error = errno;
-    if (error == ENOENT)
+  // Non-blocking open: a FIFO here must be refused, not wait for a writer
+  // (on a reload that would stop the event loop).
+  RegularFile opened = open_regular_file(file);
+  if (!opened) {
+    if (opened.open_errno == ENOENT)
       for (const char* go_name : {"conduit.yml", "conduit.yaml"})
         if (std::error_code ec; std::filesystem::exists(data_dir / go_name, ec))
-          throw fail(std::string(std::strerror(error)) + "; " + (data_dir / go_name).string() +
+          throw fail(opened.error + "; " + (data_dir / go_name).string() +
                      " is a Go Conduit configuration: convert it with `conduit init --from-yaml " +
                      (data_dir / go_name).string() + "`");
-    throw fail(std::strerror(error));
+    throw fail(opened.error);
   }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw fail(std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) throw fail(std::strerror(EISDIR));
-  if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
   // Read at most one byte more than the limit, whatever st_size says.
   std::string text;
-  char buffer[65536];
-  while (text.size() <= kMaxConfigBytes) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw fail(std::strerror(errno));
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
+  if (int error = read_at_most(opened.fd.get(), kMaxConfigBytes, text))
+    throw fail(std::strerror(error));
   return parse_config(text, data_dir, file.string());
 }
 

@@ -1,12 +1,11 @@
 #include "core/fs.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 
 namespace conduit {
 namespace {
@@ -114,12 +113,80 @@ void replace_file_atomically(const std::filesystem::path& path, std::string_view
   }
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::system_error(errno, std::generic_category(), "open " + path.string());
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
+namespace {
+
+std::string file_type(mode_t mode) {
+  if (S_ISDIR(mode)) return std::strerror(EISDIR);
+  if (S_ISFIFO(mode)) return "not a regular file (a FIFO)";
+  if (S_ISSOCK(mode)) return "not a regular file (a socket)";
+  if (S_ISCHR(mode)) return "not a regular file (a character device)";
+  if (S_ISBLK(mode)) return "not a regular file (a block device)";
+  return "not a regular file";
+}
+
+}  // namespace
+
+RegularFile open_regular_file(const std::filesystem::path& path, int flags, mode_t mode,
+                              bool devices_too) {
+  RegularFile file;
+  file.fd.reset(fs_open(path, flags | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, mode));
+  if (!file.fd) {
+    file.open_errno = errno;
+    file.error = std::strerror(errno);
+    // A FIFO without a reader (for writing) or a socket: ENXIO; say what it is.
+    struct stat st {};
+    if (file.open_errno == ENXIO && ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      file.error = file_type(st.st_mode);
+    return file;
+  }
+  struct stat st {};
+  if (::fstat(file.fd.get(), &st) != 0) {
+    file.open_errno = errno;
+    file.error = std::strerror(errno);
+    file.fd.reset();
+    return file;
+  }
+  if (!S_ISREG(st.st_mode) && !(devices_too && S_ISCHR(st.st_mode))) {
+    file.error = file_type(st.st_mode);
+    file.fd.reset();
+    return file;
+  }
+  int status = ::fcntl(file.fd.get(), F_GETFL);
+  if (status < 0 || ::fcntl(file.fd.get(), F_SETFL, status & ~O_NONBLOCK) != 0) {
+    file.open_errno = errno;
+    file.error = std::strerror(errno);
+    file.fd.reset();
+  }
+  return file;
+}
+
+int read_at_most(int fd, size_t limit, std::string& out) {
+  char buffer[65536];
+  size_t read = 0;
+  while (read <= limit) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+    read += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+std::string read_file(const std::filesystem::path& path, size_t limit) {
+  RegularFile file = open_regular_file(path);
+  if (!file) {
+    if (file.open_errno != 0)
+      throw std::system_error(file.open_errno, std::generic_category(), "open " + path.string());
+    throw std::runtime_error(path.string() + ": " + file.error);
+  }
+  std::string text;
+  if (int error = read_at_most(file.fd.get(), limit, text))
+    throw std::system_error(error, std::generic_category(), "read " + path.string());
+  if (text.size() > limit)
+    throw std::runtime_error(path.string() + ": larger than " + std::to_string(limit) + " bytes");
+  return text;
 }
 
 }  // namespace conduit

@@ -2,6 +2,7 @@
 // fault-injection seam every durable write of the core and the file plugins goes through.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/types.h>
 #include <unistd.h>
 #include <filesystem>
@@ -76,6 +77,32 @@ void write_all(int fd, std::string_view data, const std::string& what,
 void replace_file_atomically(const std::filesystem::path& path, std::string_view data,
                              bool durable = true);
 
-std::string read_file(const std::filesystem::path& path);
+// A file conduit reads (conduit.toml, metadata.json, genesis.json, block files,
+// a conduit.yml to convert) must be a regular file, and asking must not block:
+// open() of a FIFO waits for a writer forever and a device may never end. So
+// the open is O_NONBLOCK (and O_CLOEXEC), fstat refuses anything but a regular
+// file, and O_NONBLOCK is cleared again for the reads. The open goes through
+// fs_open (fault injection sees it).
+struct RegularFile {
+  UniqueFd fd;         // open on a regular file; empty when refused
+  int open_errno = 0;  // open()'s errno (ENOENT: no such file); 0 when it is not a regular file
+  std::string error;   // why it was refused: strerror, or "not a regular file (a FIFO)"
+  explicit operator bool() const { return static_cast<bool>(fd); }
+};
+// `devices_too`: a character device (/dev/null, a terminal) is accepted as
+// well, for a file conduit only writes (the log-file).
+RegularFile open_regular_file(const std::filesystem::path& path, int flags = O_RDONLY,
+                              mode_t mode = 0, bool devices_too = false);
+
+// Appends what `fd` holds to `out`, stopping at its end or once more than
+// `limit` bytes are read (so a caller tells "too large" without reading an
+// endless file to its end). 0, or the errno of a failed read.
+int read_at_most(int fd, size_t limit, std::string& out);
+
+// The whole of the regular file `path`, at most `limit` bytes (by default as
+// large as a block file may be); throws std::runtime_error naming the path (a
+// system_error for an errno) otherwise.
+inline constexpr size_t kReadFileLimit = size_t{256} << 20;
+std::string read_file(const std::filesystem::path& path, size_t limit = kReadFileLimit);
 
 }  // namespace conduit

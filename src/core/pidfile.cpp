@@ -23,13 +23,13 @@ InstanceLock::InstanceLock(const std::filesystem::path& data_dir,
   if (pid_file.has_parent_path()) std::filesystem::create_directories(pid_file.parent_path());
   // O_NOFOLLOW: whoever can write the data dir must not make root truncate
   // the target of a symlink planted as conduit.pid.
-  pid_fd_.reset(
-      ::open(pid_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
-  if (!pid_fd_) throw_errno("create PID file " + pid_file.string());
-  struct stat st {};
-  if (::fstat(pid_fd_.get(), &st) != 0) throw_errno("stat " + pid_file.string());
-  if (!S_ISREG(st.st_mode))
-    throw std::runtime_error("PID file " + pid_file.string() + " is not a regular file");
+  RegularFile file = open_regular_file(pid_file, O_RDWR | O_CREAT | O_NOFOLLOW, 0644);
+  if (!file && file.open_errno != 0) {
+    errno = file.open_errno;
+    throw_errno("create PID file " + pid_file.string());
+  }
+  if (!file) throw std::runtime_error("PID file " + pid_file.string() + ": " + file.error);
+  pid_fd_ = std::move(file.fd);
   // A POSIX record lock (not flock, not an OFD lock): F_GETLK reports its
   // holder's PID, which is how `conduit stop` proves the PID in the file is
   // the process holding it. Nothing else in the daemon opens this file (closing

@@ -29,7 +29,60 @@ class Converter {
         "# Converted from " + source_ + " by `conduit init --from-yaml`. See conduit.toml(5).\n\n";
     if (!root.IsDefined() || root.IsNull()) fail(root, "the file holds no configuration");
     if (!root.IsMap()) fail(root, "expected a map of Go Conduit's keys");
+    ExpansionBudget budget;
+    std::vector<YAML::Node> path;
+    check_expansion(root, path, budget);
+    convert(root);
+    if (out_.size() > kMaxConfigBytes)
+      throw ConfigError(source_ + ": the converted configuration would be larger than " +
+                        std::to_string(kMaxConfigBytes) + " bytes, more than conduit.toml may be");
+    return out_;
+  }
 
+ private:
+  enum class Want { any, string, integer, boolean };
+
+  // yaml-cpp resolves an alias to the anchored node itself: `x: &a [*a]` is a
+  // cycle in the node graph (walking it recursed until the stack overflowed),
+  // and aliases of aliases ("billion laughs") expand exponentially when the
+  // converter writes each use out. Go's yaml.v3 refuses both ("anchor 'a'
+  // value contains itself", "excessive aliasing"). One walk over the document
+  // as the converter will expand it refuses them before any output exists:
+  // a node that is its own ancestor, more than kMaxYamlNodes nodes or
+  // kMaxConfigBytes bytes of scalars expanded, or nesting deeper than
+  // kMaxYamlNesting (conduit.toml's own bound).
+  struct ExpansionBudget {
+    size_t nodes = 0;
+    size_t scalar_bytes = 0;
+  };
+
+  void check_expansion(const YAML::Node& node, std::vector<YAML::Node>& path,
+                       ExpansionBudget& budget) const {
+    for (const auto& ancestor : path)
+      if (ancestor.is(node))
+        fail(node, "an alias refers to a node that contains it (an alias cycle)");
+    if (path.size() >= kMaxYamlNesting)
+      fail(node, "nested more than " + std::to_string(kMaxYamlNesting) + " levels deep");
+    if (++budget.nodes > kMaxYamlNodes)
+      fail(node,
+           "more than " + std::to_string(kMaxYamlNodes) + " YAML nodes once aliases are expanded");
+    if (node.IsScalar() && (budget.scalar_bytes += node.Scalar().size() + 1) > kMaxConfigBytes)
+      fail(node, "more than " + std::to_string(kMaxConfigBytes) +
+                     " bytes of values once aliases are expanded");
+    if (!node.IsMap() && !node.IsSequence()) return;
+    path.push_back(node);
+    for (const auto& entry : node) {
+      if (node.IsSequence()) {
+        check_expansion(entry, path, budget);
+      } else {
+        check_expansion(entry.first, path, budget);
+        check_expansion(entry.second, path, budget);
+      }
+    }
+    path.pop_back();
+  }
+
+  void convert(const YAML::Node& root) {
     std::string tables;  // [api], [metrics], plugins: after every top-level key
     for (const auto& entry : root) {
       const std::string key = entry.first.Scalar();
@@ -66,11 +119,7 @@ class Converter {
       }
     }
     out_ += tables;
-    return out_;
   }
-
- private:
-  enum class Want { any, string, integer, boolean };
 
   std::string where(const YAML::Mark& mark) const {
     if (mark.is_null()) return source_;
@@ -368,7 +417,13 @@ class Converter {
 }  // namespace
 
 std::string convert_go_yaml_config(std::string_view yaml, const std::string& source_name) {
-  return Converter(source_name).run(yaml);
+  if (yaml.size() > kMaxConfigBytes)
+    throw ConfigError(source_name + ": larger than " + std::to_string(kMaxConfigBytes) + " bytes");
+  try {
+    return Converter(source_name).run(yaml);
+  } catch (const YAML::Exception& e) {  // none is expected past parsing: still a bad file
+    throw ConfigError(source_name + ": " + e.msg);
+  }
 }
 
 }  // namespace conduit

@@ -7,13 +7,22 @@
 // say why, and so are keys Go itself ignores.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace conduit {
 
+// Bounds on a conduit.yml, beyond the input's size (kMaxConfigBytes, like
+// conduit.toml): nodes counted with every alias expanded (a real configuration
+// has a few hundred; an alias bomb has billions), nesting depth (conduit.toml's).
+// An alias inside its own anchor (a cycle) is refused too.
+inline constexpr size_t kMaxYamlNodes = 100000;
+inline constexpr size_t kMaxYamlNesting = 64;
+
 // The TOML text; throws ConfigError (naming source_name, line and column) when
-// the YAML is malformed or not shaped as Go Conduit's configuration.
+// the YAML is malformed, beyond the bounds above, or not shaped as Go Conduit's
+// configuration, or when the TOML would be larger than kMaxConfigBytes.
 std::string convert_go_yaml_config(std::string_view yaml, const std::string& source_name);
 
 }  // namespace conduit

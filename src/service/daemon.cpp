@@ -1,5 +1,6 @@
 #include "service/daemon.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 #include <chrono>
 #include <csignal>
@@ -10,6 +11,7 @@
 #include <utility>
 
 #include "conduit_config.h"
+#include "core/fs.hpp"
 #include "core/observer.hpp"
 #include "core/pidfile.hpp"
 #include "core/registry.hpp"
@@ -290,12 +292,17 @@ std::optional<int> Daemon::load_config() {
 std::optional<int> Daemon::open_log() {
   const Config& config = supervisor_->config();
   if (!config.log_file.empty()) {
-    std::FILE* file = std::fopen(config.log_file.c_str(), "ae");
+    // Signals are blocked already: an open() waiting on a FIFO would leave
+    // only SIGKILL. A FIFO or a socket is refused; a regular file or a device.
+    RegularFile log = open_regular_file(config.log_file, O_WRONLY | O_APPEND | O_CREAT, 0644,
+                                        /*devices_too=*/true);
+    std::FILE* file = log ? ::fdopen(log.fd.get(), "a") : nullptr;
     if (!file) {
       std::fprintf(stderr, "conduit: cannot open log-file %s: %s\n", config.log_file.c_str(),
-                   std::strerror(errno));
+                   log ? std::strerror(errno) : log.error.c_str());
       return 2;
     }
+    (void)log.fd.release();  // the FILE owns it now
     logger_.set_sink(std::make_unique<StreamSink>(file, true));
   } else if (stderr_is_journal() || std::getenv("INVOCATION_ID")) {
     logger_.set_sink(std::make_unique<JournalSink>());

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -400,4 +401,164 @@ TEST(HostileHttp, MoreIdleConnectionsThanTheLimitDoNotStarveHealth) {
   EXPECT_EQ(::recv(idle.front().get(), &byte, 1, 0), 0);
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Hostile files: alias cycles and bombs in a conduit.yml, and FIFOs or devices
+// where conduit expects a regular file. Every wait below is bounded by
+// kHangGuard: on a hang the child is killed and the test fails instead of
+// hanging; it is a guard, not a timing expectation.
+
+namespace {
+
+constexpr auto kHangGuard = 60s;
+
+void make_fifo(const std::filesystem::path& path) {
+  std::filesystem::remove(path);
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << path << ": " << std::strerror(errno);
+}
+
+std::string yaml_bomb() {  // 10^9 scalars once expanded, in 500 bytes
+  std::string text = "importer:\n  name: noop\n  config:\n    l0: &l0 lol\n";
+  for (int level = 1; level <= 9; ++level) {
+    std::string previous = "*l" + std::to_string(level - 1);
+    text += "    l" + std::to_string(level) + ": &l" + std::to_string(level) + " [";
+    for (int i = 0; i < 10; ++i) text += (i ? ", " : "") + previous;
+    text += "]\n";
+  }
+  return text + "exporter:\n  name: noop\n";
+}
+
+// `conduit init --from-yaml FILE -d OUT`: {exit status, output}; a hang is killed.
+std::pair<int, std::string> init_from_yaml(const std::filesystem::path& file,
+                                           const std::filesystem::path& out) {
+  Subprocess init({conduit_bin(), "init", "--from-yaml", file.string(), "-d", out.string()});
+  int status = init.wait(kHangGuard);
+  return {status, init.output()};
+}
+
+std::string file_reader_config(const std::filesystem::path& blocks) {
+  return "[importer]\nname = \"file_reader\"\n[importer.config]\nblock-dir = \"" + blocks.string() +
+         "\"\nmissing-file-wait = \"0s\"\n[exporter]\nname = \"noop\"\n";
+}
+
+}  // namespace
+
+// A SIGSEGV (exit 139) before: the converter recursed through the cycle.
+TEST(HostileYaml, AnAliasCycleExits2NamingTheFile) {
+  TempDir dir;
+  for (const std::string yaml : {
+           "x: &a [*a]\n",
+           "importer: &a\n  name: noop\n  config: *a\nexporter:\n  name: noop\n",
+       }) {
+    write_text(dir / "conduit.yml", yaml);
+    auto [status, out] = init_from_yaml(dir / "conduit.yml", dir / "out");
+    EXPECT_EQ(status, 2) << yaml << out;
+    EXPECT_NE(out.find((dir / "conduit.yml").string() + ":"), std::string::npos) << out;
+    EXPECT_NE(out.find("(an alias cycle)"), std::string::npos) << out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "out" / "conduit.toml"));
+  }
+}
+
+// Before: an 82.7 MB conduit.toml, or 1.5 GB of memory and an abort (exit 134).
+TEST(HostileYaml, AnAliasBombExits2AndWritesNothing) {
+  TempDir dir;
+  write_text(dir / "conduit.yml", yaml_bomb());
+  auto [status, out] = init_from_yaml(dir / "conduit.yml", dir / "out");
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find((dir / "conduit.yml").string() + ":"), std::string::npos) << out;
+  EXPECT_NE(out.find("more than 100000 YAML nodes once aliases are expanded"), std::string::npos)
+      << out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out" / "conduit.toml"));
+}
+
+// Before: /dev/zero was read until allocation failed, and a FIFO blocked open().
+TEST(HostileYaml, ADeviceOrAFifoIsRefusedWithoutReadingIt) {
+  TempDir dir;
+  auto [zero_status, zero_out] = init_from_yaml("/dev/zero", dir / "out");
+  EXPECT_EQ(zero_status, 2) << zero_out;
+  EXPECT_NE(zero_out.find("/dev/zero: not a regular file (a character device)"), std::string::npos)
+      << zero_out;
+  make_fifo(dir / "conduit.yml");
+  auto [fifo_status, fifo_out] = init_from_yaml(dir / "conduit.yml", dir / "out");
+  EXPECT_EQ(fifo_status, 2) << fifo_out;
+  EXPECT_NE(fifo_out.find((dir / "conduit.yml").string() + ": not a regular file (a FIFO)"),
+            std::string::npos)
+      << fifo_out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out" / "conduit.toml"));
+}
+
+// Before: open() blocked with the signals already blocked; only SIGKILL ended it.
+TEST(HostileFiles, AFifoAsConduitTomlOrLogFileExits2) {
+  TempDir dir;
+  make_fifo(dir / "conduit.toml");
+  Subprocess daemon({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  EXPECT_EQ(daemon.wait(kHangGuard), 2) << daemon.output();
+  EXPECT_NE(daemon.output().find((dir / "conduit.toml").string() +
+                                 ": cannot read the configuration: not a regular file (a FIFO)"),
+            std::string::npos)
+      << daemon.output();
+
+  make_fifo(dir / "conduit.log");
+  std::filesystem::remove(dir / "conduit.toml");
+  write_text(dir / "conduit.toml",
+             generator_config("log-file = \"" + (dir / "conduit.log").string() + "\"\n"));
+  Subprocess logging({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  EXPECT_EQ(logging.wait(kHangGuard), 2) << logging.output();
+  EXPECT_NE(logging.output().find("cannot open log-file " + (dir / "conduit.log").string() +
+                                  ": not a regular file (a FIFO)"),
+            std::string::npos)
+      << logging.output();
+}
+
+TEST(HostileFiles, AFifoAsTheCheckpointIsACheckpointError) {
+  TempDir dir;
+  write_text(dir / "conduit.toml", generator_config());
+  make_fifo(dir / "metadata.json");
+  Subprocess daemon({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  EXPECT_EQ(daemon.wait(kHangGuard), 1) << daemon.output();
+  EXPECT_NE(daemon.output().find("conduit stopped: checkpoint-error"), std::string::npos)
+      << daemon.output();
+  EXPECT_NE(daemon.output().find((dir / "metadata.json").string() +
+                                 ": unreadable checkpoint: not a regular file (a FIFO)"),
+            std::string::npos)
+      << daemon.output();
+}
+
+// file_reader: genesis.json or a block file as a FIFO is an importer error
+// naming it; before, the open blocked and a SIGTERM was logged but never acted on.
+TEST(HostileFiles, AFifoInFileReadersBlockDirIsAnImporterError) {
+  CONDUIT_REQUIRE_FIXTURES();
+  for (const std::string name : {"genesis.json", "0_block.msgp.gz"}) {
+    TempDir dir;
+    std::filesystem::create_directory(dir / "blocks");
+    std::filesystem::copy_file(fixtures_dir() / "genesis.json", dir / "blocks" / "genesis.json");
+    make_fifo(dir / "blocks" / name);
+    write_text(dir / "conduit.toml", file_reader_config(dir / "blocks"));
+    Subprocess daemon({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+    EXPECT_EQ(daemon.wait(kHangGuard), 1) << name << daemon.output();
+    EXPECT_NE(daemon.output().find("conduit stopped: importer-error"), std::string::npos)
+        << daemon.output();
+    EXPECT_NE(
+        daemon.output().find((dir / "blocks" / name).string() + ": not a regular file (a FIFO)"),
+        std::string::npos)
+        << daemon.output();
+  }
+}
+
+// Before: the SIGHUP handler blocked in open() on the event loop: rounds went
+// on, but no signal (SIGTERM included) or D-Bus call was handled any more.
+TEST(HostileFiles, AReloadOfAFifoConfigIsRefusedAndTheLoopStillServesSignals) {
+  TempDir dir;
+  write_text(dir / "conduit.toml", generator_config());
+  Subprocess daemon({conduit_bin(), "-d", dir.path().string(), "--bus", "none"});
+  ASSERT_TRUE(daemon.wait_for_line("pipeline running from round", kHangGuard)) << daemon.output();
+  make_fifo(dir / "conduit.toml");
+  daemon.signal(SIGHUP);
+  ASSERT_TRUE(daemon.wait_for_line("reload refused", kHangGuard)) << daemon.output();
+  EXPECT_NE(daemon.output().find("not a regular file (a FIFO)"), std::string::npos)
+      << daemon.output();
+  daemon.signal(SIGTERM);
+  EXPECT_EQ(daemon.wait(kHangGuard), 0) << daemon.output();
+  EXPECT_NE(daemon.output().find("conduit stopped: stop-requested"), std::string::npos);
 }

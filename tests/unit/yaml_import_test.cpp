@@ -256,3 +256,85 @@ TEST(GoYaml, MalformedYamlIsRefusedWithItsLocation) {
     }
   }
 }
+
+namespace {
+
+// "Billion laughs" inside a plugin config: `levels` anchors, each a list of ten
+// aliases of the one before, so the last one expands to 10^levels scalars.
+std::string alias_bomb(int levels) {
+  std::string text = "importer:\n  name: noop\n  config:\n    l0: &l0 lol\n";
+  for (int level = 1; level <= levels; ++level) {
+    std::string previous = "*l" + std::to_string(level - 1);
+    text += "    l" + std::to_string(level) + ": &l" + std::to_string(level) + " [";
+    for (int i = 0; i < 10; ++i) text += (i ? ", " : "") + previous;
+    text += "]\n";
+  }
+  return text + "exporter:\n  name: noop\n";
+}
+
+std::string refusal(const std::string& yaml) {
+  try {
+    convert_go_yaml_config(yaml, "/etc/conduit/conduit.yml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+}  // namespace
+
+// yaml-cpp makes an alias the anchored node itself: walking these recursed
+// until the stack overflowed.
+TEST(GoYaml, AnAliasInsideItsOwnAnchorIsRefusedAsACycle) {
+  for (const std::string yaml : {
+           "x: &a [*a]\n",
+           "importer: &a\n  name: noop\n  config: *a\nexporter:\n  name: noop\n",
+           "importer:\n  name: noop\n  config: &c {deeper: {back: *c}}\n",
+           "&k [*k]: 1\n",
+       }) {
+    std::string message = refusal(yaml);
+    EXPECT_EQ(message.rfind("/etc/conduit/conduit.yml:", 0), 0u) << yaml << message;
+    EXPECT_NE(message.find("an alias refers to a node that contains it (an alias cycle)"),
+              std::string::npos)
+        << yaml << message;
+  }
+}
+
+TEST(GoYaml, AliasExpansionIsBoundedBeforeAnyOutput) {
+  // 10^6 scalars: beyond kMaxYamlNodes, yet small enough to convert fully
+  // without the bound (so this fails rather than hangs without it). The
+  // classic 10^9 runs through the binary in hostile_cli_test, under a deadline.
+  std::string bomb = alias_bomb(6);
+  ASSERT_LT(bomb.size(), 500u);
+  std::string message = refusal(bomb);
+  EXPECT_EQ(message.rfind("/etc/conduit/conduit.yml:", 0), 0u) << message;
+  EXPECT_NE(message.find("more than 100000 YAML nodes once aliases are expanded"),
+            std::string::npos)
+      << message;
+  // A big scalar used through aliases: few nodes, many bytes.
+  std::string big(400 * 1024, 'x');
+  std::string yaml = "importer:\n  name: noop\n  config:\n    a: &a " + big +
+                     "\n    b: [*a, *a, *a]\nexporter:\n  name: noop\n";
+  EXPECT_NE(refusal(yaml).find("bytes of values once aliases are expanded"), std::string::npos);
+  // Aliases as people use them (shared defaults) still convert, expanded.
+  std::string shared = convert_go_yaml_config(
+      "importer:\n  name: noop\n  config: &d {x: 1, list: [a, b]}\n"
+      "exporter:\n  name: noop\n  config: *d\n",
+      "conduit.yml");
+  EXPECT_NE(shared.find("[importer.config]\nx = 1\nlist = [ \"a\", \"b\" ]\n"), std::string::npos)
+      << shared;
+  EXPECT_NE(shared.find("[exporter.config]\nx = 1\nlist = [ \"a\", \"b\" ]\n"), std::string::npos)
+      << shared;
+}
+
+TEST(GoYaml, NestingInputSizeAndOutputSizeAreBounded) {
+  std::string deep = "importer:\n  name: noop\n  config:\n    x: " + std::string(100, '[') +
+                     std::string(100, ']') + "\n";
+  EXPECT_NE(refusal(deep).find("nested more than 64 levels deep"), std::string::npos);
+  std::string huge = "hide-banner: true\n# " + std::string(kMaxConfigBytes, 'x') + "\n";
+  EXPECT_NE(refusal(huge).find("conduit.yml: larger than 1048576 bytes"), std::string::npos);
+  // No alias at all, but each '"' becomes two bytes of TOML.
+  std::string quotes = "log-file: '" + std::string(700 * 1024, '"') + "'\n";
+  EXPECT_NE(refusal(quotes).find("the converted configuration would be larger than 1048576 bytes"),
+            std::string::npos);
+}

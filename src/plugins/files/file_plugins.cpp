@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -68,28 +69,23 @@ FilenamePattern configure_pattern(PluginConfig& config) {
 
 // The whole file, or nullopt when it does not exist.
 std::optional<std::string> read_if_exists(const fs::path& path, size_t limit = kMaxBlockFileBytes) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ENOENT) return std::nullopt;
-    throw PluginError("cannot open " + path.string() + ": " + std::strerror(errno), false);
+  // A FIFO in the block directory is refused, not waited on: a blocked open()
+  // would not see the stop token.
+  RegularFile file = open_regular_file(path);
+  if (!file) {
+    if (file.open_errno == ENOENT) return std::nullopt;
+    throw PluginError("cannot open " + path.string() + ": " + file.error, false);
   }
   std::string data;
   struct stat st {};
-  if (::fstat(fd.get(), &st) == 0 && st.st_size > 0) data.reserve(static_cast<size_t>(st.st_size));
-  char buffer[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw PluginError("cannot read " + path.string() + ": " + std::strerror(errno), false);
-    }
-    if (n == 0) break;
-    if (data.size() + static_cast<size_t>(n) > limit)
-      throw PluginError(path.string() + " is larger than " + std::to_string(limit) +
-                            " bytes (file_reader's max-block-bytes)",
-                        false);
-    data.append(buffer, static_cast<size_t>(n));
-  }
+  if (::fstat(file.fd.get(), &st) == 0 && st.st_size > 0)
+    data.reserve(std::min(static_cast<size_t>(st.st_size), limit));
+  if (int error = read_at_most(file.fd.get(), limit, data))
+    throw PluginError("cannot read " + path.string() + ": " + std::strerror(error), false);
+  if (data.size() > limit)
+    throw PluginError(path.string() + " is larger than " + std::to_string(limit) +
+                          " bytes (file_reader's max-block-bytes)",
+                      false);
   return data;
 }
 
