@@ -27,6 +27,7 @@
 #include "plugins/builtin.hpp"
 #include "plugins/files/block_files.hpp"
 #include "test_support.hpp"
+#include "v42_block.hpp"
 
 using namespace conduit;
 using namespace conduit::test;
@@ -372,6 +373,44 @@ TEST(BlockCodec, JsonOrdersTxidsByTheirBase64TextAsGoDoes) {
   EXPECT_EQ(written, go_order);
   // Read back, the map is in msgpack's order again: the fixture's bytes.
   EXPECT_EQ(decode_block_json(json).encode_msgpack(), bytes);
+}
+
+// Consensus v42: `pqsig` on a top-level, a logic-signature and an inner
+// transaction, and the header's `ld`, as go-algorand-sdk's types carry them.
+// Expected JSON per go-codec: the scheme ([2]byte) and the key and signature
+// ([]byte) base64, the salt (uint8) a number, omitted when 0; keys sorted.
+TEST(BlockCodec, V42PqsigAndLoadKeepTheirMsgpackAndWriteGosJson) {
+  std::string bytes = v42::block_msgpack();
+  BlockData block = BlockData::decode_msgpack(bytes);
+  EXPECT_EQ(block.txn_count(), 3u);
+  EXPECT_EQ(block.encode_msgpack(), bytes);
+  EXPECT_EQ(block.header()["ld"].as_uint(), v42::kLoad);
+  EXPECT_EQ(block.payset_entry(0).path("pqsig.sch").as_bytes(), "f1");
+
+  std::string json = encode_block_json(block);
+  EXPECT_EQ(json, go_json_of(block));
+  auto parsed = nlohmann::ordered_json::parse(json);
+  EXPECT_EQ(parsed["block"]["ld"], v42::kLoad);
+  auto b64 = [](const std::string& bytes) { return encoding::base64_encode(bytes); };
+  auto pq = [&](int key, int sig, bool salted) {
+    std::string text = R"({"pk":")" + b64(v42::public_key(key)) + R"(","sch":"ZjE=","sig":")" +
+                       b64(v42::signature(sig)) + R"(")";
+    return text + (salted ? R"(,"slt":7})" : "}");
+  };
+  EXPECT_EQ(parsed["payset"][0]["pqsig"].dump(), pq(1, 1, true));
+  EXPECT_EQ(parsed["payset"][1]["lsig"]["pqsig"].dump(), pq(2, 2, false));
+  EXPECT_EQ(parsed["payset"][1]["lsig"]["l"], "CoEB");
+  EXPECT_EQ(parsed["payset"][2]["pqsig"].dump(), pq(1, 3, true));
+  EXPECT_EQ(parsed["payset"][2]["dt"]["itx"][0]["pqsig"].dump(), pq(4, 4, true));
+
+  // Read back (Go's form and the base32 one): the same msgpack.
+  EXPECT_EQ(decode_block_json(json).encode_msgpack(), bytes);
+  std::string base32 = encode_block_json(block, {.addresses = AddressForm::base32});
+  EXPECT_EQ(decode_block_json(base32).encode_msgpack(), bytes);
+  // A scheme that is not base64 is a field of the wrong shape.
+  std::string bad = json;
+  bad.replace(bad.find("\"ZjE=\""), 6, "\"f1!\"");
+  EXPECT_THROW(decode_block_json(bad), BlockDecodeError);
 }
 
 TEST(BlockCodec, StringsThatAreNotUtf8SurviveJson) {
