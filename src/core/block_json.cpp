@@ -1,5 +1,6 @@
 #include "core/block_json.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -209,6 +210,61 @@ const Schema* elem_schema(const Schema* s) {
 constexpr int kMaxDepth = 256;
 
 // ---------------------------------------------------------------------------
+// Key order. go-codec's canonical mode, which Go Conduit writes with, sorts a
+// map's entries by key: strings by their bytes, integers by value, any other
+// key by its encoding (`encoded`: JSON text for JSON, bytes for msgpack).
+// Returns the entries' order, or nothing when they are in order already (the
+// common case: Go's msgpack sorts strings and integers the same way).
+
+struct KeyRank {
+  int group = 0;  // negative integers, non-negative integers, booleans, the rest
+  int64_t number = 0;
+  uint64_t unumber = 0;
+  std::string text;
+  bool operator<(const KeyRank& b) const {
+    if (group != b.group) return group < b.group;
+    if (number != b.number) return number < b.number;
+    if (unumber != b.unumber) return unumber < b.unumber;
+    return text < b.text;
+  }
+};
+
+template <class Encoded>
+std::vector<uint32_t> canonical_key_order(const msgpack::object_kv* kv, uint32_t size,
+                                          Encoded encoded) {
+  auto str = [](const msgpack::object& k) {
+    return std::string_view(k.via.str.ptr, k.via.str.size);
+  };
+  bool sorted_strings = true;
+  for (uint32_t i = 0; i < size && sorted_strings; ++i)
+    sorted_strings =
+        kv[i].key.type == msgpack::type::STR && (i == 0 || str(kv[i - 1].key) < str(kv[i].key));
+  if (sorted_strings) return {};
+  std::vector<KeyRank> ranks(size);
+  for (uint32_t i = 0; i < size; ++i) {
+    const msgpack::object& k = kv[i].key;
+    KeyRank& rank = ranks[i];
+    if (k.type == msgpack::type::NEGATIVE_INTEGER) {
+      rank.number = k.via.i64;
+    } else if (k.type == msgpack::type::POSITIVE_INTEGER) {
+      rank.group = 1;
+      rank.unumber = k.via.u64;
+    } else if (k.type == msgpack::type::BOOLEAN) {
+      rank.group = 2;
+      rank.unumber = k.via.boolean ? 1 : 0;
+    } else {
+      rank.group = 3;
+      rank.text = k.type == msgpack::type::STR ? std::string(str(k)) : encoded(k);
+    }
+  }
+  std::vector<uint32_t> order(size);
+  for (uint32_t i = 0; i < size; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return ranks[a] < ranks[b]; });
+  return order;
+}
+
+// ---------------------------------------------------------------------------
 // Writer
 
 class JsonWriter {
@@ -291,8 +347,9 @@ class JsonWriter {
     }
     enter('{');
     bool first = true;
-    for (uint32_t i = 0; i < o.via.map.size; ++i) {
-      const auto& kv = o.via.map.ptr[i];
+    std::vector<uint32_t> order = go_key_order(o, s);
+    for (uint32_t n = 0; n < o.via.map.size; ++n) {
+      const auto& kv = o.via.map.ptr[order.empty() ? n : order[n]];
       if (is_key(kv.key, skip_key)) continue;
       if (!first) out_ += ',';
       first = false;
@@ -310,6 +367,22 @@ class JsonWriter {
   }
 
  private:
+  // Go's JSON order (go-codec's canonical kMapCanonical): a key that is not
+  // a string or an integer (byte arrays such as Txids, struct keys such as
+  // Txleases) by its encoded JSON text -- for base64 the text's order, not the
+  // bytes'.
+  std::vector<uint32_t> go_key_order(const msgpack::object& o, const Schema* s) {
+    return canonical_key_order(o.via.map.ptr, o.via.map.size, [&](const msgpack::object& k) {
+      std::string text;
+      if (k.type == msgpack::type::BIN)
+        return encoding::base64_encode({k.via.bin.ptr, k.via.bin.size});
+      JsonWriter compact(text, false, options_);
+      compact.depth_ = depth_;
+      compact.value(k, s && s->kind == Kind::dict ? s->key_schema : nullptr);
+      return text;
+    });
+  }
+
   static bool is_key(const msgpack::object& key, std::string_view name) {
     return !name.empty() && key.type == msgpack::type::STR &&
            std::string_view(key.via.str.ptr, key.via.str.size) == name;
@@ -488,11 +561,30 @@ class JsonReader {
       }
     }
     --depth_;
+    canonical_msgpack_order(entries);
     msgpack::object o;
     o.type = msgpack::type::MAP;
     o.via.map.size = static_cast<uint32_t>(entries.size());
     o.via.map.ptr = copy(entries);
     return o;
+  }
+
+  // Go reads an object into a struct or a map and writes msgpack in go-codec's
+  // canonical order, keys that are not strings or integers by their msgpack
+  // encoding: Go's JSON (byte keys in the order of their base64) so reads back
+  // to Go's msgpack, and any JSON to what it reads back to once written.
+  static void canonical_msgpack_order(std::vector<msgpack::object_kv>& entries) {
+    auto order = canonical_key_order(entries.data(), static_cast<uint32_t>(entries.size()),
+                                     [](const msgpack::object& k) {
+                                       msgpack::sbuffer buffer;
+                                       msgpack::pack(buffer, k);
+                                       return std::string(buffer.data(), buffer.size());
+                                     });
+    if (order.empty()) return;
+    std::vector<msgpack::object_kv> sorted;
+    sorted.reserve(entries.size());
+    for (uint32_t i : order) sorted.push_back(entries[i]);
+    entries = std::move(sorted);
   }
 
   msgpack::object array(const Schema* s) {

@@ -18,6 +18,7 @@
 #include "plugins/files/block_files.hpp"
 #include "plugins/filter/filter_processor.hpp"
 #include "test_support.hpp"
+#include "v42_block.hpp"
 
 using namespace conduit;
 using namespace conduit::test;
@@ -361,4 +362,55 @@ TEST(FilterProcessor, StopInterruptsAnEvaluationBetweenExpressions) {
   EXPECT_TRUE(cancelled) << "process() ran to the end after the stop";
   EXPECT_EQ(evaluated, 1u) << "expressions evaluated after the stop";
   EXPECT_EQ(block.txn_count(), 1u);  // a cancelled process() leaves the block as it was
+}
+
+// Go Conduit leaves the post-quantum signature fields out of its tag table
+// (gen/generate.go's ignoreTags), so its filter_processor refuses them as
+// unknown tags when it starts; so does conduit.
+TEST(FilterProcessor, PqsigTagsAreUnknownAsInGoConduit) {
+  for (const char* tag : {"pqsig", "pqsig.sch", "pqsig.slt", "pqsig.pk", "pqsig.sig", "lsig.pqsig",
+                          "lsig.pqsig.sch", "lsig.pqsig.slt", "lsig.pqsig.pk", "lsig.pqsig.sig"}) {
+    try {
+      make_filter(filters("any", expr(tag, "equal", "0")));
+      ADD_FAILURE() << tag << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("unknown tag: ") + tag), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+// A v42 block through the filter: PQ-signed transactions, top-level, inner and
+// logic-signature ones, are matched on their other fields and kept whole.
+TEST(FilterProcessor, PqSignedTransactionsAreFilteredAndKeptWhole) {
+  const std::string bytes = v42::block_msgpack();
+  auto run = [&](const std::string& config) {
+    BlockData block = BlockData::decode_msgpack(bytes);
+    make_filter(config)->process(block, {});
+    return BlockData::decode_msgpack(block.encode_msgpack());
+  };
+  auto snd = [](int account) {
+    return expr("txn.snd", "equal", "\"" + algorand::encode_address(v42::address(account)) + "\"");
+  };
+  BlockData pq = run(filters("any", snd(v42::pq_sender)));
+  ASSERT_EQ(pq.txn_count(), 2u);
+  EXPECT_EQ(pq.payset_entry(0).path("pqsig.pk").as_bytes(), v42::public_key(1));
+  EXPECT_EQ(pq.payset_entry(0).path("pqsig.slt").as_uint(), v42::kSalt);
+  EXPECT_EQ(pq.payset_entry(1).path("pqsig.sig").as_bytes(), v42::signature(3));
+  EXPECT_EQ(pq.payset_entry(1)["dt"]["itx"].at(0).path("pqsig.sig").as_bytes(), v42::signature(4));
+  EXPECT_EQ(pq.header()["ld"].as_uint(), v42::kLoad);
+
+  BlockData lsig = run(filters("any", snd(v42::lsig_sender)));
+  ASSERT_EQ(lsig.txn_count(), 1u);
+  EXPECT_EQ(lsig.payset_entry(0).path("lsig.pqsig.pk").as_bytes(), v42::public_key(2));
+  EXPECT_EQ(lsig.payset_entry(0).path("lsig.pqsig.sch").as_bytes(), v42::kScheme);
+  EXPECT_FALSE(lsig.payset_entry(0).path("lsig.pqsig.slt").present());
+
+  // The inner payment's sender is found with search-inner; its root is kept.
+  EXPECT_EQ(run(filters("any", snd(v42::app_account))).txn_count(), 0u);
+  BlockData inner = run("search-inner = true\n" + filters("any", snd(v42::app_account)));
+  ASSERT_EQ(inner.txn_count(), 1u);
+  EXPECT_EQ(inner.payset_entry(0)["txn"]["type"].as_string(), "appl");
+  // Nothing filtered out: the block's bytes are unchanged.
+  EXPECT_EQ(run(filters("none", expr("txn.type", "equal", "\"keyreg\""))).encode_msgpack(), bytes);
 }

@@ -38,6 +38,7 @@
 #include "plugins/builtin.hpp"
 #include "plugins/postgresql/postgresql.hpp"
 #include "test_support.hpp"
+#include "v42_block.hpp"
 
 using namespace conduit;
 using namespace conduit::test;
@@ -1394,6 +1395,64 @@ TEST_F(Postgresql, ARoundWithoutADeltaIsAClearError) {
   Db db(conninfo());
   EXPECT_EQ(next_account_round(db), "1");
   EXPECT_EQ(db.scalar("SELECT count(*) FROM block_header"), "1");
+}
+
+// Consensus v42 as Indexer's newest writer stores it: a sender that signs with
+// `pqsig`, or whose logic signature a PQ account delegated (`lsig.pqsig`), gets
+// the key type "pqsig" (the sdk's indexer models list it in sig-type); the
+// signature is kept in the txn JSON as go-codec writes the sdk's PQSig (scheme
+// and bytes base64, salt a number, omitted when 0), inner rows included; the
+// header JSON keeps `ld`. Inner transactions set no key type, as before.
+TEST_F(Postgresql, V42PqSignersGetTheirKeyTypeAndTheirSignaturesAreStored) {
+  auto exporter = make_exporter();
+  exporter->init(InitContext{.next_round = 0, .logger = &quiet_}, {});
+  exporter->receive(generated_block(0, 0), {});
+  exporter->receive(BlockData::decode_msgpack(v42::block_msgpack()), {});
+  exporter->close();
+
+  Db db(conninfo());
+  auto addr = [](int account) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out = "'\\x";
+    for (unsigned char c : v42::address(account)) {
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+    return out + "'::bytea";
+  };
+  auto keytype = [&](int account) {
+    return db.scalar("SELECT coalesce(keytype, 'NULL') FROM account WHERE addr = " + addr(account));
+  };
+  EXPECT_EQ(keytype(v42::pq_sender), "pqsig");
+  EXPECT_EQ(keytype(v42::lsig_sender), "pqsig");
+  EXPECT_EQ(keytype(v42::receiver), "NULL");
+  EXPECT_EQ(keytype(v42::app_account), "NULL");
+
+  auto b64 = [](const std::string& bytes) { return encoding::base64_encode(bytes); };
+  auto pq = [&](int key, int sig, bool salted) {
+    nlohmann::json j = {
+        {"pk", b64(v42::public_key(key))}, {"sch", "ZjE="}, {"sig", b64(v42::signature(sig))}};
+    if (salted) j["slt"] = 7;
+    return j;
+  };
+  auto json_at = [&](int intra, const std::string& path) {
+    return nlohmann::json::parse(
+        db.scalar("SELECT (txn #> '{" + path +
+                  "}')::text FROM txn WHERE round = 1 AND intra = " + std::to_string(intra)));
+  };
+  EXPECT_EQ(json_at(0, "pqsig"), pq(1, 1, true));
+  EXPECT_EQ(json_at(1, "lsig,pqsig"), pq(2, 2, false));
+  EXPECT_EQ(json_at(1, "lsig,l"), "CoEB");
+  EXPECT_EQ(json_at(2, "pqsig"), pq(1, 3, true));
+  EXPECT_EQ(json_at(2, "dt,itx,0,pqsig"), pq(4, 4, true));
+  EXPECT_EQ(json_at(3, "pqsig"), pq(4, 4, true));  // the inner row
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM txn WHERE round = 1"), "4");
+  EXPECT_EQ(db.scalar("SELECT string_agg(intra::text, ',' ORDER BY intra) FROM "
+                      "txn_participation WHERE round = 1 AND addr = " +
+                      addr(v42::pq_sender)),
+            "0,2");
+  EXPECT_EQ(db.scalar("SELECT header->>'ld' FROM block_header WHERE round = 1"),
+            std::to_string(v42::kLoad));
 }
 
 TEST_F(Postgresql, RefusesADatabaseOfTheOlderConduitSchema) {

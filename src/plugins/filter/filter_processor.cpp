@@ -36,6 +36,8 @@ struct TagInfo {
 
 // Go Conduit's Filter_tags.md (generated_signed_txn_map.go), by value type;
 // tests/unit/filter_processor_test.cpp checks this table against that list.
+// Signatures are not filterable there, the post-quantum ones (pqsig.*,
+// lsig.pqsig.*) included: they are unknown tags.
 constexpr TagInfo kTags[] = {
     {"aca", TagKind::uint},
     {"apid", TagKind::uint},

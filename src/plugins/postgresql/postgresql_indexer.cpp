@@ -661,15 +661,20 @@ uint64_t asset_id(const Obj& stxn, uint64_t fallback_id) {
   return id;
 }
 
+// Indexer's idb.SignatureType. Consensus v42's post-quantum accounts sign with
+// `pqsig`, or delegate a logic signature with `lsig.pqsig`: their key type is
+// "pqsig" (Indexer's account sig-type enum since v42).
 std::optional<std::string> sig_type(const Obj& stxn) {
+  auto present = [](const Obj* v) { return v && !is_empty(*v); };
   std::string_view sig = bytes_at(stxn, "sig");
   if (!sig.empty() && !all_zero(sig)) return "sig";
-  if (const Obj* msig = field(stxn, "msig"); msig && !is_empty(*msig)) return "msig";
-  if (const Obj* lsig = field(stxn, "lsig"); lsig && !is_empty(*lsig)) {
+  if (present(field(stxn, "msig"))) return "msig";
+  if (present(field(stxn, "pqsig"))) return "pqsig";
+  if (const Obj* lsig = field(stxn, "lsig"); present(lsig)) {
     std::string_view lsig_sig = bytes_at(*lsig, "sig");
     if (!lsig_sig.empty() && !all_zero(lsig_sig)) return "sig";
-    if (const Obj* m = field(*lsig, "msig"); m && !is_empty(*m)) return "msig";
-    if (const Obj* m = field(*lsig, "lmsig"); m && !is_empty(*m)) return "msig";
+    if (present(field(*lsig, "msig")) || present(field(*lsig, "lmsig"))) return "msig";
+    if (present(field(*lsig, "pqsig"))) return "pqsig";
     return "lsig";
   }
   return std::nullopt;
