@@ -1,5 +1,7 @@
 #include "test_support.hpp"
 
+#include <poll.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -52,6 +54,31 @@ std::optional<uint64_t> checkpoint_round(const std::filesystem::path& data_dir) 
   auto m = Checkpoint(data_dir).load();
   if (!m) return std::nullopt;
   return m->next_round;
+}
+
+bool wait_for_checkpoint(const std::filesystem::path& data_dir, uint64_t round,
+                         std::chrono::seconds deadline) {
+  int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0) return false;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  // metadata.json is replaced by a rename into the directory.
+  if (::inotify_add_watch(fd, data_dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) return false;
+  auto until = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    auto now_round = checkpoint_round(data_dir);
+    if (now_round && *now_round >= round) return true;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char events[4096];
+    while (::read(fd, events, sizeof events) > 0) {
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

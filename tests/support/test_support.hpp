@@ -44,6 +44,10 @@ void write_text(const std::filesystem::path& path, const std::string& text);
 std::string read_text(const std::filesystem::path& path);
 // next-round in DIR/metadata.json, nullopt when there is none.
 std::optional<uint64_t> checkpoint_round(const std::filesystem::path& data_dir);
+// Waits on the data dir's inotify events (no polling) until its checkpoint
+// names at least `round`; false when `deadline` passes first (a hang guard).
+bool wait_for_checkpoint(const std::filesystem::path& data_dir, uint64_t round,
+                         std::chrono::seconds deadline = std::chrono::seconds(180));
 
 // ---------------------------------------------------------------------------
 // Test plugins. Every call reports to the World, which records it and runs the

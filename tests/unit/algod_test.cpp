@@ -778,6 +778,9 @@ TEST_F(AlgodImporterTest, DaemonExitsCleanlyOnSigtermDuringLongPoll) {
              importer_config(server.address(), "follower") + "[exporter]\nname = \"noop\"\n");
   Subprocess daemon({conduit_bin(), "-d", dir_.path().string(), "--bus", "none"});
   ASSERT_GE(server.wait_for_request("/v2/status/wait-for-block-after/2"), 0);
+  // A `now` stop abandons rounds not yet committed: wait until 0-2 are, so
+  // the only thing in progress is the long poll.
+  ASSERT_TRUE(wait_for_checkpoint(dir_.path(), 3)) << daemon.output();
   daemon.signal(SIGTERM);
   EXPECT_EQ(daemon.wait(), 0) << daemon.output();
   EXPECT_TRUE(server.requests().back().path == "/v2/status/wait-for-block-after/2" &&
