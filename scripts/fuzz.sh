@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bounded libFuzzer run of the block decoders (msgpack and JSON), the configuration
-# reader (conduit.toml) and the checkpoint reader (metadata.json) under ASan+UBSan,
+# reader (conduit.toml), the checkpoint reader (metadata.json) and the Go conduit.yml
+# converter (init --from-yaml) under ASan+UBSan,
 # seeded with Go Conduit's fixture blocks and sample files. Fails on any crash or
 # sanitizer report.
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 30; env FUZZ_SECONDS too)
@@ -21,10 +22,10 @@ if [ ! -f "$build/build.ninja" ]; then
     -Dbench=false -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 fi
 ninja -C "$build" -j"${JOBS:-2}" fuzz/fuzz_block_msgpack fuzz/fuzz_block_json fuzz/fuzz_config \
-  fuzz/fuzz_checkpoint
+  fuzz/fuzz_checkpoint fuzz/fuzz_yaml_import
 
 # Seeds: the fixture blocks (msgpack) and small JSON blocks.
-mkdir -p "$work/msgpack" "$work/json" "$work/config" "$work/checkpoint"
+mkdir -p "$work/msgpack" "$work/json" "$work/config" "$work/checkpoint" "$work/yaml_import"
 if [ -d "$fixtures" ]; then
   for f in "$fixtures"/*_block.msgp.gz; do
     gunzip -c "$f" >"$work/msgpack/$(basename "$f" .gz)"
@@ -85,6 +86,40 @@ printf '{"genesis-hash":"aGFzaA==","network":"mainnet","next-round":7,"telemetry
   >"$work/checkpoint/metadata.json"
 printf '{"next-round":18446744073709551615,"x":{"n":[1,2,{"k":null}]}}' >"$work/checkpoint/max.json"
 
+# conduit.yml seeds: Go's shape with every top-level key, anchors and aliases
+# (shared, cyclic, nested), and a small alias bomb.
+cat >"$work/yaml_import/conduit.yml" <<'YAML'
+log-level: info
+retry-count: 10
+retry-delay: "1s"
+hide-banner: false
+pid-filepath: /tmp/conduit.pid
+cpu-profile: /tmp/cpu
+api: {addr: ":8981"}
+metrics: {mode: ON, addr: ":9999", prefix: conduit}
+telemetry: {enabled: false}
+importer:
+  name: algod
+  config: &shared
+    mode: follower
+    netaddr: "http://127.0.0.1:8080"
+    catchup-config: {admin-token: ""}
+processors:
+  - name: filter_processor
+    config:
+      filters:
+        - any:
+          - tag: txn.type
+            expression-type: equal
+            expression: "pay"
+exporter:
+  name: file_writer
+  config: *shared
+YAML
+printf 'x: &a [*a]\nimporter: &i\n  name: noop\n  config: *i\n' >"$work/yaml_import/cycle.yml"
+printf 'importer:\n  name: noop\n  config:\n    a: &a [x, x, x]\n    b: &b [*a, *a, *a]\n    c: [*b, *b, *b]\n' \
+  >"$work/yaml_import/laughs.yml"
+
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 if [ -n "${FUZZ_RUNS:-}" ]; then
@@ -92,7 +127,7 @@ if [ -n "${FUZZ_RUNS:-}" ]; then
 else
   bound="-max_total_time=$seconds"
 fi
-for target in block_msgpack block_json config checkpoint; do
+for target in block_msgpack block_json config checkpoint yaml_import; do
   corpus=${target#block_}
   echo "== fuzz_$target ($bound)"
   mkdir -p "$work/artifacts-$target"
