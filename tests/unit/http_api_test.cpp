@@ -29,8 +29,9 @@ namespace {
 // Signals "exported-N" once round N is committed.
 struct ExportLatch : Observer {
   explicit ExportLatch(World& world) : world(world) {}
-  void on_exported(uint64_t round, std::size_t) override {
-    world.signal("exported-" + std::to_string(round));
+  // The last of a round's callbacks: the metrics have seen all of them.
+  void on_exported_block(const BlockData& block) override {
+    world.signal("exported-" + std::to_string(block.round()));
   }
   World& world;
 };
