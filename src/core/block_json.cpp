@@ -1,5 +1,6 @@
 #include "core/block_json.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -483,9 +484,26 @@ class JsonWriter {
 // rather than nlohmann::json because it must keep key order, read the
 // surrogate escapes above back to bytes, and type each value by the schema.
 
+// What the tree built so far takes, counted as BlockData::memory_cost counts
+// it, as it is built: a huge array is refused at the limit, not after.
+struct MemoryBudget {
+  std::size_t used = 0;
+  std::size_t limit = SIZE_MAX;
+  void charge(std::size_t bytes) {
+    used += bytes;
+    if (used > limit) throw BlockTooLargeError(used, limit);
+  }
+  // Room for `bytes` more held only while parsing (a container's elements
+  // before they move to the zone), on top of the tree.
+  void check_transient(std::size_t bytes) const {
+    if (bytes > limit - std::min(used, limit)) throw BlockTooLargeError(used + bytes, limit);
+  }
+};
+
 class JsonReader {
  public:
-  JsonReader(std::string_view in, msgpack::zone& zone) : in_(in), zone_(zone) {}
+  JsonReader(std::string_view in, msgpack::zone& zone, MemoryBudget& budget)
+      : in_(in), zone_(zone), budget_(budget) {}
 
   msgpack::object document(const Schema* s) {
     msgpack::object o = value(s);
@@ -522,6 +540,7 @@ class JsonReader {
   }
 
   msgpack::object value(const Schema* s) {
+    budget_.charge(sizeof(msgpack::object));
     msgpack::object o;
     char c = peek();
     switch (c) {
@@ -563,10 +582,12 @@ class JsonReader {
       for (;;) {
         if (peek() != '"') fail("expected a string key");
         std::string key_text = string();
+        budget_.charge(sizeof(msgpack::object));
         msgpack::object_kv kv;
         kv.key = typed_key(key_text, s);
         expect(':');
         kv.val = value(field_schema(s, key_text));
+        grow(entries);
         entries.push_back(kv);
         char c = peek();
         ++pos_;
@@ -591,7 +612,9 @@ class JsonReader {
       ++pos_;
     } else {
       for (;;) {
-        items.push_back(value(elem));
+        msgpack::object item = value(elem);
+        grow(items);
+        items.push_back(item);
         char c = peek();
         ++pos_;
         if (c == ']') break;
@@ -606,6 +629,16 @@ class JsonReader {
     return o;
   }
 
+  // Grows `items` as push_back would, once the budget has room for both the
+  // old and the new buffer (the vector holds both while it moves).
+  template <class T>
+  void grow(std::vector<T>& items) {
+    if (items.size() < items.capacity()) return;
+    std::size_t next = std::max<std::size_t>(8, items.capacity() * 2);
+    budget_.check_transient((next + items.capacity()) * sizeof(T));
+    items.reserve(next);
+  }
+
   template <class T>
   T* copy(const std::vector<T>& items) {
     if (items.empty()) return nullptr;
@@ -615,6 +648,7 @@ class JsonReader {
   }
 
   msgpack::object raw(msgpack::type::object_type type, std::string_view bytes) {
+    budget_.charge(bytes.size());
     msgpack::object o;
     o.type = type;
     char* p = bytes.empty() ? nullptr : static_cast<char*>(zone_.allocate_no_align(bytes.size()));
@@ -651,7 +685,7 @@ class JsonReader {
       return raw(msgpack::type::STR, text);
     switch (s->key) {
       case KeyKind::uint: {
-        JsonReader inner(text, zone_);
+        JsonReader inner(text, zone_, budget_);
         msgpack::object o = inner.number();
         if (inner.pos_ != text.size() || (o.type != msgpack::type::POSITIVE_INTEGER &&
                                           o.type != msgpack::type::NEGATIVE_INTEGER))
@@ -664,7 +698,7 @@ class JsonReader {
         return raw(msgpack::type::BIN, *bytes);
       }
       case KeyKind::object: {
-        JsonReader inner(text, zone_);
+        JsonReader inner(text, zone_, budget_);
         inner.depth_ = depth_;
         return inner.document(s->key_schema);
       }
@@ -834,6 +868,7 @@ class JsonReader {
 
   std::string_view in_;
   msgpack::zone& zone_;
+  MemoryBudget& budget_;
   size_t pos_ = 0;
   int depth_ = 0;
 };
@@ -848,9 +883,10 @@ std::string encode_block_json(const BlockData& block, BlockEncodeOptions options
   return out;
 }
 
-BlockData decode_block_json(std::string_view json) {
+BlockData decode_block_json(std::string_view json, std::size_t max_memory) {
   BlockData block;
-  JsonReader reader(json, block.tree().zone);
+  MemoryBudget budget{.limit = max_memory};
+  JsonReader reader(json, block.tree().zone, budget);
   msgpack::object root = reader.document(root_schema());
   if (root.type != msgpack::type::MAP) throw BlockDecodeError("a block must be a JSON object");
   block.tree().root = root;
