@@ -51,11 +51,14 @@ namespace {
 // map from its header: 9 bytes could otherwise ask for 100 GB). Every element
 // takes at least one byte, so an honest encoding never fails this, and the
 // objects allocated stay proportional to the input. One pass, no allocation.
-void check_container_sizes(std::string_view bytes) {
+// Returns what msgpack::unpack will allocate (BlockData::memory_cost): an
+// object per value, and a copy of every str, bin and ext payload.
+std::size_t checked_decoded_cost(std::string_view bytes) {
   const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
   const size_t n = bytes.size();
   size_t i = 0;
   uint64_t pending = 1;  // values still to read
+  uint64_t values = 0, payload = 0;
   auto need = [&](uint64_t k) {
     if (n - i < k) throw BlockDecodeError("truncated msgpack");
   };
@@ -69,6 +72,7 @@ void check_container_sizes(std::string_view bytes) {
   while (pending > 0) {
     need(1);
     --pending;
+    ++values;
     uint8_t b = p[i++];
     uint64_t children = 0, skip = 0;
     if (b <= 0x7f || b >= 0xe0) {
@@ -157,16 +161,73 @@ void check_container_sizes(std::string_view bytes) {
     }
     need(skip);
     i += skip;
+    // Payloads of str, bin and ext (fixint, float etc. skip bytes that are not copied).
+    if ((b >= 0xa0 && b <= 0xbf) || (b >= 0xc4 && b <= 0xc9) || (b >= 0xd4 && b <= 0xdb))
+      payload += skip;
     pending += children;
     if (pending > n - i)
       throw BlockDecodeError(
           "malformed msgpack: containers declare more elements than the input holds");
   }
+  return values * sizeof(msgpack::object) + payload;
+}
+
+// One object per value plus the payloads, as checked_decoded_cost counts them.
+// Iterative: a tree built by a plugin may nest deeper than the stack allows.
+std::size_t tree_cost(const msgpack::object& root) {
+  std::size_t cost = 0;
+  std::vector<const msgpack::object*> todo{&root};
+  while (!todo.empty()) {
+    const msgpack::object* o = todo.back();
+    todo.pop_back();
+    cost += sizeof(msgpack::object);
+    switch (o->type) {
+      case msgpack::type::STR:
+        cost += o->via.str.size;
+        break;
+      case msgpack::type::BIN:
+        cost += o->via.bin.size;
+        break;
+      case msgpack::type::EXT:
+        cost += o->via.ext.size + 1;
+        break;
+      case msgpack::type::ARRAY:
+        for (uint32_t k = 0; k < o->via.array.size; ++k) todo.push_back(&o->via.array.ptr[k]);
+        break;
+      case msgpack::type::MAP:
+        for (uint32_t k = 0; k < o->via.map.size; ++k) {
+          todo.push_back(&o->via.map.ptr[k].key);
+          todo.push_back(&o->via.map.ptr[k].val);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return cost;
+}
+
+std::string mebibytes(std::size_t bytes) {
+  return std::to_string((bytes + (std::size_t{1} << 20) - 1) >> 20) + " MiB";
 }
 }  // namespace
 
-BlockData BlockData::decode_msgpack(std::string_view bytes) {
-  check_container_sizes(bytes);
+std::size_t msgpack_decoded_cost(std::string_view bytes) {
+  return checked_decoded_cost(bytes);
+}
+
+BlockTooLargeError::BlockTooLargeError(std::size_t estimate, std::size_t limit)
+    : BlockDecodeError(
+          "decoding the block would take at least " + mebibytes(estimate) +
+          " of memory (24 bytes per value plus its strings), over max-block-memory = " +
+          std::to_string(limit) +
+          " bytes; raise max-block-memory in the importer's config to accept it"),
+      estimate_(estimate),
+      limit_(limit) {}
+
+BlockData BlockData::decode_msgpack(std::string_view bytes, std::size_t max_memory) {
+  std::size_t cost = checked_decoded_cost(bytes);
+  if (cost > max_memory) throw BlockTooLargeError(cost, max_memory);
   BlockData block;
   try {
     std::size_t offset = 0;
@@ -185,7 +246,6 @@ BlockData BlockData::decode_msgpack(std::string_view bytes) {
   if (block.tree_->root.type != msgpack::type::MAP)
     throw BlockDecodeError("a block must be a msgpack map");
   block.refresh();
-  block.decoded_size_ = bytes.size();
   return block;
 }
 
@@ -214,7 +274,7 @@ BlockData BlockData::clone() const {
   copy.round_ = round_;
   copy.txn_count_ = txn_count_;
   copy.encoded_ = encoded_;
-  copy.decoded_size_ = decoded_size_;
+  copy.memory_cost_ = memory_cost_;
   return copy;
 }
 
@@ -385,6 +445,7 @@ void BlockData::refresh() {
     else if (payset->type != msgpack::type::NIL)
       throw BlockDecodeError("'payset' is not an array");
   }
+  memory_cost_ = tree_cost(root);
 }
 
 }  // namespace conduit

@@ -20,6 +20,27 @@ class BlockDecodeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A block whose decoded form would take more memory than allowed. Decoding
+// costs far more than the encoded bytes for some inputs (a value of one msgpack
+// byte, or two JSON characters, becomes a 24-byte msgpack::object), so bounding
+// the bytes does not bound the memory: this does, before the tree is built.
+class BlockTooLargeError : public BlockDecodeError {
+ public:
+  BlockTooLargeError(std::size_t estimate, std::size_t limit);
+  std::size_t estimate() const { return estimate_; }
+  std::size_t limit() const { return limit_; }
+
+ private:
+  std::size_t estimate_;
+  std::size_t limit_;
+};
+
+// Default bound on one block's decoded size in memory (the importers'
+// max-block-memory). Real blocks take about twice their msgpack size (see
+// BlockData::memory_cost; 2.0-2.3 on mainnet-shaped blocks), so tens of MB at
+// the very most; a value of one byte takes 24, which this stops.
+inline constexpr std::size_t kDefaultMaxBlockMemory = std::size_t{256} << 20;
+
 // What the importer learns about the chain at init (Go Conduit: sdk.Genesis).
 struct Genesis {
   std::string network;  // genesis "network", e.g. "mainnet"
@@ -87,8 +108,10 @@ class BlockData {
   BlockData(const BlockData&) = delete;
   BlockData& operator=(const BlockData&) = delete;
 
-  // Parses a msgpack-encoded BlockData; throws BlockDecodeError on malformed input.
-  static BlockData decode_msgpack(std::string_view bytes);
+  // Parses a msgpack-encoded BlockData; throws BlockDecodeError on malformed
+  // input, BlockTooLargeError (before allocating the tree) when the decoded
+  // block would take more than `max_memory` bytes (see memory_cost).
+  static BlockData decode_msgpack(std::string_view bytes, std::size_t max_memory = SIZE_MAX);
   // A block with only a header round: {"block": {"rnd": round}} (round 0 omitted,
   // as Go's codec omits zero values). What the noop importer produces.
   static BlockData empty(uint64_t round);
@@ -97,14 +120,15 @@ class BlockData {
 
   uint64_t round() const { return round_; }
   size_t txn_count() const { return txn_count_; }
-  // About how many bytes the block takes (for memory budgets): the size of the
-  // msgpack it was decoded from, else 1 KiB per transaction, plus the bytes
-  // kept with it (encoded(): read, or prepared by an exporter, such as the
+  // About how many bytes the decoded tree takes: one msgpack::object per value
+  // (24 bytes; a map entry is two) plus the contents of strings, byte strings
+  // and extensions. What max-block-memory bounds.
+  std::size_t memory_cost() const { return memory_cost_; }
+  // About how many bytes the block takes (for memory budgets: the queues
+  // between stages, group commit): its tree (memory_cost) plus the bytes kept
+  // with it (encoded(): read, or prepared by an exporter, such as the
   // postgresql exporter's rows, several times the block's size).
-  size_t size_hint() const {
-    return (decoded_size_ ? decoded_size_ : 1024 * (txn_count_ + 1)) +
-           (encoded_ ? encoded_->bytes.size() : 0);
-  }
+  size_t size_hint() const { return memory_cost_ + (encoded_ ? encoded_->bytes.size() : 0); }
 
   // The whole BlockData, its header (`block`) and its payset entries
   // (SignedTxnInBlock: `txn`, `sig`, `hgi`, ApplyData such as `dt`).
@@ -121,7 +145,8 @@ class BlockData {
     return *tree_;
   }
   const Tree& tree() const { return *tree_; }
-  // Re-reads the cached round and transaction count after the tree was modified.
+  // Re-reads the cached round, transaction count and memory cost after the
+  // tree was modified.
   void refresh();
 
   // Pass-through: the bytes this block was read from (or already encoded to) in
@@ -141,10 +166,15 @@ class BlockData {
   };
   std::unique_ptr<Tree> tree_;
   std::shared_ptr<const Encoded> encoded_;
-  size_t decoded_size_ = 0;
+  size_t memory_cost_ = 0;
   uint64_t round_ = 0;
   size_t txn_count_ = 0;
 };
+
+// What BlockData::decode_msgpack(bytes) would allocate for its tree (its
+// memory_cost), found without allocating; throws BlockDecodeError when the
+// bytes do not hold one well-formed msgpack value.
+std::size_t msgpack_decoded_cost(std::string_view bytes);
 
 // Transaction helpers over a payset entry or an inner transaction (both are
 // SignedTxnWithAD): the transaction, its group id, its inner transactions.

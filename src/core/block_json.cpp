@@ -469,9 +469,26 @@ class JsonWriter {
 // rather than nlohmann::json because it must keep key order, read the
 // surrogate escapes above back to bytes, and type each value by the schema.
 
+// What the tree built so far takes, counted as BlockData::memory_cost counts
+// it, as it is built: a huge array is refused at the limit, not after.
+struct MemoryBudget {
+  std::size_t used = 0;
+  std::size_t limit = SIZE_MAX;
+  void charge(std::size_t bytes) {
+    used += bytes;
+    if (used > limit) throw BlockTooLargeError(used, limit);
+  }
+  // Room for `bytes` more held only while parsing (a container's elements
+  // before they move to the zone), on top of the tree.
+  void check_transient(std::size_t bytes) const {
+    if (bytes > limit - std::min(used, limit)) throw BlockTooLargeError(used + bytes, limit);
+  }
+};
+
 class JsonReader {
  public:
-  JsonReader(std::string_view in, msgpack::zone& zone) : in_(in), zone_(zone) {}
+  JsonReader(std::string_view in, msgpack::zone& zone, MemoryBudget& budget)
+      : in_(in), zone_(zone), budget_(budget) {}
 
   msgpack::object document(const Schema* s) {
     msgpack::object o = value(s);
@@ -508,6 +525,7 @@ class JsonReader {
   }
 
   msgpack::object value(const Schema* s) {
+    budget_.charge(sizeof(msgpack::object));
     msgpack::object o;
     char c = peek();
     switch (c) {
@@ -549,10 +567,12 @@ class JsonReader {
       for (;;) {
         if (peek() != '"') fail("expected a string key");
         std::string key_text = string();
+        budget_.charge(sizeof(msgpack::object));
         msgpack::object_kv kv;
         kv.key = typed_key(key_text, s);
         expect(':');
         kv.val = value(field_schema(s, key_text));
+        grow(entries);
         entries.push_back(kv);
         char c = peek();
         ++pos_;
@@ -596,7 +616,9 @@ class JsonReader {
       ++pos_;
     } else {
       for (;;) {
-        items.push_back(value(elem));
+        msgpack::object item = value(elem);
+        grow(items);
+        items.push_back(item);
         char c = peek();
         ++pos_;
         if (c == ']') break;
@@ -611,6 +633,16 @@ class JsonReader {
     return o;
   }
 
+  // Grows `items` as push_back would, once the budget has room for both the
+  // old and the new buffer (the vector holds both while it moves).
+  template <class T>
+  void grow(std::vector<T>& items) {
+    if (items.size() < items.capacity()) return;
+    std::size_t next = std::max<std::size_t>(8, items.capacity() * 2);
+    budget_.check_transient((next + items.capacity()) * sizeof(T));
+    items.reserve(next);
+  }
+
   template <class T>
   T* copy(const std::vector<T>& items) {
     if (items.empty()) return nullptr;
@@ -620,6 +652,7 @@ class JsonReader {
   }
 
   msgpack::object raw(msgpack::type::object_type type, std::string_view bytes) {
+    budget_.charge(bytes.size());
     msgpack::object o;
     o.type = type;
     char* p = bytes.empty() ? nullptr : static_cast<char*>(zone_.allocate_no_align(bytes.size()));
@@ -656,7 +689,7 @@ class JsonReader {
       return raw(msgpack::type::STR, text);
     switch (s->key) {
       case KeyKind::uint: {
-        JsonReader inner(text, zone_);
+        JsonReader inner(text, zone_, budget_);
         msgpack::object o = inner.number();
         if (inner.pos_ != text.size() || (o.type != msgpack::type::POSITIVE_INTEGER &&
                                           o.type != msgpack::type::NEGATIVE_INTEGER))
@@ -669,7 +702,7 @@ class JsonReader {
         return raw(msgpack::type::BIN, *bytes);
       }
       case KeyKind::object: {
-        JsonReader inner(text, zone_);
+        JsonReader inner(text, zone_, budget_);
         inner.depth_ = depth_;
         return inner.document(s->key_schema);
       }
@@ -821,6 +854,7 @@ class JsonReader {
 
   std::string_view in_;
   msgpack::zone& zone_;
+  MemoryBudget& budget_;
   size_t pos_ = 0;
   int depth_ = 0;
 };
@@ -835,9 +869,10 @@ std::string encode_block_json(const BlockData& block, BlockEncodeOptions options
   return out;
 }
 
-BlockData decode_block_json(std::string_view json) {
+BlockData decode_block_json(std::string_view json, std::size_t max_memory) {
   BlockData block;
-  JsonReader reader(json, block.tree().zone);
+  MemoryBudget budget{.limit = max_memory};
+  JsonReader reader(json, block.tree().zone, budget);
   msgpack::object root = reader.document(root_schema());
   if (root.type != msgpack::type::MAP) throw BlockDecodeError("a block must be a JSON object");
   block.tree().root = root;

@@ -17,6 +17,7 @@
 // Go's \ufffd instead (byte-identical to Go's files, not reversible).
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -40,8 +41,10 @@ struct BlockEncodeOptions {
 };
 
 std::string encode_block_json(const BlockData& block, BlockEncodeOptions options = {});
-// Throws BlockDecodeError on malformed JSON or a field of the wrong shape.
-BlockData decode_block_json(std::string_view json);
+// Throws BlockDecodeError on malformed JSON or a field of the wrong shape, and
+// BlockTooLargeError once the tree built would take more than `max_memory`
+// bytes (BlockData::memory_cost).
+BlockData decode_block_json(std::string_view json, std::size_t max_memory = SIZE_MAX);
 
 // msgpack, optionally without the certificate.
 std::string encode_block_msgpack(const BlockData& block, BlockEncodeOptions options = {});

@@ -418,14 +418,26 @@ struct Pipeline::Unit {
   uint64_t first_round() const { return blocks.front().round(); }
 };
 
+std::unique_ptr<BoundedQueue<BlockData>> Pipeline::make_queue(std::size_t rounds) const {
+  // Every queue holds rounds up to the group-commit byte budget (or one larger
+  // round, so that it still flows), counted as the blocks take memory: what
+  // waits on a stalled stage stays bounded whatever the stage does.
+  auto queue = std::make_unique<BoundedQueue<BlockData>>(
+      rounds, options_.unit_max_bytes, [](const BlockData& block) { return block.size_hint(); });
+  if (options_.on_queue_full)
+    queue->on_full([seam = options_.on_queue_full, index = queues_.size()](
+                       std::size_t items, std::size_t bytes, std::size_t waiting) {
+      seam(index, items, bytes, waiting);
+    });
+  return queue;
+}
+
 std::unique_ptr<BoundedQueue<BlockData>> Pipeline::make_exporter_queue() const {
   if (!plugins_.exporter || !plugins_.exporter->supports_units() || options_.unit_max_rounds <= 1)
-    return std::make_unique<BoundedQueue<BlockData>>(options_.queue_capacity);
+    return make_queue(options_.queue_capacity);
   // Room for a whole unit's worth of rounds, so that while one unit is made
   // durable the next one accumulates (and the importer is not held up).
-  return std::make_unique<BoundedQueue<BlockData>>(
-      std::max<std::size_t>(options_.queue_capacity, options_.unit_max_rounds),
-      options_.unit_max_bytes, [](const BlockData& block) { return block.size_hint(); });
+  return make_queue(std::max<std::size_t>(options_.queue_capacity, options_.unit_max_rounds));
 }
 
 void Pipeline::prepare_for_exporter(BlockData& block) const {
@@ -606,7 +618,7 @@ void Pipeline::run_stages() {
   std::vector<std::jthread> threads;
   try {
     for (size_t i = 0; i < plugins_.processors.size(); ++i)
-      queues_.push_back(std::make_unique<BoundedQueue<BlockData>>(options_.queue_capacity));
+      queues_.push_back(make_queue(options_.queue_capacity));
     queues_.push_back(make_exporter_queue());  // sized for group commit
     if (observer_) observer_->on_ready(next_round_.load());
     logger_.info("pipeline running from round " + std::to_string(next_round_.load()));

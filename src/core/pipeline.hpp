@@ -41,10 +41,15 @@ struct PipelineOptions {
   // this many rounds / bytes (BlockData::size_hint) go in one unit, and a unit
   // is committed no later than this after its first round was staged. The
   // exporter's input queue holds up to the same budget, so that rounds keep
-  // arriving while a unit is made durable.
+  // arriving while a unit is made durable. Every queue between two stages is
+  // held to unit_max_bytes too (or one larger round), whatever the exporter.
   uint64_t unit_max_rounds = 64;
   uint64_t unit_max_bytes = uint64_t{64} << 20;
   std::chrono::nanoseconds unit_max_latency = std::chrono::milliseconds(250);
+  // Test seam: a stage's push found queue `queue` (0: after the importer) full
+  // and waits: the rounds and bytes (size_hint) it holds, the bytes waiting.
+  std::function<void(std::size_t queue, std::size_t rounds, std::size_t bytes, std::size_t waiting)>
+      on_queue_full;
 };
 
 class Pipeline {
@@ -126,6 +131,7 @@ class Pipeline {
   struct Unit;
   bool stage_in_unit(Unit& unit, BlockData&& block, std::stop_token now);
   bool commit_unit(Unit& unit, std::stop_token now);
+  std::unique_ptr<BoundedQueue<BlockData>> make_queue(std::size_t rounds) const;
   std::unique_ptr<BoundedQueue<BlockData>> make_exporter_queue() const;
   // Exporter::prepare on the thread feeding the exporter, when the exporter is busy (overlap).
   void prepare_for_exporter(BlockData& block) const;

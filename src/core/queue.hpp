@@ -29,11 +29,18 @@ class BoundedQueue {
   bool push(T&& item, std::stop_token stop) {
     std::size_t weight = weight_of_ ? weight_of_(item) : 0;
     std::unique_lock lock(mutex_);
-    if (!changed_.wait(lock, stop, [&] {
-          return closed_ ||
-                 (items_.size() < capacity_ && (items_.empty() || weight_ + weight <= max_weight_));
-        }))
-      return false;
+    auto admitted = [&] {
+      return closed_ ||
+             (items_.size() < capacity_ && (items_.empty() || weight_ + weight <= max_weight_));
+    };
+    if (!admitted() && on_full_) {
+      // Told without the lock, so the callback may look at the queue.
+      std::size_t items = items_.size(), held = weight_;
+      lock.unlock();
+      on_full_(items, held, weight);
+      lock.lock();
+    }
+    if (!changed_.wait(lock, stop, admitted)) return false;
     if (closed_) return false;
     weight_ += weight;
     items_.push_back(std::move(item));
@@ -65,6 +72,18 @@ class BoundedQueue {
     std::lock_guard lock(mutex_);
     return items_.size();
   }
+  // The total weight of the items held.
+  std::size_t weight() const {
+    std::lock_guard lock(mutex_);
+    return weight_;
+  }
+
+  // Observability seam: called (from the pushing thread, without the lock)
+  // each time a push finds the queue full and is about to wait, with the
+  // items and weight held and the weight of the item waiting. Set before use.
+  void on_full(std::function<void(std::size_t items, std::size_t weight, std::size_t waiting)> f) {
+    on_full_ = std::move(f);
+  }
 
  private:
   std::optional<T> take_locked() {
@@ -84,6 +103,7 @@ class BoundedQueue {
   std::function<std::size_t(const T&)> weight_of_;
   std::size_t weight_ = 0;
   bool closed_ = false;
+  std::function<void(std::size_t, std::size_t, std::size_t)> on_full_;
 };
 
 }  // namespace conduit

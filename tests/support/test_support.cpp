@@ -259,6 +259,28 @@ void pack_round_one_block_head(msgpack::packer<msgpack::sbuffer>& p, uint32_t pa
   p.pack_array(payset_entries);
 }
 
+std::string msgpack_block_of_zeros(uint64_t round, uint32_t values) {
+  msgpack::sbuffer buffer;
+  msgpack::packer packer(buffer);
+  packer.pack_map(1);
+  packer.pack("block");
+  packer.pack_map(2);
+  packer.pack("rnd");
+  packer.pack(round);
+  packer.pack("x");
+  packer.pack_array(values);
+  std::string out(buffer.data(), buffer.size());
+  out.append(values, '\0');  // positive fixint 0
+  return out;
+}
+
+std::string json_block_of_zeros(uint64_t round, uint32_t values) {
+  std::string out = "{\"block\":{\"rnd\":" + std::to_string(round) + ",\"x\":[";
+  out.reserve(out.size() + 2 * size_t{values} + 3);
+  for (uint32_t i = 0; i < values; ++i) out += i ? ",0" : "0";
+  return out + "]}}";
+}
+
 Registry test_registry() {
   Registry registry;
   plugins::register_noop(registry);

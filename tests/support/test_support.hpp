@@ -112,6 +112,12 @@ class World {
 // packs the `payset_entries` entries next.
 void pack_round_one_block_head(msgpack::packer<msgpack::sbuffer>& p, uint32_t payset_entries);
 
+// Blocks whose decoded form is far larger than their bytes (hostile input):
+// {"block": {"rnd": round, "x": [0, 0, ...]}} with `values` zeros, one byte
+// each in msgpack, two characters in JSON, 24 bytes each once decoded.
+std::string msgpack_block_of_zeros(uint64_t round, uint32_t values);
+std::string json_block_of_zeros(uint64_t round, uint32_t values);
+
 // Registers test_importer, test_processor, test_exporter (and the noop and
 // generator built-ins) into a registry of the test's own.
 Registry test_registry();

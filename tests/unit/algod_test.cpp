@@ -387,6 +387,33 @@ TEST_F(AlgodImporterTest, ErrorClassesForBlockFetches) {
   algod->close();
 }
 
+// A 16 MiB body of msgpack zeros needs 384 MiB decoded (a 40 MiB one drove
+// RSS to 2 GB): refused under the default max-block-memory before unpacking.
+TEST_F(AlgodImporterTest, ABlockWhoseDecodedFormPassesMaxBlockMemoryIsRefused) {
+  FakeAlgod server(kToken);
+  server.add_round(1, AlgodRound{msgpack_block_of_zeros(1, 16 << 20), std::nullopt});
+  server.set_last_round(1);
+  auto algod = importer(server.address(), "archival");
+  algod->init(context(1), {});
+  auto e = error_of([&] { algod->get_block(1, {}); });
+  EXPECT_FALSE(e.retryable());
+  std::string message = e.what();
+  EXPECT_NE(message.find("round 1"), std::string::npos) << message;
+  EXPECT_NE(message.find("max-block-memory = 268435456"), std::string::npos) << message;
+  algod->close();
+
+  // The bound is configurable, and counts the state delta too.
+  CONDUIT_REQUIRE_FIXTURES();
+  FakeAlgod fixtures(kToken);
+  fixtures.load_fixtures(fixtures_dir(), 3, false);
+  auto strict = importer(fixtures.address(), "follower", kToken, "max-block-memory = 100000\n");
+  strict->init(context(1), {});
+  e = error_of([&] { strict->get_block(1, {}); });
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("max-block-memory = 100000"), std::string::npos) << e.what();
+  strict->close();
+}
+
 TEST_F(AlgodImporterTest, StopDuringLongPollThrowsCancelled) {
   FakeAlgod server(kToken);
   server.set_last_round(3);

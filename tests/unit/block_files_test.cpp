@@ -751,6 +751,54 @@ TEST(BlockFiles, GzipBombIsRefusedWithinTheConfiguredBound) {
   EXPECT_LE(result.rss_growth_kib, long{kLimit / 1024}) << "peak RSS grew beyond the limit";
 }
 
+// --- memory of a decoded block ---------------------------------------------------
+
+// A value of one msgpack byte (or two JSON characters) takes 24 bytes decoded:
+// 160 MiB of them took 4.11 GB of RSS. The cost is known, and refused, before
+// the tree is built.
+TEST(BlockMemory, ADecodedBlockIsHeldToItsBudgetInMsgpackAndJson) {
+  constexpr uint32_t kValues = 1 << 20;
+  std::string msgpack = msgpack_block_of_zeros(1, kValues);
+  std::string json = json_block_of_zeros(1, kValues);
+  const size_t cost = msgpack_decoded_cost(msgpack);
+  EXPECT_GE(cost, size_t{kValues} * 24);
+  EXPECT_LT(cost, size_t{kValues} * 24 + 1024);
+
+  BlockData block = BlockData::decode_msgpack(msgpack, cost);  // exactly the budget: accepted
+  EXPECT_EQ(block.memory_cost(), cost);
+  EXPECT_EQ(block.size_hint(), cost);
+  EXPECT_EQ(decode_block_json(json, 4 * cost).memory_cost(), cost);  // the same tree
+
+  for (size_t limit : {cost - 1, size_t{kValues}}) {
+    try {
+      BlockData::decode_msgpack(msgpack, limit);
+      ADD_FAILURE() << "msgpack accepted over " << limit;
+    } catch (const BlockTooLargeError& e) {
+      EXPECT_EQ(e.limit(), limit);
+      EXPECT_GE(e.estimate(), limit);
+      std::string what = e.what();
+      EXPECT_NE(what.find("max-block-memory = " + std::to_string(limit)), std::string::npos)
+          << what;
+      EXPECT_NE(what.find("raise max-block-memory"), std::string::npos) << what;
+    }
+    EXPECT_THROW(decode_block_json(json, limit), BlockTooLargeError) << limit;
+  }
+}
+
+// Real blocks take about twice their msgpack size, far below the default.
+TEST(BlockMemory, RealBlocksStayFarBelowTheDefaultBudget) {
+  CONDUIT_REQUIRE_FIXTURES();
+  for (uint64_t round = 0; round < 10; ++round) {
+    std::string bytes = fixture_msgpack(round);
+    BlockData block = BlockData::decode_msgpack(bytes, kDefaultMaxBlockMemory);
+    EXPECT_EQ(block.memory_cost(), msgpack_decoded_cost(bytes)) << "round " << round;
+    EXPECT_LE(block.memory_cost(), 4 * bytes.size()) << "round " << round;
+    std::string json = encode_block_json(block);
+    EXPECT_EQ(decode_block_json(json, kDefaultMaxBlockMemory).memory_cost(), block.memory_cost())
+        << "round " << round;
+  }
+}
+
 // --- the plugins -----------------------------------------------------------------
 
 namespace {
@@ -884,6 +932,47 @@ TEST_F(FilePluginTest, ReaderRefusesAGzipBombWithinMaxBlockBytes) {
   PluginError e = plugin_error(*strict, 1);
   EXPECT_FALSE(e.retryable());
   EXPECT_NE(std::string(e.what()).find("1000 bytes"), std::string::npos) << e.what();
+}
+
+// 16 MiB of msgpack zeros (a 16 KiB .msgp.gz) needs 384 MiB decoded; 32 MiB of
+// JSON "0," as much. Refused under the default max-block-memory (256 MiB),
+// naming the file and the key, without building the tree.
+TEST_F(FilePluginTest, ReaderRefusesABlockWhoseDecodedFormPassesMaxBlockMemory) {
+  constexpr uint32_t kValues = 16 << 20;
+  write_text(blocks_ / "3_block.msgp.gz",
+             plugins::gzip_compress(msgpack_block_of_zeros(3, kValues), 9));
+  write_text(blocks_ / "3_block.json.gz",
+             plugins::gzip_compress(json_block_of_zeros(3, kValues), 9));
+  struct Case {
+    std::string pattern, file;
+    long max_growth_kib;  // the inflated bytes, and for JSON the budget for its parse
+  };
+  for (const Case& c : {Case{"%[1]d_block.msgp.gz", "3_block.msgp.gz", long{64} << 10},
+                        Case{"%[1]d_block.json.gz", "3_block.json.gz",
+                             long{plugins::kMaxBlockFileBytes / 1024} + (long{96} << 10)}}) {
+    auto importer = reader("missing-file-wait = \"0s\"\nfilename-pattern = \"" + c.pattern + "\"");
+    ChildResult result = in_child([&] {
+      try {
+        importer->get_block(3, {});
+      } catch (const PluginError& e) {
+        return std::string(e.retryable() ? "retryable: " : "permanent: ") + e.what();
+      }
+      return std::string("decoded");
+    });
+    EXPECT_NE(result.output.find("permanent: "), std::string::npos) << result.output;
+    EXPECT_NE(result.output.find(c.file), std::string::npos) << result.output;
+    EXPECT_NE(result.output.find("max-block-memory = 268435456"), std::string::npos)
+        << result.output;
+    EXPECT_GE(result.rss_growth_kib, 0);
+    EXPECT_LE(result.rss_growth_kib, c.max_growth_kib) << c.file << ": peak RSS grew too far";
+  }
+
+  // The bound is configurable: a fixture over it is refused the same way.
+  copy_fixture(1);
+  auto strict = reader("missing-file-wait = \"0s\"\nmax-block-memory = 100000");
+  PluginError e = plugin_error(*strict, 1);
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("max-block-memory = 100000"), std::string::npos) << e.what();
 }
 
 TEST_F(FilePluginTest, ReaderWithoutGenesisFailsInit) {
@@ -1169,7 +1258,7 @@ TEST(BlockAccessors, SizeHintCountsTheBytesKeptWithTheBlock) {
   CONDUIT_REQUIRE_FIXTURES();
   BlockData block = BlockData::decode_msgpack(fixture_msgpack(1));
   const size_t bare = block.size_hint();
-  EXPECT_EQ(bare, fixture_msgpack(1).size());
+  EXPECT_EQ(bare, block.memory_cost());  // the decoded tree, not the bytes
   block.set_encoded("postgresql-rows", std::string(100000, 'r'));
   EXPECT_EQ(block.size_hint(), bare + 100000);
   (void)block.tree();  // mutable access drops them

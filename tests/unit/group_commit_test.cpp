@@ -8,6 +8,7 @@
 
 #include <map>
 #include <random>
+#include <thread>
 
 #include "core/checkpoint.hpp"
 #include "core/pipeline.hpp"
@@ -302,3 +303,146 @@ TEST_F(GroupCommitTest, FailuresInsideUnitsNeverDuplicateOrSkipARound) {
     EXPECT_GE(log_.committed.size(), checkpoint + 11);
   }
 }
+
+// The queues between stages are held to group-commit-bytes counted as the
+// blocks take memory, whatever the exporter does: with the exporter stalled
+// on its first round, the importer waits once the bytes in flight reach the
+// bound (16 queued rounds of 48 MiB reached 1.59 GB before). Rounds here take
+// about 1.9 MB decoded from 80 KB of msgpack, against a 3 MiB budget.
+namespace {
+
+constexpr uint64_t kQueueBudget = uint64_t{3} << 20;
+
+class ZerosImporter final : public Importer {
+ public:
+  void configure(PluginConfig&) override {}
+  Genesis init(const InitContext&, std::stop_token) override { return World::current()->genesis; }
+  BlockData get_block(uint64_t round, std::stop_token stop) override {
+    // Round 1 only once the exporter holds round 0: the queue is then empty,
+    // and the first push that waits is the one the bound stops.
+    if (round == 1 && !World::current()->wait_for("stalled", stop)) throw Cancelled();
+    if (stop.stop_requested()) throw Cancelled();
+    World::current()->record({"importer", "get", round, 1}, "deliver");
+    return BlockData::decode_msgpack(msgpack_block_of_zeros(round, 80000));
+  }
+  void close() override {}
+};
+
+class StopAtRound : public Observer {
+ public:
+  explicit StopAtRound(std::optional<uint64_t> round) : round_(round) {}
+  Pipeline* pipeline = nullptr;
+  void on_exported(uint64_t round, std::size_t) override {
+    if (round_ && round == *round_) pipeline->stop(StopMode::end_of_round, "test");
+  }
+
+ private:
+  std::optional<uint64_t> round_;
+};
+
+// A push that found a queue full: what the queue held, and what the importer
+// had produced by then.
+struct FullQueue {
+  std::size_t queue, rounds, bytes, waiting, produced;
+};
+
+class QueueBoundTest : public GroupCommitTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  bool units() const { return GetParam() == "unit_exporter"; }
+
+  // Runs with the exporter stalled in its first round until `released`;
+  // `when_full` runs on a thread of its own once a push first waits.
+  StopCause run_stalled(const std::function<void(Pipeline&)>& when_full,
+                        std::optional<uint64_t> stop_at) {
+    registry_.add_importer({"zeros_importer", "rounds of zeros", "", false},
+                           [] { return std::make_unique<ZerosImporter>(); });
+    auto stall = [this](std::stop_token stop) {
+      world_.signal("stalled");
+      if (!world_.wait_for("released", stop)) throw Cancelled();
+    };
+    log_.hook = [stall](const std::string& step, uint64_t round, std::stop_token stop) {
+      if (step == "stage" && round == 0) stall(stop);
+    };
+    world_.hook = [stall](const Call& c, std::stop_token stop) {
+      if (c.plugin == "exporter" && c.step == "receive" && c.round == 0) stall(stop);
+    };
+    write_text(dir_ / "conduit.toml",
+               "retry-count = 3\nretry-delay = \"1ms\"\ngroup-commit-bytes = " +
+                   std::to_string(kQueueBudget) + "\n[importer]\nname = \"zeros_importer\"\n" +
+                   "[exporter]\nname = \"" + GetParam() + "\"\n");
+    Config config = load_config(dir_.path());
+    PipelineOptions options{.data_dir = dir_.path(),
+                            .retry_count = config.retry_count,
+                            .retry_delay = config.retry_delay,
+                            .durable_checkpoint = false,
+                            .unit_max_rounds = config.group_commit_rounds,
+                            .unit_max_bytes = config.group_commit_bytes,
+                            .on_queue_full = [this](std::size_t queue, std::size_t rounds,
+                                                    std::size_t bytes, std::size_t waiting) {
+                              std::lock_guard lock(full_mutex_);
+                              full_.push_back({queue, rounds, bytes, waiting, delivered().size()});
+                              world_.signal("full");
+                            }};
+    StopAtRound observer(stop_at);
+    Pipeline pipeline(build_plugins(registry_, config), options, logger_, &observer);
+    observer.pipeline = &pipeline;
+    std::jthread controller([&] {
+      world_.wait("full");
+      when_full(pipeline);
+    });
+    return pipeline.run();
+  }
+
+  std::vector<FullQueue> full() {
+    std::lock_guard lock(full_mutex_);
+    return full_;
+  }
+
+  std::vector<uint64_t> committed() const {
+    if (units()) return log_.committed;
+    std::vector<uint64_t> out;
+    for (const auto& e : world_.events())
+      if (e.call.plugin == "exporter" && e.what == "commit") out.push_back(e.call.round);
+    return out;
+  }
+
+  std::mutex full_mutex_;
+  std::vector<FullQueue> full_;
+};
+
+}  // namespace
+
+TEST_P(QueueBoundTest, AStalledExporterHoldsTheImporterAtTheByteBound) {
+  StopCause cause = run_stalled(
+      [this](Pipeline&) {
+        FullQueue first = full().front();
+        EXPECT_EQ(first.queue, 0u);
+        // Held by bytes, not by the count of rounds: one round of ~1.9 MB
+        // (with round 0 in the exporter and round 2 waiting to be pushed).
+        EXPECT_EQ(first.rounds, 1u);
+        EXPECT_LE(first.bytes, kQueueBudget);
+        EXPECT_GT(first.bytes + first.waiting, kQueueBudget);
+        EXPECT_EQ(first.produced, 3u);
+        world_.signal("released");
+      },
+      12);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+  std::vector<uint64_t> rounds = committed();
+  ASSERT_GE(rounds.size(), 13u);
+  EXPECT_EQ(rounds, iota(0, rounds.size()));  // every round once, in order
+  EXPECT_EQ(checkpoint_round(dir_.path()), rounds.size());
+  for (const FullQueue& f : full())  // a round over the budget is only ever alone
+    EXPECT_TRUE(f.bytes <= kQueueBudget || f.rounds == 1) << f.rounds << " rounds, " << f.bytes;
+}
+
+TEST_P(QueueBoundTest, ANowStopWakesAnImporterWaitingOnTheByteBound) {
+  StopCause cause =
+      run_stalled([](Pipeline& pipeline) { pipeline.stop(StopMode::now, "test"); }, std::nullopt);
+  EXPECT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+  EXPECT_TRUE(committed().empty());
+  EXPECT_EQ(checkpoint_round(dir_.path()).value_or(0), 0u);
+  EXPECT_FALSE(world_.signalled("released"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Exporters, QueueBoundTest,
+                         ::testing::Values("unit_exporter", "test_exporter"));

@@ -41,6 +41,9 @@ mode = "follower"
 netaddr = "http://127.0.0.1:8080"
 # algod's API token (sent as X-Algo-API-Token)
 token = ""
+# conduit only: largest memory one decoded block (with its state delta) may
+# take, in bytes (a value takes 24 bytes however few bytes encode it)
+max-block-memory = 268435456
 # Fast catchup at start-up, when the node cannot serve the round conduit needs:
 # admin-token is algod's admin API token (algod.admin.token), needed for any
 # catchup; catchpoint is the label to apply ("ROUND#HASH"), looked up in
@@ -133,6 +136,9 @@ class AlgodImporter final : public Importer {
     token_ = config.get_string("token", "");
     for (unsigned char c : token_)
       if (c < 0x20 || c == 0x7f) config.fail("token", "must not contain control characters");
+    max_block_memory_ = config.get_uint("max-block-memory", kDefaultMaxBlockMemory);
+    if (max_block_memory_ == 0)
+      config.fail("max-block-memory", "max-block-memory must be positive");
     if (auto catchup = config.get_table("catchup-config")) {
       catchpoint_ = catchup->get_string("catchpoint", "");
       admin_token_ = catchup->get_string("admin-token", "");
@@ -221,7 +227,11 @@ class AlgodImporter final : public Importer {
 
     BlockData block;
     try {
-      block = algod_block_to_block_data(block_body, delta_body);
+      block = algod_block_to_block_data(block_body, delta_body, max_block_memory_);
+    } catch (const BlockTooLargeError& e) {
+      throw PluginError("algod importer: round " + std::to_string(round) + ": " +
+                            client_->url(path) + ": " + e.what(),
+                        false);
     } catch (const BlockDecodeError& e) {
       throw PluginError("algod importer: round " + std::to_string(round) + ": " +
                             client_->url(path) + " did not return a block: " + e.what(),
@@ -524,12 +534,25 @@ class AlgodImporter final : public Importer {
   uint64_t next_round_ = 0;
   std::optional<uint64_t> synced_round_;
   uint64_t node_round_ = 0;  // the highest round the node said it has
+  std::size_t max_block_memory_ = kDefaultMaxBlockMemory;
 };
 
 }  // namespace
 
 BlockData algod_block_to_block_data(std::string_view block_response,
-                                    std::optional<std::string_view> delta) {
+                                    std::optional<std::string_view> delta, std::size_t max_memory) {
+  // Both bodies are unpacked and then the block built from them decoded
+  // again: each step is held to the budget before it allocates.
+  auto cost_of = [](std::string_view bytes, const char* what) {
+    try {
+      return msgpack_decoded_cost(bytes);
+    } catch (const BlockDecodeError& e) {
+      throw BlockDecodeError(std::string("the ") + what + " is not msgpack: " + e.what());
+    }
+  };
+  std::size_t cost = cost_of(block_response, "block response");
+  if (delta) cost += cost_of(*delta, "state delta");
+  if (cost > max_memory) throw BlockTooLargeError(cost, max_memory);
   msgpack::zone zone;
   auto unpack = [&zone](std::string_view bytes, const char* what) {
     try {
@@ -579,7 +602,7 @@ BlockData algod_block_to_block_data(std::string_view block_response,
     packer.pack("payset");
     packer.pack(*txns);
   }
-  return BlockData::decode_msgpack({buffer.data(), buffer.size()});
+  return BlockData::decode_msgpack({buffer.data(), buffer.size()}, max_memory);
 }
 
 void register_algod(Registry& registry) {

@@ -222,15 +222,16 @@ std::string gzip_decompress(std::string_view data, size_t limit) {
 }
 
 BlockData decode_block_file(std::string bytes, const FilenamePattern& pattern,
-                            size_t max_block_bytes) {
+                            size_t max_block_bytes, size_t max_block_memory) {
   std::string plain;
   std::string_view content = bytes;
   if (pattern.gzip()) {
     plain = gzip_decompress(bytes, max_block_bytes);
     content = plain;
   }
-  BlockData block = pattern.encoding() == BlockFormat::json ? decode_block_json(content)
-                                                            : BlockData::decode_msgpack(content);
+  BlockData block = pattern.encoding() == BlockFormat::json
+                        ? decode_block_json(content, max_block_memory)
+                        : BlockData::decode_msgpack(content, max_block_memory);
   block.set_encoded(pattern.format_tag(), std::move(bytes));
   return block;
 }

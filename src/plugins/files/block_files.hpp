@@ -59,9 +59,12 @@ std::string gzip_decompress(std::string_view data, size_t limit);
 constexpr size_t kMaxBlockFileBytes = size_t{256} << 20;
 
 // File bytes -> block, and block -> file bytes, for a pattern's encoding.
-// decode keeps `bytes` in the block (BlockData::set_encoded) for pass-through.
+// decode keeps `bytes` in the block (BlockData::set_encoded) for pass-through,
+// and refuses a block whose decoded tree would pass `max_block_memory`
+// (BlockTooLargeError).
 BlockData decode_block_file(std::string bytes, const FilenamePattern& pattern,
-                            size_t max_block_bytes = kMaxBlockFileBytes);
+                            size_t max_block_bytes = kMaxBlockFileBytes,
+                            size_t max_block_memory = kDefaultMaxBlockMemory);
 std::string encode_block_file(const BlockData& block, const FilenamePattern& pattern,
                               BlockEncodeOptions options);
 

@@ -40,6 +40,9 @@ missing-file-wait = "1s"
 # conduit only: largest block file accepted, in bytes, before and after gzip
 # decompression (a gzip bomb is refused with this error, memory stays bounded)
 max-block-bytes = 268435456
+# conduit only: largest memory one decoded block may take, in bytes (a value
+# takes 24 bytes however few bytes encode it; real blocks need a small fraction)
+max-block-memory = 268435456
 )";
 
 constexpr const char* kWriterSample = R"(# directory for the block files; created if missing.
@@ -117,6 +120,9 @@ class FileReader final : public Importer {
     wait_ = config.get_duration("missing-file-wait", std::chrono::seconds(1));
     max_block_bytes_ = config.get_uint("max-block-bytes", kMaxBlockFileBytes);
     if (max_block_bytes_ == 0) config.fail("max-block-bytes", "max-block-bytes must be positive");
+    max_block_memory_ = config.get_uint("max-block-memory", kDefaultMaxBlockMemory);
+    if (max_block_memory_ == 0)
+      config.fail("max-block-memory", "max-block-memory must be positive");
   }
 
   Genesis init(const InitContext& ctx, std::stop_token) override {
@@ -140,7 +146,7 @@ class FileReader final : public Importer {
     if (!bytes) throw PluginError("file_reader: " + path.string() + " does not exist (yet)", true);
     BlockData block;
     try {
-      block = decode_block_file(std::move(*bytes), pattern_, max_block_bytes_);
+      block = decode_block_file(std::move(*bytes), pattern_, max_block_bytes_, max_block_memory_);
     } catch (const std::exception& e) {
       throw PluginError("file_reader: cannot decode " + path.string() + ": " + e.what(), false);
     }
@@ -208,6 +214,7 @@ class FileReader final : public Importer {
   FilenamePattern pattern_ = FilenamePattern::parse(kDefaultPattern);
   std::chrono::nanoseconds wait_{std::chrono::seconds(1)};
   size_t max_block_bytes_ = kMaxBlockFileBytes;
+  size_t max_block_memory_ = kDefaultMaxBlockMemory;
   Logger* logger_ = nullptr;
 };
 
