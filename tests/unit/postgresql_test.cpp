@@ -859,6 +859,11 @@ TEST_F(Postgresql, CrashMatrixLeavesTheTablesOfAnUninterruptedRun) {
   EXPECT_EQ(summarise(db, kChainRounds + 1), expected);
   expect_no_gaps(db);
   expect_no_gaps(reference);
+  // The chain is v42-shaped (the generator's default): PQ-signed senders and block loads.
+  EXPECT_NE(db.scalar("SELECT count(*) FROM account WHERE keytype = 'pqsig'"), "0");
+  EXPECT_NE(db.scalar("SELECT count(*) FROM txn WHERE txn ? 'pqsig'"), "0");
+  EXPECT_NE(db.scalar("SELECT count(*) FROM txn WHERE txn->'lsig' ? 'pqsig'"), "0");
+  EXPECT_NE(db.scalar("SELECT count(*) FROM block_header WHERE header ? 'ld'"), "0");
   // What the interruptions exercised (timing decides; reported, not asserted).
   log += conduit->output();
   auto count = [&](const std::string& needle) {
