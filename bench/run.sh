@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the benchmarks on a release build and writes
+# Runs the benchmarks on a release build (bench/daemon.sh: the daemon alone) and writes
 #   bench/results/results.json   one JSON object per line (machine-readable), each
 #                                tagged with the build ("after" = this tree,
 #                                "before" = BEFORE_BUILD, when given)
@@ -42,6 +42,9 @@ tag() { sed -u "s/^{/{\"build\": \"$1\", /"; }
     $b/bench_overhead "$work/overhead" 3000 3 | tag "$name"
     $b/bench_file_pipeline "$work" 300 "$fixtures" | tag "$name"
     $b/bench_block_codec "$fixtures" 1 | tag "$name"
+    # The daemon as users run it (this tree's bench, each build's conduit).
+    build-release/bench/bench_daemon "${entry#*:}/src/conduit" "$work" 2000 "$fixtures" 3 |
+      tag "$name"
   done
   echo "load during: $(uptime)"
   b=build-release/bench
@@ -79,6 +82,10 @@ targets = [
     ("file pipeline filter / libdeflate floor", "ratio-filter-vs-libdeflate-floor-disk", 1.0, True),
     ("pass-through / zlib floor", "ratio-pass-through-vs-zlib-floor-disk", 1.2, True),
     ("pass-through / libdeflate floor", "ratio-pass-through-vs-libdeflate-floor-disk", 1.0, True),
+    ("file pipeline filter dropping pay / zlib floor", "ratio-filter-drop-pay-vs-zlib-floor-disk", 2.0, True),
+    ("daemon filter dropping pay / zlib floor", "ratio-daemon-filter-drop-pay-vs-zlib-floor", 2.0, True),
+    ("daemon filter dropping acfg / zlib floor", "ratio-daemon-filter-drop-acfg-vs-zlib-floor", 2.0, True),
+    ("daemon pass-through / zlib floor", "ratio-daemon-pass-through-vs-zlib-floor", 4.0, True),
     ("durable backlog / replace loop", "ratio-backlog-vs-replace-loop", 2.0, True),
     ("tip latency / one replace", "ratio-tip-latency-vs-replace", 1.2, False),
     ("filtering / evaluate-only", "ratio-filtering-vs-evaluate-only", 0.9, True),

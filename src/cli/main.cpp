@@ -18,17 +18,28 @@ std::filesystem::path default_data_dir() {
   return env ? env : "";
 }
 
-int run(int argc, char** argv) {
-  CLI::App app{"conduit: moves Algorand block data round by round through a pipeline"};
-  app.set_version_flag("-v,--version", "conduit " CONDUIT_VERSION);
-  app.require_subcommand(0, 1);
-
+// Every option of every command, filled in by CLI11's parse.
+struct CommandLine {
   std::string data_dir = default_data_dir();
   std::optional<uint64_t> next_round;
   std::string bus = "auto";
-  app.add_option("-d,--data-dir", data_dir,
+  conduit::cli::InitOptions init;
+  std::vector<std::string> processor_list, processor_single;
+  std::string list_which, list_name, list_dir;
+  conduit::cli::StopOptions stop;
+  conduit::cli::StatusOptions status;
+  conduit::cli::PluginCheckOptions check;
+  CLI::App* init_cmd = nullptr;
+  CLI::App* list_cmd = nullptr;
+  CLI::App* stop_cmd = nullptr;
+  CLI::App* status_cmd = nullptr;
+  CLI::App* check_cmd = nullptr;
+};
+
+void add_daemon_options(CLI::App& app, CommandLine& cl) {
+  app.add_option("-d,--data-dir", cl.data_dir,
                  "data directory holding conduit.toml ($CONDUIT_DATA_DIR)");
-  app.add_option("-r,--next-round-override", next_round,
+  app.add_option("-r,--next-round-override", cl.next_round,
                  "start at this round instead of the checkpoint")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {  // not "-1", which would wrap to 2^64-1
@@ -38,62 +49,132 @@ int run(int argc, char** argv) {
             return digits && fits ? "" : "must be an integer in [0, 18446744073709551615]";
           },
           "ROUND"));
-  app.add_option("--bus", bus, "D-Bus to register on")
+  app.add_option("--bus", cl.bus, "D-Bus to register on")
       ->check(CLI::IsMember({"auto", "system", "session", "none"}));
+}
 
-  conduit::cli::InitOptions init;
-  std::vector<std::string> processor_list, processor_single;
-  auto* init_cmd = app.add_subcommand(
+void add_init_and_list(CLI::App& app, CommandLine& cl) {
+  auto* init = cl.init_cmd = app.add_subcommand(
       "init", "write DIR/conduit.toml (to stdout without -d), or convert a Go conduit.yml");
-  init_cmd->add_option("-d,--data-dir,--data", init.data_dir,
-                       "data directory (without it the configuration goes to stdout)");
-  init_cmd->add_option("-i,--importer", init.importer, "importer plugin (default algod)");
-  init_cmd->add_option("-p,--processors", processor_list, "processor plugins, comma-separated")
+  init->add_option("-d,--data-dir,--data", cl.init.data_dir,
+                   "data directory (without it the configuration goes to stdout)");
+  init->add_option("-i,--importer", cl.init.importer, "importer plugin (default algod)");
+  init->add_option("-p,--processors", cl.processor_list, "processor plugins, comma-separated")
       ->delimiter(',');
-  init_cmd->add_option("--processor", processor_single, "processor plugin (repeatable)");
-  init_cmd->add_option("-e,--exporter", init.exporter, "exporter plugin (default file_writer)");
-  init_cmd->add_option("--from-yaml", init.from_yaml,
-                       "a Go Conduit conduit.yml to convert (conduit.toml goes next to it "
-                       "unless -d is given)");
-  init_cmd->add_flag("--force", init.force, "overwrite an existing conduit.toml");
+  init->add_option("--processor", cl.processor_single, "processor plugin (repeatable)");
+  init->add_option("-e,--exporter", cl.init.exporter, "exporter plugin (default file_writer)");
+  init->add_option("--from-yaml", cl.init.from_yaml,
+                   "a Go Conduit conduit.yml to convert (conduit.toml goes next to it "
+                   "unless -d is given)");
+  init->add_flag("--force", cl.init.force, "overwrite an existing conduit.toml");
 
-  std::string list_which, list_name, list_dir;
-  auto* list_cmd = app.add_subcommand("list", "list plugins and their sample configs");
-  list_cmd->add_option("kind", list_which, "importers, processors or exporters (or singular)")
+  auto* list = cl.list_cmd = app.add_subcommand("list", "list plugins and their sample configs");
+  list->add_option("kind", cl.list_which, "importers, processors or exporters (or singular)")
       ->check(CLI::IsMember(
           {"importers", "processors", "exporters", "importer", "processor", "exporter"}));
-  list_cmd->add_option("name", list_name, "one plugin: its description and sample config");
-  list_cmd->add_option("-d,--data-dir", list_dir,
-                       "data directory: external plugins in DIR/plugins and conduit.toml's "
-                       "plugin-dirs ($CONDUIT_DATA_DIR)");
+  list->add_option("name", cl.list_name, "one plugin: its description and sample config");
+  list->add_option("-d,--data-dir", cl.list_dir,
+                   "data directory: external plugins in DIR/plugins and conduit.toml's "
+                   "plugin-dirs ($CONDUIT_DATA_DIR)");
+}
 
-  conduit::cli::StopOptions stop;
-  auto* stop_cmd = app.add_subcommand("stop", "stop a running conduit");
-  stop_cmd->add_option("mode", stop.mode, "now (default) or end-of-round")
+void add_stop_and_status(CLI::App& app, CommandLine& cl) {
+  auto* stop = cl.stop_cmd = app.add_subcommand("stop", "stop a running conduit");
+  stop->add_option("mode", cl.stop.mode, "now (default) or end-of-round")
       ->check(CLI::IsMember({"now", "end-of-round"}));
-  stop_cmd->add_option("-d,--data-dir", stop.data_dir, "data directory");
-  stop_cmd->add_option("--pid-file", stop.pid_file, "PID file of the conduit to stop");
-  stop_cmd->add_option("--bus", stop.bus, "D-Bus to use")
+  stop->add_option("-d,--data-dir", cl.stop.data_dir, "data directory");
+  stop->add_option("--pid-file", cl.stop.pid_file, "PID file of the conduit to stop");
+  stop->add_option("--bus", cl.stop.bus, "D-Bus to use")
       ->check(CLI::IsMember({"auto", "system", "session", "none"}));
-  stop_cmd->add_flag("--no-wait", stop.no_wait, "return once the request is sent");
-  stop_cmd->add_option("--timeout", stop.timeout_seconds, "give up waiting after SECONDS");
+  stop->add_flag("--no-wait", cl.stop.no_wait, "return once the request is sent");
+  stop->add_option("--timeout", cl.stop.timeout_seconds, "give up waiting after SECONDS");
 
-  conduit::cli::StatusOptions status;
-  auto* status_cmd = app.add_subcommand("status", "show State, NextRound, StopReason");
-  status_cmd->add_option("-d,--data-dir", status.data_dir, "data directory");
-  status_cmd->add_option("--bus", status.bus, "D-Bus to use");
-  status_cmd->add_flag("--json", status.json, "machine-readable output");
+  auto* status = cl.status_cmd = app.add_subcommand("status", "show State, NextRound, StopReason");
+  status->add_option("-d,--data-dir", cl.status.data_dir, "data directory");
+  status->add_option("--bus", cl.status.bus, "D-Bus to use");
+  status->add_flag("--json", cl.status.json, "machine-readable output");
+}
 
-  conduit::cli::PluginCheckOptions check;
-  auto* check_cmd = app.add_subcommand(
+void add_plugin_check(CLI::App& app, CommandLine& cl) {
+  auto* check = cl.check_cmd = app.add_subcommand(
       "plugin-check", "drive an external plugin through the plugin protocol and report");
-  check_cmd->add_option("path", check.plugin, "the plugin's executable")->required();
-  check_cmd->add_option("--config", check.config,
-                        "TOML file: the plugin's config table (default: its sample config)");
-  check_cmd->add_option("--fixtures", check.fixtures,
-                        "directory with genesis.json and N_block.msgp.gz blocks");
-  check_cmd->add_flag("--keep", check.keep, "keep the temporary data directory");
+  check->add_option("path", cl.check.plugin, "the plugin's executable")->required();
+  check->add_option("--config", cl.check.config,
+                    "TOML file: the plugin's config table (default: its sample config)");
+  check->add_option("--fixtures", cl.check.fixtures,
+                    "directory with genesis.json and N_block.msgp.gz blocks");
+  check->add_flag("--keep", cl.check.keep, "keep the temporary data directory");
+}
 
+// The data dir is made absolute once, here, for every command, so the daemon,
+// `stop` and `status` name the same files however it was spelt.
+void make_paths_absolute(CommandLine& cl) {
+  auto make_absolute = [](auto& dir) {
+    std::error_code ec;
+    if (!std::filesystem::path(dir).empty())
+      dir = std::filesystem::absolute(dir, ec).lexically_normal().string();
+  };
+  if (cl.list_dir.empty()) cl.list_dir = cl.data_dir;
+  if (cl.stop.data_dir.empty() && cl.stop.pid_file.empty()) cl.stop.data_dir = cl.data_dir;
+  if (cl.status.data_dir.empty()) cl.status.data_dir = cl.data_dir;
+  make_absolute(cl.data_dir);
+  make_absolute(cl.stop.data_dir);
+  make_absolute(cl.stop.pid_file);
+  make_absolute(cl.status.data_dir);
+  make_absolute(cl.init.data_dir);
+  make_absolute(cl.list_dir);
+}
+
+int run_daemon(const CommandLine& cl) {
+  if (cl.data_dir.empty()) {
+    std::fprintf(stderr, "conduit: no data directory: give -d DIR or set $CONDUIT_DATA_DIR\n");
+    return 2;
+  }
+  conduit::service::DaemonOptions options;
+  options.data_dir = cl.data_dir;
+  options.next_round_override = cl.next_round;
+  options.bus = cl.bus == "system"    ? conduit::service::BusMode::system
+                : cl.bus == "session" ? conduit::service::BusMode::session
+                : cl.bus == "none"    ? conduit::service::BusMode::none
+                                      : conduit::service::BusMode::automatic;
+  return conduit::service::run_daemon(options, conduit::builtin_registry());
+}
+
+int dispatch(CommandLine& cl) {
+  if (*cl.init_cmd) {
+    cl.init.processors = cl.processor_list;
+    cl.init.processors.insert(cl.init.processors.end(), cl.processor_single.begin(),
+                              cl.processor_single.end());
+    return conduit::cli::cmd_init(cl.init);
+  }
+  if (*cl.list_cmd) return conduit::cli::cmd_list(cl.list_which, cl.list_name, cl.list_dir);
+  if (*cl.check_cmd) return conduit::cli::cmd_plugin_check(cl.check);
+  if (*cl.stop_cmd) {
+    if (cl.stop.data_dir.empty() && cl.stop.pid_file.empty()) {
+      std::fprintf(stderr, "conduit stop: give -d DIR, --pid-file FILE or $CONDUIT_DATA_DIR\n");
+      return 2;
+    }
+    return conduit::cli::cmd_stop(cl.stop);
+  }
+  if (*cl.status_cmd) {
+    if (cl.status.data_dir.empty()) {
+      std::fprintf(stderr, "conduit status: give -d DIR or $CONDUIT_DATA_DIR\n");
+      return 2;
+    }
+    return conduit::cli::cmd_status(cl.status);
+  }
+  return run_daemon(cl);
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"conduit: moves Algorand block data round by round through a pipeline"};
+  app.set_version_flag("-v,--version", "conduit " CONDUIT_VERSION);
+  app.require_subcommand(0, 1);
+  CommandLine cl;
+  add_daemon_options(app, cl);
+  add_init_and_list(app, cl);
+  add_stop_and_status(app, cl);
+  add_plugin_check(app, cl);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -102,57 +183,8 @@ int run(int argc, char** argv) {
     app.exit(e);
     return 2;  // usage error (docs/contract.md section 2)
   }
-
-  // The data dir is made absolute once, here, for every command, so
-  // the daemon, `stop` and `status` name the same files however it was spelt.
-  auto make_absolute = [](auto& dir) {
-    std::error_code ec;
-    if (!std::filesystem::path(dir).empty())
-      dir = std::filesystem::absolute(dir, ec).lexically_normal().string();
-  };
-  make_absolute(data_dir);
-  make_absolute(stop.data_dir);
-  make_absolute(stop.pid_file);
-  make_absolute(status.data_dir);
-  make_absolute(init.data_dir);
-  if (*init_cmd) {
-    init.processors = processor_list;
-    init.processors.insert(init.processors.end(), processor_single.begin(), processor_single.end());
-    return conduit::cli::cmd_init(init);
-  }
-  if (list_dir.empty()) list_dir = data_dir;
-  make_absolute(list_dir);
-  if (*list_cmd) return conduit::cli::cmd_list(list_which, list_name, list_dir);
-  if (*check_cmd) return conduit::cli::cmd_plugin_check(check);
-  if (*stop_cmd) {
-    if (stop.data_dir.empty() && stop.pid_file.empty()) stop.data_dir = data_dir;
-    if (stop.data_dir.empty() && stop.pid_file.empty()) {
-      std::fprintf(stderr, "conduit stop: give -d DIR, --pid-file FILE or $CONDUIT_DATA_DIR\n");
-      return 2;
-    }
-    return conduit::cli::cmd_stop(stop);
-  }
-  if (*status_cmd) {
-    if (status.data_dir.empty()) status.data_dir = data_dir;
-    if (status.data_dir.empty()) {
-      std::fprintf(stderr, "conduit status: give -d DIR or $CONDUIT_DATA_DIR\n");
-      return 2;
-    }
-    return conduit::cli::cmd_status(status);
-  }
-
-  if (data_dir.empty()) {
-    std::fprintf(stderr, "conduit: no data directory: give -d DIR or set $CONDUIT_DATA_DIR\n");
-    return 2;
-  }
-  conduit::service::DaemonOptions options;
-  options.data_dir = data_dir;
-  options.next_round_override = next_round;
-  options.bus = bus == "system"    ? conduit::service::BusMode::system
-                : bus == "session" ? conduit::service::BusMode::session
-                : bus == "none"    ? conduit::service::BusMode::none
-                                   : conduit::service::BusMode::automatic;
-  return conduit::service::run_daemon(options, conduit::builtin_registry());
+  make_paths_absolute(cl);
+  return dispatch(cl);
 }
 
 }  // namespace

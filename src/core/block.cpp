@@ -53,119 +53,106 @@ namespace {
 // objects allocated stay proportional to the input. One pass, no allocation.
 // Returns what msgpack::unpack will allocate (BlockData::memory_cost): an
 // object per value, and a copy of every str, bin and ext payload.
-std::size_t checked_decoded_cost(std::string_view bytes) {
-  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
-  const size_t n = bytes.size();
-  size_t i = 0;
-  uint64_t pending = 1;  // values still to read
-  uint64_t values = 0, payload = 0;
-  auto need = [&](uint64_t k) {
-    if (n - i < k) throw BlockDecodeError("truncated msgpack");
-  };
-  auto big_endian = [&](size_t k) {
+class MsgpackCursor {
+ public:
+  explicit MsgpackCursor(std::string_view bytes)
+      : p_(reinterpret_cast<const uint8_t*>(bytes.data())), n_(bytes.size()) {}
+  std::size_t left() const { return n_ - i_; }
+  void need(uint64_t k) const {
+    if (left() < k) throw BlockDecodeError("truncated msgpack");
+  }
+  uint8_t next_byte() {
+    need(1);
+    return p_[i_++];
+  }
+  uint64_t big_endian(std::size_t k) {
     need(k);
     uint64_t v = 0;
-    for (size_t j = 0; j < k; ++j) v = (v << 8) | p[i + j];
-    i += k;
+    for (std::size_t j = 0; j < k; ++j) v = (v << 8) | p_[i_ + j];
+    i_ += k;
     return v;
-  };
+  }
+  void skip(uint64_t k) {
+    need(k);
+    i_ += k;
+  }
+
+ private:
+  const uint8_t* p_;
+  std::size_t n_;
+  std::size_t i_ = 0;
+};
+
+// What a value's header announces: the values nested in it, and the bytes
+// that follow the header.
+struct ValueExtent {
+  uint64_t children = 0;
+  uint64_t bytes = 0;
+};
+
+// Format bytes 0xc0-0xdf, whose lengths (if any) follow them.
+ValueExtent long_form_extent(uint8_t b, MsgpackCursor& in) {
+  switch (b) {
+    case 0xc1:
+      throw BlockDecodeError("malformed msgpack: reserved byte 0xc1");
+    case 0xc4:  // bin8, str8
+    case 0xd9:
+      return {0, in.big_endian(1)};
+    case 0xc5:  // bin16, str16
+    case 0xda:
+      return {0, in.big_endian(2)};
+    case 0xc6:  // bin32, str32
+    case 0xdb:
+      return {0, in.big_endian(4)};
+    case 0xc7:  // ext8, 16, 32: a type byte and the data
+      return {0, in.big_endian(1) + 1};
+    case 0xc8:
+      return {0, in.big_endian(2) + 1};
+    case 0xc9:
+      return {0, in.big_endian(4) + 1};
+    case 0xdc:  // array16, array32
+      return {in.big_endian(2), 0};
+    case 0xdd:
+      return {in.big_endian(4), 0};
+    case 0xde:  // map16, map32: a key and a value per entry
+      return {2 * in.big_endian(2), 0};
+    case 0xdf:
+      return {2 * in.big_endian(4), 0};
+    default:
+      break;
+  }
+  // nil, false, true; then float32, float64, uint8-64, int8-64, fixext1-16.
+  static constexpr uint8_t kFixedBytes[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4,  8, 1, 2,
+                                            4, 8, 1, 2, 4, 8, 2, 3, 5, 9, 17, 0, 0, 0};
+  return {0, kFixedBytes[b - 0xc0]};
+}
+
+ValueExtent extent_of(uint8_t b, MsgpackCursor& in) {
+  if (b <= 0x7f || b >= 0xe0) return {};              // fixint
+  if (b <= 0x8f) return {2 * uint64_t(b & 0x0f), 0};  // fixmap
+  if (b <= 0x9f) return {uint64_t(b & 0x0f), 0};      // fixarray
+  if (b <= 0xbf) return {0, uint64_t(b & 0x1f)};      // fixstr
+  return long_form_extent(b, in);
+}
+
+// str, bin and ext bodies are copied by msgpack::unpack; other bytes are not.
+bool copies_payload(uint8_t b) {
+  return (b >= 0xa0 && b <= 0xbf) || (b >= 0xc4 && b <= 0xc9) || (b >= 0xd4 && b <= 0xdb);
+}
+
+std::size_t checked_decoded_cost(std::string_view bytes) {
+  MsgpackCursor in(bytes);
+  uint64_t pending = 1;  // values still to read
+  uint64_t values = 0, payload = 0;
   while (pending > 0) {
-    need(1);
     --pending;
     ++values;
-    uint8_t b = p[i++];
-    uint64_t children = 0, skip = 0;
-    if (b <= 0x7f || b >= 0xe0) {
-      // fixint
-    } else if (b <= 0x8f) {
-      children = 2 * uint64_t(b & 0x0f);
-    } else if (b <= 0x9f) {
-      children = b & 0x0f;
-    } else if (b <= 0xbf) {
-      skip = b & 0x1f;
-    } else {
-      switch (b) {
-        case 0xc0:
-        case 0xc2:
-        case 0xc3:
-          break;
-        case 0xc1:
-          throw BlockDecodeError("malformed msgpack: reserved byte 0xc1");
-        case 0xc4:
-        case 0xd9:
-          skip = big_endian(1);
-          break;  // bin8, str8
-        case 0xc5:
-        case 0xda:
-          skip = big_endian(2);
-          break;  // bin16, str16
-        case 0xc6:
-        case 0xdb:
-          skip = big_endian(4);
-          break;  // bin32, str32
-        case 0xc7:
-          skip = big_endian(1) + 1;
-          break;  // ext8: type + data
-        case 0xc8:
-          skip = big_endian(2) + 1;
-          break;
-        case 0xc9:
-          skip = big_endian(4) + 1;
-          break;
-        case 0xca:
-        case 0xce:
-        case 0xd2:
-          skip = 4;
-          break;
-        case 0xcb:
-        case 0xcf:
-        case 0xd3:
-          skip = 8;
-          break;
-        case 0xcc:
-        case 0xd0:
-          skip = 1;
-          break;
-        case 0xcd:
-        case 0xd1:
-          skip = 2;
-          break;
-        case 0xd4:
-          skip = 2;
-          break;  // fixext: type + data
-        case 0xd5:
-          skip = 3;
-          break;
-        case 0xd6:
-          skip = 5;
-          break;
-        case 0xd7:
-          skip = 9;
-          break;
-        case 0xd8:
-          skip = 17;
-          break;
-        case 0xdc:
-          children = big_endian(2);
-          break;  // array16
-        case 0xdd:
-          children = big_endian(4);
-          break;  // array32
-        case 0xde:
-          children = 2 * big_endian(2);
-          break;  // map16
-        case 0xdf:
-          children = 2 * big_endian(4);
-          break;  // map32
-      }
-    }
-    need(skip);
-    i += skip;
-    // Payloads of str, bin and ext (fixint, float etc. skip bytes that are not copied).
-    if ((b >= 0xa0 && b <= 0xbf) || (b >= 0xc4 && b <= 0xc9) || (b >= 0xd4 && b <= 0xdb))
-      payload += skip;
-    pending += children;
-    if (pending > n - i)
+    uint8_t b = in.next_byte();
+    ValueExtent extent = extent_of(b, in);
+    in.skip(extent.bytes);
+    if (copies_payload(b)) payload += extent.bytes;
+    pending += extent.children;
+    if (pending > in.left())
       throw BlockDecodeError(
           "malformed msgpack: containers declare more elements than the input holds");
   }
