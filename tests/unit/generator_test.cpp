@@ -87,6 +87,7 @@ TEST(Generator, RejectsBadConfig) {
   EXPECT_THROW(generator("round-interval = \"fast\""), ConfigError);
   EXPECT_THROW(generator("txns-per-round = -3"), ConfigError);
   EXPECT_THROW(generator("network = \"\""), ConfigError);
+  EXPECT_THROW(generator("pq-senders = 65"), ConfigError);
 }
 
 namespace {
@@ -170,4 +171,64 @@ TEST(Generator, StateDeltasAddUpFromThePayset) {
   auto again = generator("txns-per-round = 40\nseed = 3");
   again->init({}, {});
   EXPECT_EQ(again->get_block(30, {}).encode_msgpack(), g->get_block(30, {}).encode_msgpack());
+}
+
+// Consensus v42's shape: the header's load (`ld`: the payset's bytes in
+// millionths of the 5 MB a block may hold, omitted when 0 as Go omits zero
+// values), and senders that are post-quantum accounts, whose transactions are
+// signed with `pqsig` (scheme "f1", a 1793-byte key: Falcon-1024) or through a
+// logic signature they delegated, never with an ed25519 `sig`.
+TEST(Generator, BlocksHaveTheV42ShapeLoadAndPqSignedSenders) {
+  auto g = generator("txns-per-round = 400\nstate-delta = false");
+  g->init({}, {});
+  BlockData block = g->get_block(5, {});
+  const auto& root = block.tree().root;
+  const auto* payset = mp::find(root, "payset");
+  msgpack::sbuffer payset_bytes;
+  msgpack::pack(payset_bytes, *payset);
+  EXPECT_EQ(mp::get_uint(*mp::find(root, "block"), "ld"), payset_bytes.size() * 1000000 / 5242880);
+  EXPECT_GT(mp::get_uint(*mp::find(root, "block"), "ld"), 0u);
+
+  std::map<std::string, std::set<std::string>> signed_by;  // sender -> sig, pqsig, lsig.pqsig
+  for (uint32_t i = 0; i < payset->via.array.size; ++i) {
+    const auto& stxn = payset->via.array.ptr[i];
+    std::string sender = bytes_of(mp::find(*mp::find(stxn, "txn"), "snd"));
+    const msgpack::object* pq = mp::find(stxn, "pqsig");
+    if (const auto* lsig = mp::find(stxn, "lsig")) {
+      pq = mp::find(*lsig, "pqsig");
+      EXPECT_FALSE(bytes_of(mp::find(*lsig, "l")).empty());
+      signed_by[sender].insert("lsig.pqsig");
+    } else if (pq) {
+      signed_by[sender].insert("pqsig");
+    }
+    if (mp::find(stxn, "sig")) signed_by[sender].insert("sig");
+    if (!pq) continue;
+    EXPECT_EQ(bytes_of(mp::find(*pq, "sch")), "f1");
+    EXPECT_EQ(bytes_of(mp::find(*pq, "pk")).size(), 1793u);
+    EXPECT_FALSE(bytes_of(mp::find(*pq, "sig")).empty());
+    if (const auto* salt = mp::find(*pq, "slt")) {
+      EXPECT_GT(salt->via.u64, 0u);
+    }
+  }
+  size_t pq_senders = 0, delegated = 0;
+  for (const auto& [sender, kinds] : signed_by) {
+    if (kinds.count("sig")) {
+      EXPECT_EQ(kinds.size(), 1u) << "a sender signs both ways";
+    } else {
+      ++pq_senders;
+    }
+    delegated += kinds.count("lsig.pqsig");
+  }
+  EXPECT_EQ(pq_senders, 16u);  // the default pq-senders
+  EXPECT_GT(delegated, 0u);
+
+  // pq-senders = 0: ed25519 only; no transactions: no load.
+  auto classical = generator("txns-per-round = 50\npq-senders = 0");
+  classical->init({}, {});
+  BlockData plain = classical->get_block(1, {});
+  for (size_t i = 0; i < plain.txn_count(); ++i)
+    EXPECT_TRUE(plain.payset_entry(i)["sig"].present());
+  auto empty = generator("txns-per-round = 0");
+  empty->init({}, {});
+  EXPECT_FALSE(empty->get_block(1, {}).header()["ld"].present());
 }

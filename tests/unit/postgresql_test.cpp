@@ -620,7 +620,9 @@ TEST_F(Postgresql, NowCancelsAStatementBlockedInTheServerAndLeavesNothing) {
                   if (line.find("copying round 1 ") != std::string_view::npos) copying.count_down();
                 }),
                 LogLevel::debug);
-  auto exporter = make_exporter();
+  // One connection: the round's rows (over 1 MiB with the generator's PQ
+  // signatures) must not stream ahead, blocked on the lock, before "copying".
+  auto exporter = make_exporter("parallel-copy-bytes = 0\n");
   exporter->init(InitContext{.next_round = 0, .logger = &logger}, {});
   exporter->receive(generated_block(0, 3), {});
 
@@ -858,6 +860,11 @@ TEST_F(Postgresql, CrashMatrixLeavesTheTablesOfAnUninterruptedRun) {
   EXPECT_EQ(summarise(db, kChainRounds + 1), expected);
   expect_no_gaps(db);
   expect_no_gaps(reference);
+  // The chain is v42-shaped (the generator's default): PQ-signed senders and block loads.
+  EXPECT_NE(db.scalar("SELECT count(*) FROM account WHERE keytype = 'pqsig'"), "0");
+  EXPECT_NE(db.scalar("SELECT count(*) FROM txn WHERE txn ? 'pqsig'"), "0");
+  EXPECT_NE(db.scalar("SELECT count(*) FROM txn WHERE txn->'lsig' ? 'pqsig'"), "0");
+  EXPECT_NE(db.scalar("SELECT count(*) FROM block_header WHERE header ? 'ld'"), "0");
   // What the interruptions exercised (timing decides; reported, not asserted).
   log += conduit->output();
   auto count = [&](const std::string& needle) {

@@ -7,6 +7,10 @@
 // implicit balance and asset holdings, payments move algos, asset transfers move
 // holdings, and every fee goes to the fee sink. The postgresql exporter, which
 // needs a delta for every round, can so be fed and benchmarked.
+//
+// Blocks have consensus v42's shape: the header's load (`ld`), and senders that
+// are post-quantum accounts, whose transactions carry `pqsig` (Falcon-1024, as
+// go-algorand-sdk's PQSig encodes it) or a logic signature they delegated.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -36,12 +40,22 @@ network = "generated-network"
 last-round = 0
 # attach a ledger state delta to every round past 0 (the postgresql exporter needs them)
 state-delta = true
+# how many of the 64 senders are post-quantum accounts (consensus v42): their
+# transactions carry pqsig (Falcon-1024), one in four through a logic signature
+pq-senders = 16
 )";
 
 constexpr uint64_t kAccounts = 128;  // senders 0-63, receivers 64-127
 constexpr uint64_t kAssets = 5;      // asset ids 1000-1004
 constexpr uint64_t kInitialAlgos = 10'000'000'000'000;
 constexpr uint64_t kInitialHolding = 1'000'000'000'000;
+// Falcon-1024: the scheme id go-algorand gives it, its public key size, and
+// about the size of its (compressed, variable-length) signatures.
+constexpr const char* kPqScheme = "f1";
+constexpr size_t kPqPublicKeyBytes = 1793;
+constexpr size_t kPqSignatureBytes = 1280;
+// Block load (`ld`): the payset's bytes in millionths of MaxTxnBytesPerBlock.
+constexpr uint64_t kMaxTxnBytesPerBlock = 5'242'880;
 
 uint64_t splitmix(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
@@ -73,6 +87,8 @@ class Generator final : public Importer {
     if (network_.empty()) config.fail("network", "must not be empty");
     state_delta_ = config.get_bool("state-delta", true);
     last_round_ = config.get_uint("last-round", 0);
+    pq_senders_ = config.get_uint("pq-senders", 16);
+    if (pq_senders_ > 64) config.fail("pq-senders", "at most 64 (the senders)");
   }
 
   Genesis init(const InitContext& ctx, std::stop_token) override {
@@ -121,7 +137,12 @@ class Generator final : public Importer {
   }
 
   BlockData make_block(uint64_t round, std::stop_token stop) {
-    msgpack::sbuffer buffer(64 + txns_per_round_ * 200);
+    // The payset first: the header's load is its size.
+    msgpack::sbuffer payset(16 + txns_per_round_ * 200);
+    if (txns_per_round_ > 0) pack_payset(payset, round);
+    uint64_t load = std::min<uint64_t>(1'000'000, payset.size() * 1'000'000 / kMaxTxnBytesPerBlock);
+
+    msgpack::sbuffer buffer(64 + payset.size());
     msgpack::packer packer(buffer);
     bool has_payset = txns_per_round_ > 0;
     if (!(state_delta_ && round > 0)) packer.pack_map(has_payset ? 2 : 1);
@@ -130,13 +151,17 @@ class Generator final : public Importer {
     bool has_delta = state_delta_ && round > 0;
     if (has_delta) packer.pack_map(has_payset ? 3 : 2);
     packer.pack("block");
-    packer.pack_map(round ? 10 : 9);
+    packer.pack_map((round ? 10 : 9) + (load ? 1 : 0));
     packer.pack("fees");
     pack_bin(packer, fee_sink_.data(), 32);
     packer.pack("gen");
     packer.pack(network_ + "-v1");
     packer.pack("gh");
     pack_bin(packer, genesis_hash_.data(), 32);
+    if (load) {
+      packer.pack("ld");
+      packer.pack(load);
+    }
     if (round) {
       packer.pack("prev");
       auto prev = derive(seed_ ^ 0x5052, round - 1);
@@ -163,22 +188,27 @@ class Generator final : public Importer {
     }
     if (has_payset) {
       packer.pack("payset");
-      packer.pack_array(static_cast<uint32_t>(txns_per_round_));
-      uint64_t rng = seed_ * 0x9e3779b97f4a7c15ULL + round;
-      uint64_t group_left = 0;
-      Bytes32 group{};
-      for (uint64_t i = 0; i < txns_per_round_; ++i) {
-        uint64_t r = splitmix(rng);
-        if (group_left == 0 && (r & 15) == 0 && i + 1 < txns_per_round_) {
-          group_left = 2 + (r >> 8) % 3;  // groups of 2-4 transactions
-          group = derive(round, i);
-        }
-        bool grouped = group_left > 0;
-        if (grouped) --group_left;
-        pack_txn(packer, round, i, r, grouped ? &group : nullptr);
-      }
+      buffer.write(payset.data(), payset.size());
     }
     return BlockData::decode_msgpack({buffer.data(), buffer.size()});
+  }
+
+  void pack_payset(msgpack::sbuffer& buffer, uint64_t round) const {
+    msgpack::packer packer(buffer);
+    packer.pack_array(static_cast<uint32_t>(txns_per_round_));
+    uint64_t rng = seed_ * 0x9e3779b97f4a7c15ULL + round;
+    uint64_t group_left = 0;
+    Bytes32 group{};
+    for (uint64_t i = 0; i < txns_per_round_; ++i) {
+      uint64_t r = splitmix(rng);
+      if (group_left == 0 && (r & 15) == 0 && i + 1 < txns_per_round_) {
+        group_left = 2 + (r >> 8) % 3;  // groups of 2-4 transactions
+        group = derive(round, i);
+      }
+      bool grouped = group_left > 0;
+      if (grouped) --group_left;
+      pack_txn(packer, round, i, r, grouped ? &group : nullptr);
+    }
   }
 
   // What a transaction does, from its random word (shared by the block and the delta).
@@ -312,18 +342,13 @@ class Generator final : public Importer {
     Spec t = spec(r);
     auto sender = derive(seed_, t.sender);
     auto receiver = derive(seed_, t.receiver);
-    auto signature = derive(round, index);
     int kind = t.kind;
     uint64_t fee = t.fee;
 
     packer.pack_map(3);
     packer.pack("hgi");
     packer.pack(true);
-    packer.pack("sig");
-    std::array<char, 64> sig{};
-    std::memcpy(sig.data(), signature.data(), 32);
-    std::memcpy(sig.data() + 32, signature.data(), 32);
-    pack_bin(packer, sig.data(), 64);
+    pack_signature(packer, t.sender, round, index, r);
     packer.pack("txn");
     if (kind < 6) {
       packer.pack_map(group ? 8 : 7);
@@ -393,6 +418,57 @@ class Generator final : public Importer {
     }
   }
 
+  // Bytes standing for a key or a signature: a pure function of (a, b).
+  static std::string filler(uint64_t a, uint64_t b, size_t size) {
+    std::string out(size, '\0');
+    uint64_t state = a * 0x100000001b3ULL ^ b;
+    for (size_t i = 0; i < size; i += 8) {
+      uint64_t v = splitmix(state);
+      std::memcpy(out.data() + i, &v, std::min<size_t>(8, size - i));
+    }
+    return out;
+  }
+
+  // The signature of a SignedTxn: `sig` (ed25519) from the classical senders;
+  // from the post-quantum ones `pqsig` (sorted keys pk, sch, sig, slt; a zero
+  // salt omitted, as Go's codec omits zero values), or, for one transaction
+  // in four, a logic signature (`lsig`: `l`, `pqsig`) they delegated.
+  template <class P>
+  void pack_signature(P& packer, uint64_t sender, uint64_t round, uint64_t index,
+                      uint64_t r) const {
+    if (sender >= pq_senders_) {
+      auto half = derive(round, index);
+      std::array<char, 64> sig{};
+      std::memcpy(sig.data(), half.data(), 32);
+      std::memcpy(sig.data() + 32, half.data(), 32);
+      packer.pack("sig");
+      pack_bin(packer, sig.data(), 64);
+      return;
+    }
+    std::string signature = filler(round, index, kPqSignatureBytes);
+    bool delegated = ((r >> 56) & 3) == 0;
+    if (delegated) {
+      packer.pack("lsig");
+      packer.pack_map(2);
+      packer.pack("l");
+      pack_bin(packer, "\x0a\x81\x01", 3);  // #pragma version 10; pushint 1
+    }
+    uint64_t salt = sender % 4;
+    std::string key = filler(seed_ ^ 0x5051, sender, kPqPublicKeyBytes);
+    packer.pack("pqsig");
+    packer.pack_map(salt ? 4 : 3);
+    packer.pack("pk");
+    pack_bin(packer, key.data(), key.size());
+    packer.pack("sch");
+    pack_bin(packer, kPqScheme, 2);
+    packer.pack("sig");
+    pack_bin(packer, signature.data(), signature.size());
+    if (salt) {
+      packer.pack("slt");
+      packer.pack(salt);
+    }
+  }
+
   uint64_t txns_per_round_ = 100;
   std::chrono::nanoseconds interval_{0};
   uint64_t seed_ = 1;
@@ -401,6 +477,7 @@ class Generator final : public Importer {
   uint64_t first_round_ = 0;
   bool state_delta_ = true;
   uint64_t last_round_ = 0;
+  uint64_t pq_senders_ = 16;
   Bytes32 fee_sink_{}, rewards_pool_{};
   Ledger before_, after_;  // the ledger before and after the last round built
   std::chrono::steady_clock::time_point started_;
