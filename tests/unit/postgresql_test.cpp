@@ -621,7 +621,9 @@ TEST_F(Postgresql, NowCancelsAStatementBlockedInTheServerAndLeavesNothing) {
                   if (line.find("copying round 1 ") != std::string_view::npos) copying.count_down();
                 }),
                 LogLevel::debug);
-  auto exporter = make_exporter();
+  // One connection: the round's rows (over 1 MiB with the generator's PQ
+  // signatures) must not stream ahead, blocked on the lock, before "copying".
+  auto exporter = make_exporter("parallel-copy-bytes = 0\n");
   exporter->init(InitContext{.next_round = 0, .logger = &logger}, {});
   exporter->receive(generated_block(0, 3), {});
 
