@@ -37,19 +37,25 @@ using FieldList = std::initializer_list<std::pair<std::string_view, const Schema
 class Schemas {
  public:
   Schemas() {
-    const Schema* B = make(Kind::bytes);
-    const Schema* A = make(Kind::address);
-    const Schema* any = make(Kind::any);
-
-    const Schema* multisig = object({{"subsig", array(object({{"pk", B}, {"s", B}}))}});
-    const Schema* pqsig = object({{"sch", B}, {"pk", B}, {"sig", B}});
-    const Schema* lsig = object({{"l", B},
-                                 {"sig", B},
-                                 {"msig", multisig},
-                                 {"lmsig", multisig},
-                                 {"pqsig", pqsig},
-                                 {"arg", array(B)}});
+    B = make(Kind::bytes);
+    A = make(Kind::address);
+    any = make(Kind::any);
     const Schema* asset_params = object({{"am", B}, {"m", A}, {"r", A}, {"f", A}, {"c", A}});
+    const Schema* header = block_header();
+    root_ = object({{"block", header},
+                    {"payset", array(signed_transaction(asset_params))},
+                    {"delta", ledger_delta(header, asset_params)},
+                    {"cert", certificate()}});
+  }
+
+  const Schema* root() const { return root_; }
+
+ private:
+  const Schema* B = nullptr;    // bytes, base64 in JSON
+  const Schema* A = nullptr;    // an address's 32 bytes
+  const Schema* any = nullptr;  // JSON says what it is
+
+  const Schema* transaction(const Schema* asset_params) {
     const Schema* merkle_proof = object({{"pth", array(B)}});
     const Schema* falcon =
         object({{"sig", B}, {"prf", merkle_proof}, {"vkey", object({{"k", B}})}});
@@ -64,7 +70,7 @@ class Schemas {
                 {"vid", B}});
     const Schema* resource_ref = object({{"d", A}, {"b", object({{"n", B}})}});
 
-    const Schema* txn = object({
+    return object({
         {"snd", A},
         {"note", B},
         {"gh", B},
@@ -91,8 +97,19 @@ class Schemas {
         {"spmsg", object({{"b", B}, {"v", B}})},
         {"hb", heartbeat},
     });
+  }
 
-    // SignedTxnWithAD, recursive through dt.itx (inner transactions).
+  // SignedTxnWithAD, recursive through dt.itx (inner transactions).
+  const Schema* signed_transaction(const Schema* asset_params) {
+    const Schema* multisig = object({{"subsig", array(object({{"pk", B}, {"s", B}}))}});
+    const Schema* pqsig = object({{"sch", B}, {"pk", B}, {"sig", B}});
+    const Schema* lsig = object({{"l", B},
+                                 {"sig", B},
+                                 {"msig", multisig},
+                                 {"lmsig", multisig},
+                                 {"pqsig", pqsig},
+                                 {"arg", array(B)}});
+    const Schema* txn = transaction(asset_params);
     Schema* stxn = make(Kind::object);
     const Schema* state_delta = dict(KeyKind::string, any);
     const Schema* eval_delta = object({{"gd", state_delta},
@@ -101,24 +118,29 @@ class Schemas {
                                        {"itx", array(stxn)}});
     stxn->fields = {{"sig", B},   {"msig", multisig}, {"lsig", lsig},    {"pqsig", pqsig},
                     {"txn", txn}, {"sgnr", A},        {"dt", eval_delta}};
+    return stxn;
+  }
 
-    const Schema* header = object({{"prev", B},
-                                   {"prev512", B},
-                                   {"seed", B},
-                                   {"txn", B},
-                                   {"txn256", B},
-                                   {"txn512", B},
-                                   {"gh", B},
-                                   {"prp", A},
-                                   {"fees", A},
-                                   {"rwd", A},
-                                   {"spt", dict(KeyKind::uint, object({{"v", B}}))},
-                                   {"partupdrmv", array(A)},
-                                   {"partupdabs", array(A)}});
+  const Schema* block_header() {
+    return object({{"prev", B},
+                   {"prev512", B},
+                   {"seed", B},
+                   {"txn", B},
+                   {"txn256", B},
+                   {"txn512", B},
+                   {"gh", B},
+                   {"prp", A},
+                   {"fees", A},
+                   {"rwd", A},
+                   {"spt", dict(KeyKind::uint, object({{"v", B}}))},
+                   {"partupdrmv", array(A)},
+                   {"partupdabs", array(A)}});
+  }
 
+  const Schema* ledger_delta(const Schema* header, const Schema* asset_params) {
     // LedgerStateDelta: Go field names, no codec tags.
     const Schema* teal_kv = dict(KeyKind::string, any);
-    const Schema* delta = object({
+    return object({
         {"Accts",
          object({{"Accts", array(object({{"Addr", A},
                                          {"AuthAddr", A},
@@ -140,27 +162,23 @@ class Schemas {
         {"Creatables", dict(KeyKind::uint, object({{"Creator", A}}))},
         {"Hdr", header},
     });
+  }
 
+  const Schema* certificate() {
     // The certificate is an untyped map in Go Conduit, so its addresses are
     // plain bytes (base64) there too.
     const Schema* proposal = object({{"dig", B}, {"encdig", B}, {"oprop", B}});
     const Schema* vote_sig =
         object({{"p", B}, {"p1s", B}, {"p2", B}, {"p2s", B}, {"ps", B}, {"s", B}});
     const Schema* cred = object({{"pf", B}});
-    const Schema* cert =
-        object({{"prop", proposal},
-                {"vote", array(object({{"cred", cred}, {"sig", vote_sig}, {"snd", B}}))},
-                {"eqv", array(object({{"cred", cred},
-                                      {"sigs", array(vote_sig)},
-                                      {"snd", B},
-                                      {"props", array(proposal)}}))}});
-
-    root_ = object({{"block", header}, {"payset", array(stxn)}, {"delta", delta}, {"cert", cert}});
+    return object({{"prop", proposal},
+                   {"vote", array(object({{"cred", cred}, {"sig", vote_sig}, {"snd", B}}))},
+                   {"eqv", array(object({{"cred", cred},
+                                         {"sigs", array(vote_sig)},
+                                         {"snd", B},
+                                         {"props", array(proposal)}}))}});
   }
 
-  const Schema* root() const { return root_; }
-
- private:
   Schema* make(Kind kind) {
     storage_.emplace_back();
     storage_.back().kind = kind;
