@@ -72,11 +72,6 @@ class BoundedQueue {
     std::lock_guard lock(mutex_);
     return items_.size();
   }
-  // The total weight of the items held.
-  std::size_t weight() const {
-    std::lock_guard lock(mutex_);
-    return weight_;
-  }
 
   // Observability seam: called (from the pushing thread, without the lock)
   // each time a push finds the queue full and is about to wait, with the
