@@ -247,9 +247,20 @@ struct KeyRank {
   }
 };
 
+// A non-negative integer as JSON writes it (no sign, no leading zero), as
+// a map key with integer keys reads back.
+bool decimal_digits(std::string_view text, uint64_t& value) {
+  if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')) return false;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return error == std::errc() && end == text.data() + text.size();
+}
+
+// `integers_by_value`: integer and boolean keys rank by value (a map whose
+// keys stay integers when read back); otherwise every key ranks by its text,
+// as it reads back (a string).
 template <class Encoded>
 std::vector<uint32_t> canonical_key_order(const msgpack::object_kv* kv, uint32_t size,
-                                          Encoded encoded) {
+                                          Encoded encoded, bool integers_by_value = true) {
   auto str = [](const msgpack::object& k) {
     return std::string_view(k.via.str.ptr, k.via.str.size);
   };
@@ -262,7 +273,14 @@ std::vector<uint32_t> canonical_key_order(const msgpack::object_kv* kv, uint32_t
   for (uint32_t i = 0; i < size; ++i) {
     const msgpack::object& k = kv[i].key;
     KeyRank& rank = ranks[i];
-    if (k.type == msgpack::type::NEGATIVE_INTEGER) {
+    uint64_t digits_value = 0;
+    if (!integers_by_value) {
+      rank.group = 3;
+      rank.text = k.type == msgpack::type::STR ? std::string(str(k)) : encoded(k);
+    } else if (k.type == msgpack::type::STR && decimal_digits(str(k), digits_value)) {
+      rank.group = 1;  // read back as the integer it spells
+      rank.unumber = digits_value;
+    } else if (k.type == msgpack::type::NEGATIVE_INTEGER) {
       rank.number = k.via.i64;
     } else if (k.type == msgpack::type::POSITIVE_INTEGER) {
       rank.group = 1;
@@ -390,15 +408,21 @@ class JsonWriter {
   // Txleases) by its encoded JSON text -- for base64 the text's order, not the
   // bytes'.
   std::vector<uint32_t> go_key_order(const msgpack::object& o, const Schema* s) {
-    return canonical_key_order(o.via.map.ptr, o.via.map.size, [&](const msgpack::object& k) {
-      std::string text;
-      if (k.type == msgpack::type::BIN)
-        return encoding::base64_encode({k.via.bin.ptr, k.via.bin.size});
-      JsonWriter compact(text, false, options_);
-      compact.depth_ = depth_;
-      compact.value(k, s && s->kind == Kind::dict ? s->key_schema : nullptr);
-      return text;
-    });
+    // Only a dict with integer keys reads its keys back as integers; in any
+    // other map a key that is not a string is written, and read back, as text.
+    bool integer_keys = s && s->kind == Kind::dict && s->key == KeyKind::uint;
+    return canonical_key_order(
+        o.via.map.ptr, o.via.map.size,
+        [&](const msgpack::object& k) {
+          std::string text;
+          if (k.type == msgpack::type::BIN)
+            return encoding::base64_encode({k.via.bin.ptr, k.via.bin.size});
+          JsonWriter compact(text, false, options_);
+          compact.depth_ = depth_;
+          compact.value(k, s && s->kind == Kind::dict ? s->key_schema : nullptr);
+          return text;
+        },
+        integer_keys);
   }
 
   static bool is_key(const msgpack::object& key, std::string_view name) {

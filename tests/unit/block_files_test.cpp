@@ -1303,3 +1303,41 @@ TEST(BlockCodec, UnknownFieldsKeepTheirJsonTypes) {
   BlockData again = decode_block_json(encode_block_json(block));
   EXPECT_EQ(again.encode_msgpack(), block.encode_msgpack());
 }
+
+namespace {
+
+// Keys of mixed kinds where Go has only one (found by the fuzzer): integer
+// keys in a struct's map are written as text and read back as strings, so
+// they are ordered by that text; in a map of integer keys a string spelling
+// an integer reads back as that integer, so it is ordered by its value. Either
+// way the JSON read back writes the same bytes.
+TEST(BlockJsonKeyOrder, MixedKeyKindsOrderAsTheyReadBack) {
+  BlockData block = block_from([](auto& p) {
+    p.pack_map(1);
+    p.pack("block");
+    p.pack_map(5);
+    p.pack(107);
+    p.pack(1);
+    p.pack("3x");
+    p.pack(2);
+    p.pack(3);
+    p.pack(3);
+    p.pack("gen");
+    p.pack("g");
+    p.pack("spt");  // a map with integer keys
+    p.pack_map(2);
+    p.pack(7);
+    p.pack_map(0);
+    p.pack("5");
+    p.pack_map(0);
+  });
+  std::string json = encode_block_json(block);
+  std::string compact = json;
+  std::erase_if(compact, [](char c) { return c == ' ' || c == '\n'; });
+  EXPECT_NE(compact.find(R"("107":1,"3":3,"3x":2,"gen":"g","spt":{"5":{},"7":{}})"),
+            std::string::npos)
+      << json;
+  EXPECT_EQ(encode_block_json(decode_block_json(json)), json);
+}
+
+}  // namespace
