@@ -30,6 +30,16 @@ void mark_once(std::atomic<int64_t>& at) {
   at.compare_exchange_strong(unset, steady_now_ns());
 }
 
+// The retry policy of round calls and start-up alike: after `failures`
+// failed attempts, "retry N [of M] in D", or nothing once retry-count is
+// spent (0 retries forever).
+std::optional<std::string> next_retry(const PipelineOptions& options, uint64_t failures) {
+  if (options.retry_count != 0 && failures > options.retry_count) return std::nullopt;
+  return "retry " + std::to_string(failures) +
+         (options.retry_count ? " of " + std::to_string(options.retry_count) : "") + " in " +
+         format_duration(options.retry_delay);
+}
+
 }  // namespace
 
 Pipeline::Pipeline(PipelinePlugins plugins, PipelineOptions options, Logger& logger,
@@ -162,14 +172,12 @@ bool Pipeline::attempt(PluginKind kind, const std::string& plugin, uint64_t roun
       fail(reason_for(kind), what);
       return false;
     }
-    if (options_.retry_count != 0 && failures > options_.retry_count) {
+    auto retry = next_retry(options_, failures);
+    if (!retry) {
       fail(reason_for(kind), what + " (gave up after " + std::to_string(failures) + " attempts)");
       return false;
     }
-    logger_.warn(what + "; retry " + std::to_string(failures) +
-                     (options_.retry_count ? " of " + std::to_string(options_.retry_count) : "") +
-                     " in " + format_duration(options_.retry_delay),
-                 fields);
+    logger_.warn(what + "; " + *retry, fields);
     if (observer_) observer_->on_retry(kind, plugin, round);
     if (!interruptible_sleep(options_.retry_delay, stop)) return false;
   }
@@ -191,17 +199,14 @@ bool Pipeline::retry_startup(PluginKind kind, const std::string& plugin, const s
       return true;
     } catch (const PluginError& e) {
       if (!e.retryable() || stop.stop_requested()) throw;
-      if (options_.retry_count != 0 && failures > options_.retry_count) {
+      auto retry = next_retry(options_, failures);
+      if (!retry) {
         fail(reason_for(kind), label + " failed to " + step + ": " + e.what() + " (gave up after " +
                                    std::to_string(failures) + " attempts)");
         return false;
       }
       if (observer_) observer_->on_plugin_error(label + " failed to " + step + ": " + e.what());
-      logger_.status(
-          "waiting for " + label + ": " + e.what() + "; retry " + std::to_string(failures) +
-              (options_.retry_count ? " of " + std::to_string(options_.retry_count) : "") + " in " +
-              format_duration(options_.retry_delay),
-          {.plugin = label});
+      logger_.status("waiting for " + label + ": " + e.what() + "; " + *retry, {.plugin = label});
     }
     if (!interruptible_sleep(options_.retry_delay, stop)) return false;
   }
