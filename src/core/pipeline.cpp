@@ -1,5 +1,7 @@
 #include "core/pipeline.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <system_error>
 #include <thread>
@@ -619,6 +621,12 @@ StopCause Pipeline::run() {
   return cause;
 }
 
+std::string Pipeline::thread_name(std::size_t stage) const {
+  if (stage == 0) return "importer";
+  if (stage == exporter_stage()) return "exporter";
+  return "processor " + std::to_string(stage);
+}
+
 void Pipeline::run_stages() {
   std::vector<std::jthread> threads;
   try {
@@ -631,7 +639,9 @@ void Pipeline::run_stages() {
     // Each stage reports when it has finished; run() returns once all have.
     auto spawn = [&](std::size_t stage, auto body) {
       if (options_.before_stage_start) options_.before_stage_start(stage);
-      threads.emplace_back([this, body] {
+      threads.emplace_back([this, body, name = thread_name(stage)] {
+        // Named for `top -H`, perf and /proc/PID/task/*/comm (15 bytes at most).
+        ::pthread_setname_np(::pthread_self(), name.c_str());
         try {
           body();
         } catch (const std::exception& e) {

@@ -108,6 +108,7 @@ class Pipeline {
   std::size_t checkpoint_slot() const { return plugins_.processors.size() + 3; }
   std::size_t slot_count() const { return plugins_.processors.size() + 4; }
   std::string slot_label(std::size_t slot) const;
+  std::string thread_name(std::size_t stage) const;
 
   enum class Stage { importer, processor, exporter };
 
