@@ -2,6 +2,10 @@
 
 #include "core/block_msgpack.hpp"
 
+#include <algorithm>
+#include <optional>
+#include <vector>
+
 namespace conduit {
 namespace mp {
 
@@ -140,10 +144,19 @@ bool copies_payload(uint8_t b) {
   return (b >= 0xa0 && b <= 0xbf) || (b >= 0xc4 && b <= 0xc9) || (b >= 0xd4 && b <= 0xdb);
 }
 
-std::size_t checked_decoded_cost(std::string_view bytes) {
+// What the pre-pass learns about the first value of the input.
+struct MsgpackScan {
+  std::size_t cost = 0;   // what msgpack::unpack will allocate for it
+  std::size_t depth = 0;  // containers nested in one another, at most
+  std::size_t end = 0;    // where it ends: input past it is trailing bytes
+};
+
+MsgpackScan scan_msgpack(std::string_view bytes) {
   MsgpackCursor in(bytes);
   uint64_t pending = 1;  // values still to read
   uint64_t values = 0, payload = 0;
+  std::vector<uint64_t> open;  // the elements still to come in each open container
+  std::size_t depth = 0;
   while (pending > 0) {
     --pending;
     ++values;
@@ -155,8 +168,50 @@ std::size_t checked_decoded_cost(std::string_view bytes) {
     if (pending > in.left())
       throw BlockDecodeError(
           "malformed msgpack: containers declare more elements than the input holds");
+    if (!open.empty()) --open.back();
+    if (extent.children > 0) {
+      open.push_back(extent.children);
+      depth = std::max(depth, open.size());
+    }
+    while (!open.empty() && open.back() == 0) open.pop_back();
   }
-  return values * sizeof(msgpack::object) + payload;
+  return {values * sizeof(msgpack::object) + payload, depth, bytes.size() - in.left()};
+}
+
+std::size_t checked_decoded_cost(std::string_view bytes) {
+  return scan_msgpack(bytes).cost;
+}
+
+// A whole value (and what it contains) skipped.
+void skip_value(MsgpackCursor& in) {
+  for (uint64_t pending = 1; pending > 0; --pending) {
+    uint8_t b = in.next_byte();
+    ValueExtent extent = extent_of(b, in);
+    in.skip(extent.bytes);
+    pending += extent.children;
+  }
+}
+
+// A str key's text, or nullopt (and the key skipped) for any other key.
+std::optional<std::string_view> read_str_key(MsgpackCursor& in, std::string_view bytes) {
+  uint8_t b = in.next_byte();
+  bool str = (b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb);
+  ValueExtent extent = extent_of(b, in);
+  std::size_t body = bytes.size() - in.left();
+  in.skip(extent.bytes);
+  if (!str) {
+    for (uint64_t pending = extent.children; pending > 0; --pending) skip_value(in);
+    return std::nullopt;
+  }
+  return bytes.substr(body, extent.bytes);
+}
+
+// A map's header: its entries, or nullopt (nothing read) when the value is not a map.
+std::optional<uint64_t> map_entries(MsgpackCursor& in, std::string_view bytes) {
+  auto b = static_cast<uint8_t>(bytes[bytes.size() - in.left()]);
+  if (!((b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf)) return std::nullopt;
+  in.next_byte();
+  return extent_of(b, in).children / 2;
 }
 
 // One object per value plus the payloads, as checked_decoded_cost counts them.
@@ -212,16 +267,16 @@ BlockTooLargeError::BlockTooLargeError(std::size_t estimate, std::size_t limit)
       estimate_(estimate),
       limit_(limit) {}
 
-BlockData BlockData::decode_msgpack(std::string_view bytes, std::size_t max_memory) {
-  std::size_t cost = checked_decoded_cost(bytes);
-  if (cost > max_memory) throw BlockTooLargeError(cost, max_memory);
-  BlockData block;
+namespace {
+
+std::unique_ptr<BlockData::Tree> unpack_tree(std::string_view bytes) {
+  auto tree = std::make_unique<BlockData::Tree>();
   try {
     std::size_t offset = 0;
     msgpack::unpack_limit limits(0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff,
                                  kMaxDepth);
-    block.tree_->root = msgpack::unpack(block.tree_->zone, bytes.data(), bytes.size(), offset,
-                                        nullptr, nullptr, limits);
+    tree->root =
+        msgpack::unpack(tree->zone, bytes.data(), bytes.size(), offset, nullptr, nullptr, limits);
     if (offset != bytes.size())
       throw BlockDecodeError("trailing bytes after the block (" +
                              std::to_string(bytes.size() - offset) + " bytes)");
@@ -230,10 +285,123 @@ BlockData BlockData::decode_msgpack(std::string_view bytes, std::size_t max_memo
   } catch (const std::exception& e) {
     throw BlockDecodeError(std::string("malformed msgpack: ") + e.what());
   }
-  if (block.tree_->root.type != msgpack::type::MAP)
+  if (tree->root.type != msgpack::type::MAP)
     throw BlockDecodeError("a block must be a msgpack map");
-  block.refresh();
+  return tree;
+}
+
+// The header's round ("block"."rnd") and the payset's length, read from the
+// encoding as read_summary reads them from the tree (the first str key of each
+// name counts; an absent one is zero). Nothing when the input is not a map.
+struct MsgpackSummary {
+  uint64_t round = 0;
+  std::size_t txn_count = 0;
+};
+
+uint64_t read_round(MsgpackCursor& in, std::string_view bytes) {
+  auto entries = map_entries(in, bytes);
+  if (!entries) throw BlockDecodeError("'block' is not a map");
+  std::optional<uint64_t> round;
+  for (uint64_t i = 0; i < *entries; ++i) {
+    auto key = read_str_key(in, bytes);
+    if (round || key != "rnd") {
+      skip_value(in);
+      continue;
+    }
+    uint8_t b = in.next_byte();
+    if (b <= 0x7f)
+      round = b;
+    else if (b >= 0xcc && b <= 0xcf)
+      round = in.big_endian(std::size_t{1} << (b - 0xcc));
+    else if (b >= 0xd0 && b <= 0xd3) {
+      std::size_t size = std::size_t{1} << (b - 0xd0);
+      uint64_t raw = in.big_endian(size);
+      // msgpack reads a signed encoding of a value >= 0 as an unsigned integer.
+      if (raw >> (8 * size - 1) & 1)
+        throw BlockDecodeError("field 'rnd' is not an unsigned integer");
+      round = raw;
+    } else
+      throw BlockDecodeError("field 'rnd' is not an unsigned integer");
+  }
+  return round.value_or(0);
+}
+
+std::optional<MsgpackSummary> read_summary_from(std::string_view bytes) {
+  MsgpackCursor in(bytes);
+  auto entries = map_entries(in, bytes);
+  if (!entries) return std::nullopt;
+  MsgpackSummary summary;
+  bool header = false, payset = false;
+  for (uint64_t i = 0; i < *entries; ++i) {
+    auto key = read_str_key(in, bytes);
+    if (key == "block" && !header) {
+      header = true;
+      summary.round = read_round(in, bytes);
+    } else if (key == "payset" && !payset) {
+      payset = true;
+      uint8_t b = in.next_byte();
+      if (b == 0xc0) continue;  // nil
+      if (!((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd))
+        throw BlockDecodeError("'payset' is not an array");
+      summary.txn_count = extent_of(b, in).children;
+      for (std::size_t k = 0; k < summary.txn_count; ++k) skip_value(in);
+    } else {
+      skip_value(in);
+    }
+  }
+  return summary;
+}
+
+// Nothing when in doubt (not a map, or a field read_summary would refuse):
+// then the tree is built at once, and reports what is wrong as it always did.
+std::optional<MsgpackSummary> summarise(std::string_view bytes) {
+  try {
+    return read_summary_from(bytes);
+  } catch (const BlockDecodeError&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+BlockData BlockData::decode_msgpack(std::string_view bytes, std::size_t max_memory) {
+  MsgpackScan scan = scan_msgpack(bytes);
+  if (scan.cost > max_memory) throw BlockTooLargeError(scan.cost, max_memory);
+  BlockData block;
+  block.memory_cost_ = scan.cost;  // what the pre-pass counted: no second walk of the tree
+  // The tree is built when first looked at, so that a round no one reads (a
+  // pass-through file_reader -> file_writer writes the bytes it read) is
+  // never decoded. Only input msgpack::unpack is sure to accept waits; for the
+  // rest, unpack reports its error now.
+  if (scan.end == bytes.size() && scan.depth < kMaxDepth)
+    if (auto summary = summarise(bytes)) {
+      block.tree_.reset();
+      block.undecoded_.assign(bytes);
+      block.round_ = summary->round;
+      block.txn_count_ = summary->txn_count;
+      return block;
+    }
+  block.tree_ = unpack_tree(bytes);
+  block.read_summary();
   return block;
+}
+
+BlockData::Tree& BlockData::built_tree() const {
+  if (!tree_) {
+    tree_ = unpack_tree(undecoded_);
+    std::string().swap(undecoded_);  // the tree holds copies of every payload
+  }
+  return *tree_;
+}
+
+BlockData::Tree& BlockData::tree() {
+  Tree& tree = built_tree();
+  encoded_.reset();
+  return tree;
+}
+
+const BlockData::Tree& BlockData::tree() const {
+  return built_tree();
 }
 
 BlockData BlockData::empty(uint64_t round) {
@@ -251,13 +419,18 @@ BlockData BlockData::empty(uint64_t round) {
 
 std::string BlockData::encode_msgpack() const {
   msgpack::sbuffer buffer;
-  msgpack::pack(buffer, tree_->root);
+  msgpack::pack(buffer, built_tree().root);
   return std::string(buffer.data(), buffer.size());
 }
 
 BlockData BlockData::clone() const {
   BlockData copy;
-  copy.tree_->root = msgpack::object(tree_->root, copy.tree_->zone);
+  if (tree_)
+    copy.tree_->root = msgpack::object(tree_->root, copy.tree_->zone);
+  else {
+    copy.tree_.reset();
+    copy.undecoded_ = undecoded_;
+  }
   copy.round_ = round_;
   copy.txn_count_ = txn_count_;
   copy.encoded_ = encoded_;
@@ -386,12 +559,12 @@ std::optional<std::string_view> FieldView::as_bytes() const {
 }
 
 FieldView BlockData::root() const {
-  return FieldView(&tree_->root);
+  return FieldView(&built_tree().root);
 }
 
 void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
   encoded_.reset();
-  auto* payset = mp::find(tree_->root, "payset");
+  auto* payset = mp::find(built_tree().root, "payset");
   if (!payset || payset->type != msgpack::type::ARRAY) {
     if (!indices.empty()) throw std::out_of_range("the block has no payset");
     return;
@@ -414,12 +587,18 @@ void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
         break;
       }
   }
-  refresh();
+  // The memory cost stays: the dropped entries stay in the block's zone.
+  read_summary();
 }
 
 void BlockData::refresh() {
+  read_summary();
+  memory_cost_ = tree_cost(built_tree().root);
+}
+
+void BlockData::read_summary() {
   encoded_.reset();
-  const auto& root = tree_->root;
+  const auto& root = built_tree().root;
   round_ = 0;
   txn_count_ = 0;
   if (const auto* header = mp::find(root, "block")) {
@@ -432,7 +611,6 @@ void BlockData::refresh() {
     else if (payset->type != msgpack::type::NIL)
       throw BlockDecodeError("'payset' is not an array");
   }
-  memory_cost_ = tree_cost(root);
 }
 
 }  // namespace conduit

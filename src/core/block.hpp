@@ -140,11 +140,8 @@ class BlockData {
   void keep_payset_entries(const std::vector<size_t>& indices);
 
   // Mutable access drops the encoded bytes (see encoded()): the caller may change the tree.
-  Tree& tree() {
-    encoded_.reset();
-    return *tree_;
-  }
-  const Tree& tree() const { return *tree_; }
+  Tree& tree();
+  const Tree& tree() const;
   // Re-reads the cached round, transaction count and memory cost after the
   // tree was modified.
   void refresh();
@@ -164,7 +161,14 @@ class BlockData {
     std::string format;
     std::string bytes;
   };
-  std::unique_ptr<Tree> tree_;
+  // Reads the round and transaction count (and drops the encoded bytes).
+  void read_summary();
+  // The tree, built from undecoded_ on first use (decode_msgpack defers it).
+  Tree& built_tree() const;
+
+  // Logically const: the tree and the bytes it is built from are one value.
+  mutable std::unique_ptr<Tree> tree_;
+  mutable std::string undecoded_;
   std::shared_ptr<const Encoded> encoded_;
   size_t memory_cost_ = 0;
   uint64_t round_ = 0;

@@ -2,10 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 namespace conduit {
 namespace {
@@ -58,6 +62,33 @@ int fs_fsync(int fd, const std::filesystem::path& path) {
     return -1;
   }
   return ::fsync(fd);
+}
+
+std::size_t fs_fsync_all(const std::vector<FsyncTarget>& targets, std::size_t parallel) {
+  std::vector<int> errors(targets.size(), 0);
+  for (std::size_t i = 0; i < targets.size(); ++i)
+    errors[i] = injected(FsOp::fsync, targets[i].path);
+  std::atomic<std::size_t> next{0};
+  auto sync_some = [&] {  // each index is taken, and its error written, by one thread
+    for (std::size_t i; (i = next.fetch_add(1)) < targets.size();)
+      if (errors[i] == 0 && ::fsync(targets[i].fd) != 0) errors[i] = errno;
+  };
+  {
+    std::vector<std::jthread> helpers;
+    try {
+      for (std::size_t t = 1; t < std::min(parallel, targets.size()); ++t)
+        helpers.emplace_back(sync_some);
+    } catch (const std::system_error&) {
+      // No more threads: the ones started and this one sync the rest.
+    }
+    sync_some();
+  }  // joined
+  for (std::size_t i = 0; i < targets.size(); ++i)
+    if (errors[i] != 0) {
+      errno = errors[i];
+      return i;
+    }
+  return targets.size();
 }
 
 int fs_rename(const std::filesystem::path& from, const std::filesystem::path& to) {

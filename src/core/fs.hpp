@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace conduit {
 
@@ -64,6 +65,18 @@ int fs_open(const std::filesystem::path& path, int flags, mode_t mode = 0);
 ssize_t fs_write(int fd, const void* data, size_t size, const std::filesystem::path& path);
 int fs_fsync(int fd, const std::filesystem::path& path);
 int fs_rename(const std::filesystem::path& from, const std::filesystem::path& to);
+
+// fs_fsync of every target, up to `parallel` at once: a journaling filesystem
+// commits concurrent fsyncs together (ext4 here: 64 new 13 KB files synced one
+// by one took 90-275 ms, from 8 threads 5-7 ms). Fault injections are seen in
+// order, on the calling thread. Returns the index of the first target (in
+// order) whose fsync failed, with errno set to its error; targets.size() when
+// all succeeded.
+struct FsyncTarget {
+  int fd;
+  std::filesystem::path path;
+};
+std::size_t fs_fsync_all(const std::vector<FsyncTarget>& targets, std::size_t parallel = 8);
 
 // Writes all of `data` to `fd`, retrying on EINTR and short writes. `path`
 // (the file behind fd) is what a fault injection sees.

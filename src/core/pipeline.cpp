@@ -1,6 +1,7 @@
 #include "core/pipeline.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <system_error>
@@ -383,7 +384,6 @@ void Pipeline::run_importer() {
                                            " when asked for round " + std::to_string(round));
       break;
     }
-    if (plugins_.processors.empty()) prepare_for_exporter(block);
     // Delivered: from here only `now` may drop it.
     if (!out.push(std::move(block), now)) break;
     ++round;
@@ -407,7 +407,6 @@ void Pipeline::run_processor(std::size_t index) {
         }))
       break;
     if (observer_) observer_->on_plugin_time(PluginKind::processor, name, round, elapsed);
-    if (index + 1 == plugins_.processors.size()) prepare_for_exporter(*block);
     if (!out.push(std::move(*block), now)) break;
   }
   out.close();
@@ -425,12 +424,13 @@ struct Pipeline::Unit {
   uint64_t first_round() const { return blocks.front().round(); }
 };
 
-std::unique_ptr<BoundedQueue<BlockData>> Pipeline::make_queue(std::size_t rounds) const {
-  // Every queue holds rounds up to the group-commit byte budget (or one larger
-  // round, so that it still flows), counted as the blocks take memory: what
-  // waits on a stalled stage stays bounded whatever the stage does.
+std::unique_ptr<BoundedQueue<BlockData>> Pipeline::make_queue(std::size_t rounds,
+                                                              uint64_t bytes) const {
+  // Every queue holds rounds up to a byte budget (or one larger round, so that
+  // it still flows), counted as the blocks take memory: what waits on a
+  // stalled stage stays bounded whatever the stage does.
   auto queue = std::make_unique<BoundedQueue<BlockData>>(
-      rounds, options_.unit_max_bytes, [](const BlockData& block) { return block.size_hint(); });
+      rounds, bytes, [](const BlockData& block) { return block.size_hint(); });
   if (options_.on_queue_full)
     queue->on_full([seam = options_.on_queue_full, index = queues_.size()](
                        std::size_t items, std::size_t bytes, std::size_t waiting) {
@@ -441,22 +441,35 @@ std::unique_ptr<BoundedQueue<BlockData>> Pipeline::make_queue(std::size_t rounds
 
 std::unique_ptr<BoundedQueue<BlockData>> Pipeline::make_exporter_queue() const {
   if (!plugins_.exporter || !plugins_.exporter->supports_units() || options_.unit_max_rounds <= 1)
-    return make_queue(options_.queue_capacity);
-  // Room for a whole unit's worth of rounds, so that while one unit is made
-  // durable the next one accumulates (and the importer is not held up).
-  return make_queue(std::max<std::size_t>(options_.queue_capacity, options_.unit_max_rounds));
+    return make_queue(options_.queue_capacity, options_.unit_max_bytes);
+  // Room for the next unit's rounds while one is made durable, and for the
+  // prepare helpers to work ahead of the exporter; a quarter of the unit's
+  // byte budget (a unit still grows to the whole budget as rounds arrive):
+  // rounds queued beyond that only cost memory (measured by bench_daemon).
+  return make_queue(std::max<std::size_t>(options_.queue_capacity, options_.unit_max_rounds),
+                    std::max<uint64_t>(options_.unit_max_bytes / 4, 1));
 }
 
-void Pipeline::prepare_for_exporter(BlockData& block) const {
-  // An idle exporter does the work itself, at once; a busy one (its queue holds
-  // rounds) gets them prepared here. So both threads share the encoding and
-  // compression of a backlog, and at the tip nothing waits on this thread.
-  if (queues_.back()->size() == 0) return;
-  try {
-    plugins_.exporter->prepare(block);
-  } catch (const std::exception&) {
-    // The exporter encodes it itself (and reports any error) on its own thread.
+void Pipeline::run_prepare_helper() {
+  // Rounds queued for the exporter are prepared (encoded, compressed, turned
+  // into rows) here, on every core, while the exporter writes earlier ones; the
+  // exporter does the work itself for a round no helper got to (at the tip, the
+  // round it waits for). A failed prepare leaves the round to the exporter,
+  // which reports the error on its own thread.
+  auto& queue = *queues_.back();
+  const Exporter& exporter = *plugins_.exporter;
+  std::stop_token now = now_.get_token();
+  while (queue.work_on_next(now, [&](BlockData& block) { exporter.prepare(block); })) {
   }
+}
+
+std::size_t Pipeline::prepare_helper_count() {
+  // The CPUs this process may run on (a unit's CPUAffinity=, taskset), at most four.
+  cpu_set_t cpus;
+  std::size_t usable = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0
+                           ? static_cast<std::size_t>(CPU_COUNT(&cpus))
+                           : std::thread::hardware_concurrency();
+  return std::clamp<std::size_t>(usable, 1, 4);
 }
 
 bool Pipeline::stage_in_unit(Unit& unit, BlockData&& block, std::stop_token now) {
@@ -545,7 +558,7 @@ void Pipeline::run_exporter() {
     if (unit.blocks.empty())
       block = in.pop(now);
     else if (room)
-      block = in.try_pop();
+      block = in.try_pop(now);
     if (!block) {
       if (unit.blocks.empty()) break;  // closed and drained, or `now`
       if (!commit_unit(unit, now)) break;
@@ -631,15 +644,14 @@ void Pipeline::run_stages() {
   std::vector<std::jthread> threads;
   try {
     for (size_t i = 0; i < plugins_.processors.size(); ++i)
-      queues_.push_back(make_queue(options_.queue_capacity));
+      queues_.push_back(make_queue(options_.queue_capacity, options_.unit_max_bytes));
     queues_.push_back(make_exporter_queue());  // sized for group commit
     if (observer_) observer_->on_ready(next_round_.load());
     logger_.info("pipeline running from round " + std::to_string(next_round_.load()));
 
-    // Each stage reports when it has finished; run() returns once all have.
-    auto spawn = [&](std::size_t stage, auto body) {
-      if (options_.before_stage_start) options_.before_stage_start(stage);
-      threads.emplace_back([this, body, name = thread_name(stage)] {
+    // Each stage (and helper) reports when it has finished; run() returns once all have.
+    auto spawn = [&](std::string name, auto body) {
+      threads.emplace_back([this, body, name] {
         // Named for `top -H`, perf and /proc/PID/task/*/comm (15 bytes at most).
         ::pthread_setname_np(::pthread_self(), name.c_str());
         try {
@@ -654,10 +666,16 @@ void Pipeline::run_stages() {
       std::lock_guard lock(mutex_);
       ++running_stages_;
     };
-    spawn(0, [this] { run_importer(); });
+    auto spawn_stage = [&](std::size_t stage, auto body) {
+      if (options_.before_stage_start) options_.before_stage_start(stage);
+      spawn(thread_name(stage), body);
+    };
+    spawn_stage(0, [this] { run_importer(); });
     for (size_t i = 0; i < plugins_.processors.size(); ++i)
-      spawn(i + 1, [this, i] { run_processor(i); });
-    spawn(exporter_stage(), [this] { run_exporter(); });
+      spawn_stage(i + 1, [this, i] { run_processor(i); });
+    spawn_stage(exporter_stage(), [this] { run_exporter(); });
+    for (std::size_t i = 0; i < prepare_helper_count(); ++i)
+      spawn("prepare " + std::to_string(i + 1), [this] { run_prepare_helper(); });
   } catch (const std::exception& e) {
     // The stages already started end on the abort: none waits for a stage that
     // never came.

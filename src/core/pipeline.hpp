@@ -40,9 +40,10 @@ struct PipelineOptions {
   // Group commit (Exporter::supports_units): while rounds are queued, up to
   // this many rounds / bytes (BlockData::size_hint) go in one unit, and a unit
   // is committed no later than this after its first round was staged. The
-  // exporter's input queue holds up to the same budget, so that rounds keep
-  // arriving while a unit is made durable. Every queue between two stages is
-  // held to unit_max_bytes too (or one larger round), whatever the exporter.
+  // exporter's input queue holds up to a quarter of the byte budget, so that
+  // rounds keep arriving (and helper threads prepare them for the exporter)
+  // while a unit is made durable. Every other queue between two stages is held
+  // to unit_max_bytes (or one larger round), whatever the exporter.
   uint64_t unit_max_rounds = 64;
   uint64_t unit_max_bytes = uint64_t{64} << 20;
   std::chrono::nanoseconds unit_max_latency = std::chrono::milliseconds(250);
@@ -132,10 +133,11 @@ class Pipeline {
   struct Unit;
   bool stage_in_unit(Unit& unit, BlockData&& block, std::stop_token now);
   bool commit_unit(Unit& unit, std::stop_token now);
-  std::unique_ptr<BoundedQueue<BlockData>> make_queue(std::size_t rounds) const;
+  std::unique_ptr<BoundedQueue<BlockData>> make_queue(std::size_t rounds, uint64_t bytes) const;
   std::unique_ptr<BoundedQueue<BlockData>> make_exporter_queue() const;
-  // Exporter::prepare on the thread feeding the exporter, when the exporter is busy (overlap).
-  void prepare_for_exporter(BlockData& block) const;
+  // Exporter::prepare on the rounds queued for the exporter, on helper threads.
+  void run_prepare_helper();
+  static std::size_t prepare_helper_count();
   void close_plugins();
   // Retries `call` per retry-count / retry-delay. False when stopped or failed.
   template <class F>

@@ -1,6 +1,7 @@
 #include "service/daemon.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 #include <chrono>
 #include <csignal>
@@ -452,7 +453,23 @@ int Daemon::finish(const StopCause& cause) {
 
 }  // namespace
 
+namespace {
+
+// Every round allocates and frees a few hundred KB (the gunzipped block, its
+// decoded tree, the encoded output). With glibc's defaults such blocks were
+// mmapped afresh or trimmed back to the kernel after each round, so every round
+// paid page faults and page zeroing (measured: a fifth of the importer's and of
+// the exporter's CPU). Freed memory up to these sizes stays in the heap for the
+// next round instead; a block over the mmap threshold is still returned at once.
+void keep_round_sized_memory() {
+  ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 16 << 20);
+}
+
+}  // namespace
+
 int run_daemon(const DaemonOptions& options, const Registry& registry) {
+  keep_round_sized_memory();
   return Daemon(options, registry).run();
 }
 

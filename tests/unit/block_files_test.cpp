@@ -526,6 +526,72 @@ TEST(BlockCodec, MalformedMsgpackIsADecodeError) {
     EXPECT_THROW(BlockData::decode_msgpack(bad), BlockDecodeError) << bad.size();
 }
 
+// decode_msgpack reads a block's round and transaction count from the bytes
+// and builds the tree only when something looks at it (a pass-through never
+// does). What it reads must be what the tree says, whatever the layout: the
+// tree is the reference (refresh() reads them again from it).
+TEST(BlockCodec, TheRoundAndCountReadWithoutTheTreeAreTheTrees) {
+  using namespace std::string_literals;
+  auto expect_same = [](const std::string& bytes, uint64_t round, size_t txns) {
+    BlockData block = BlockData::decode_msgpack(bytes);
+    EXPECT_EQ(block.round(), round);
+    EXPECT_EQ(block.txn_count(), txns);
+    block.refresh();  // from the tree
+    EXPECT_EQ(block.round(), round);
+    EXPECT_EQ(block.txn_count(), txns);
+  };
+  // payset before block; rnd an int8 holding a positive value, after another field
+  expect_same(
+      "\x82\xa6payset\x93\x01\x02\x03\xa5"
+      "block\x82\xa1x\x91\xc0\xa3rnd\xd0\x05"s,
+      5, 3);
+  // the first of two "block" keys and of two "rnd" keys counts, as the tree's lookup
+  expect_same(
+      "\x82\xa5"
+      "block\x82\xa3rnd\x07\xa3rnd\x08\xa5"
+      "block\x81\xa3rnd\x09"s,
+      7, 0);
+  // a non-str key, a bin "block" key, a uint64 round
+  expect_same(
+      "\x83\x01\xa1x\xc4\x05"
+      "block\x80\xa5"
+      "block\x81\xa3rnd\xcf\x00\x00\x00\x01\x00\x00\x00\x00"s,
+      uint64_t{1} << 32, 0);
+  expect_same(
+      "\x82\xa5"
+      "block\x80\xa6payset\xc0"s,
+      0, 0);  // no rnd; a nil payset
+  expect_same("\x80"s, 0, 0);
+  CONDUIT_REQUIRE_FIXTURES();
+  for (int round = 0; round <= 9; ++round) {
+    std::string bytes = fixture_msgpack(round);
+    BlockData block = BlockData::decode_msgpack(bytes);
+    EXPECT_EQ(block.round(), uint64_t(round));
+    size_t txns = block.txn_count();
+    block.refresh();
+    EXPECT_EQ(block.txn_count(), txns) << "round " << round;
+    EXPECT_EQ(block.encode_msgpack(), bytes) << "round " << round;
+  }
+}
+
+// What the tree would refuse is refused by decode_msgpack itself, not later
+// by whoever first looks at the block.
+TEST(BlockCodec, WhatTheTreeRefusesIsRefusedAtDecode) {
+  using namespace std::string_literals;
+  for (const std::string& bad :
+       {"\x81\xa5"
+        "block\x81\xa3rnd\xff"s,  // a negative round
+        "\x81\xa5"
+        "block\x81\xa3rnd\xa1x"s,  // a string round
+        "\x81\xa5"
+        "block\x91\x01"s,                                    // block not a map
+        "\x81\xa6payset\x80"s,                               // payset not an array
+        "\x91\x01"s,                                         // not a map
+        "\x80\x80"s,                                         // trailing bytes
+        "\x81\xa1k"s + std::string(300, '\x91') + "\x01"s})  // nested too deep
+    EXPECT_THROW(BlockData::decode_msgpack(bad), BlockDecodeError) << bad.size();
+}
+
 // --- addresses, base64, genesis ---------------------------------------------
 
 TEST(Algorand, AddressesAreChecksummedBase32) {

@@ -4,12 +4,19 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <algorithm>
+#include <cerrno>
+#include <future>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "core/checkpoint.hpp"
 #include "core/fs.hpp"
 #include "core/pipeline.hpp"
+#include "core/queue.hpp"
 #include "test_support.hpp"
 
 using namespace conduit;
@@ -523,4 +530,123 @@ TEST_F(PipelineTest, AStopCancelsABlockedRoundRequest) {
     for (size_t i = mark; i < events.size(); ++i)
       EXPECT_NE(events[i].call.step, "init") << "nothing initialised after the stop";
   }
+}
+
+// The exporter's queue lets helper threads work on queued items in place: the
+// consumer never gets an item a helper is still working on, and gets every
+// item once, in order, worked on or not.
+TEST(BoundedQueueHelpers, TheConsumerWaitsForAnItemAHelperIsWorkingOn) {
+  BoundedQueue<int> queue(4);
+  std::stop_source stop;
+  ASSERT_TRUE(queue.push(1, stop.get_token()));
+  std::promise<void> started, release;
+  std::jthread helper([&] {
+    queue.work_on_next(stop.get_token(), [&](int& item) {
+      started.set_value();
+      release.get_future().wait();
+      item = -item;
+    });
+  });
+  started.get_future().wait();
+  std::optional<int> got;
+  std::jthread consumer([&] { got = queue.pop(stop.get_token()); });
+  release.set_value();
+  consumer.join();
+  EXPECT_EQ(got, -1) << "the consumer took the item while a helper worked on it";
+}
+
+TEST(BoundedQueueHelpers, ItemsArriveOnceInOrderAndHelpersEndOnClose) {
+  BoundedQueue<int> queue(8);
+  std::stop_source stop;
+  std::atomic<int> worked{0};
+  std::vector<std::jthread> helpers;
+  for (int i = 0; i < 3; ++i)
+    helpers.emplace_back([&] {
+      while (queue.work_on_next(stop.get_token(), [&](int& item) {
+        item = -item;
+        ++worked;
+      })) {
+      }
+    });
+  std::jthread producer([&] {
+    for (int i = 1; i <= 500; ++i)
+      if (!queue.push(int(i), stop.get_token())) break;
+    queue.close();
+  });
+  std::vector<int> got;
+  while (auto item = queue.pop(stop.get_token())) got.push_back(*item);
+  for (auto& helper : helpers) helper.join();  // they end: closed, nothing left to take
+  ASSERT_EQ(got.size(), 500u);
+  int negated = 0;
+  for (int i = 0; i < 500; ++i) {
+    EXPECT_EQ(std::abs(got[i]), i + 1);
+    negated += got[i] < 0;
+  }
+  EXPECT_EQ(negated, worked.load()) << "an item was worked on twice, or lost its work";
+}
+
+TEST(BoundedQueueHelpers, AStopEndsAWaitingHelper) {
+  BoundedQueue<int> queue(2);
+  std::stop_source stop;
+  std::promise<bool> result;
+  std::jthread helper([&] { result.set_value(queue.work_on_next(stop.get_token(), [](int&) {})); });
+  stop.request_stop();
+  EXPECT_FALSE(result.get_future().get());
+}
+
+// fs_fsync_all: every file synced (several at once), fault injections seen in
+// the targets' order, the first failure (in order) reported with its errno.
+TEST(FsyncAll, ReportsTheFirstFailureInOrder) {
+  TempDir dir;
+  std::vector<UniqueFd> fds;
+  std::vector<FsyncTarget> targets;
+  for (int i = 0; i < 12; ++i) {
+    auto path = dir.path() / std::to_string(i);
+    fds.emplace_back(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fds.back());
+    targets.push_back({fds.back().get(), path});
+  }
+  EXPECT_EQ(fs_fsync_all(targets), targets.size());
+  std::vector<std::filesystem::path> seen;
+  {
+    FaultInjection faults([&](FsOp op, const std::filesystem::path& path) {
+      if (op != FsOp::fsync) return 0;
+      seen.push_back(path);
+      return path.filename() == "7" ? EIO : path.filename() == "9" ? ENOSPC : 0;
+    });
+    EXPECT_EQ(fs_fsync_all(targets), 7u);
+    EXPECT_EQ(errno, EIO);
+  }
+  ASSERT_EQ(seen.size(), targets.size());
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], targets[i].path);
+}
+
+// Each stage runs on a thread named after it, and the exporter's prepare
+// helpers run beside it: what `top -H`, perf and /proc/PID/task show.
+TEST_F(PipelineTest, StageThreadsAreNamedAfterTheirStage) {
+  Pipeline* p = nullptr;
+  std::mutex mutex;
+  std::map<std::string, std::string> thread_of;
+  std::vector<std::string> tasks;
+  world_.hook = [&](const Call& c, std::stop_token) {
+    char name[16] = {};
+    ::pthread_getname_np(::pthread_self(), name, sizeof name);
+    std::lock_guard lock(mutex);
+    if (c.step != "init" && c.step != "round_request") thread_of[c.plugin] = name;
+    if (c.plugin == "exporter" && c.round == 2 && tasks.empty()) {
+      for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::string comm = read_text(task.path() / "comm");
+        tasks.push_back(comm.substr(0, comm.find('\n')));
+      }
+      p->stop(StopMode::end_of_round, "test");
+    }
+  };
+  auto pipeline = make(1);
+  p = pipeline.get();
+  EXPECT_EQ(pipeline->run().reason, StopReason::stop_requested);
+  EXPECT_EQ(thread_of["importer"], "importer");
+  EXPECT_EQ(thread_of["processor0"], "processor 1");
+  EXPECT_EQ(thread_of["exporter"], "exporter");
+  EXPECT_NE(std::find(tasks.begin(), tasks.end(), "prepare 1"), tasks.end())
+      << "no prepare helper beside the exporter";
 }

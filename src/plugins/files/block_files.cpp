@@ -134,17 +134,49 @@ std::string limit_message(size_t limit) {
          " bytes (file_reader's max-block-bytes)";
 }
 
+// A buffer per thread for a round's intermediate bytes (compressor output,
+// decompressed block), kept between rounds: a fresh one per round was
+// allocated, zero-filled and page-faulted each time. One over `kKeptScratch`
+// is released after use, so a rare huge block does not stay in memory.
+constexpr size_t kKeptScratch = size_t{8} << 20;
+
+class ScratchBuffer {
+ public:
+  // At least `size` bytes, contents unspecified.
+  char* reserve(size_t size) {
+    if (size > capacity_ || !data_) {
+      data_.reset();  // the old one goes first: never both at once
+      data_ = std::make_unique_for_overwrite<char[]>(std::max<size_t>(size, 1));
+      capacity_ = std::max<size_t>(size, 1);
+    }
+    return data_.get();
+  }
+  void release() {
+    data_.reset();
+    capacity_ = 0;
+  }
+  // After each use: a buffer larger than what is kept goes back.
+  void done() {
+    if (capacity_ > kKeptScratch) release();
+  }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  size_t capacity_ = 0;
+};
+
 }  // namespace
 
 std::string gzip_compress(std::string_view data, int level) {
   libdeflate_compressor* compressor = thread_compressor(level);
-  std::string out;
-  out.resize(libdeflate_gzip_compress_bound(compressor, data.size()));
-  size_t produced =
-      libdeflate_gzip_compress(compressor, data.data(), data.size(), out.data(), out.size());
+  thread_local ScratchBuffer scratch;
+  size_t bound = libdeflate_gzip_compress_bound(compressor, data.size());
+  char* out = scratch.reserve(bound);
+  size_t produced = libdeflate_gzip_compress(compressor, data.data(), data.size(), out, bound);
+  std::string result(out, produced);
+  scratch.done();
   if (produced == 0) throw std::runtime_error("libdeflate: gzip compression failed");
-  out.resize(produced);
-  return out;
+  return result;
 }
 
 namespace {
@@ -181,7 +213,11 @@ size_t streamed_size(std::string_view data, size_t limit) {
 
 }  // namespace
 
-std::string gzip_decompress(std::string_view data, size_t limit) {
+namespace {
+
+// Decompresses every member of `data` into `scratch`; the view lasts until the
+// scratch is used again.
+std::string_view gunzip_into(std::string_view data, size_t limit, ScratchBuffer& scratch) {
   if (data.size() < kGzipMinMember) throw BlockDecodeError("truncated gzip data");
   if (data.size() > std::numeric_limits<uInt>::max())
     throw BlockDecodeError(limit_message(std::numeric_limits<uInt>::max()));
@@ -197,38 +233,42 @@ std::string gzip_decompress(std::string_view data, size_t limit) {
   if (hint > limit) throw BlockDecodeError(limit_message(limit));
   libdeflate_decompressor* decompressor = thread_decompressor();
   auto corrupt = [] { return BlockDecodeError("corrupt or truncated gzip data"); };
-  std::string out(hint, '\0');
+  char* out = scratch.reserve(hint);
   size_t member_in = 0, member_out = 0;
-  auto rc = libdeflate_gzip_decompress_ex(decompressor, data.data(), data.size(), out.data(),
-                                          out.size(), &member_in, &member_out);
-  if (rc == LIBDEFLATE_SUCCESS && member_in == data.size()) {
-    out.resize(member_out);
-    return out;
-  }
+  auto rc = libdeflate_gzip_decompress_ex(decompressor, data.data(), data.size(), out, hint,
+                                          &member_in, &member_out);
+  if (rc == LIBDEFLATE_SUCCESS && member_in == data.size()) return {out, member_out};
   if (rc != LIBDEFLATE_SUCCESS && rc != LIBDEFLATE_INSUFFICIENT_SPACE) throw corrupt();
-  std::string().swap(out);  // free it before the exact buffer exists
-  out.resize(streamed_size(data, limit));
+  scratch.release();  // before the exact buffer exists
+  size_t total = streamed_size(data, limit);
+  out = scratch.reserve(total);
   size_t consumed = 0, produced = 0;
   while (consumed < data.size()) {  // one member per pass, as Go's multistream reader
     rc = libdeflate_gzip_decompress_ex(decompressor, data.data() + consumed, data.size() - consumed,
-                                       out.data() + produced, out.size() - produced, &member_in,
-                                       &member_out);
+                                       out + produced, total - produced, &member_in, &member_out);
     if (rc != LIBDEFLATE_SUCCESS) throw corrupt();
     consumed += member_in;
     produced += member_out;
   }
-  out.resize(produced);
-  return out;
+  return {out, produced};
+}
+
+}  // namespace
+
+std::string gzip_decompress(std::string_view data, size_t limit) {
+  ScratchBuffer buffer;
+  return std::string(gunzip_into(data, limit, buffer));
 }
 
 BlockData decode_block_file(std::string bytes, const FilenamePattern& pattern,
                             size_t max_block_bytes, size_t max_block_memory) {
-  std::string plain;
-  std::string_view content = bytes;
-  if (pattern.gzip()) {
-    plain = gzip_decompress(bytes, max_block_bytes);
-    content = plain;
-  }
+  thread_local ScratchBuffer scratch;
+  struct Done {
+    ScratchBuffer& buffer;
+    ~Done() { buffer.done(); }
+  } done{scratch};
+  std::string_view content =
+      pattern.gzip() ? gunzip_into(bytes, max_block_bytes, scratch) : std::string_view(bytes);
   BlockData block = pattern.encoding() == BlockFormat::json
                         ? decode_block_json(content, max_block_memory)
                         : BlockData::decode_msgpack(content, max_block_memory);

@@ -289,14 +289,16 @@ class FileWriter final : public Exporter {
   // every temp file of the unit.
   void commit_unit(std::stop_token stop) override {
     try {
-      for (auto& file : staged_) {
-        if (stop.stop_requested()) throw Cancelled();
-        // A failed fsync is fatal for the unit, as PostgreSQL treats it: the
-        // kernel may have dropped the dirty pages, so a retried fsync proves
-        // nothing. The rounds are not committed; a restart rewrites them.
-        if (fs_fsync(file.fd.get(), file.temp) != 0) throw_fatal("fsync " + file.temp);
-        file.fd.reset();
-      }
+      if (stop.stop_requested()) throw Cancelled();
+      std::vector<FsyncTarget> targets;
+      targets.reserve(staged_.size());
+      for (const auto& file : staged_) targets.push_back({file.fd.get(), file.temp});
+      // A failed fsync is fatal for the unit, as PostgreSQL treats it: the
+      // kernel may have dropped the dirty pages, so a retried fsync proves
+      // nothing. The rounds are not committed; a restart rewrites them.
+      if (std::size_t failed = fs_fsync_all(targets); failed < staged_.size())
+        throw_fatal("fsync " + staged_[failed].temp);
+      for (auto& file : staged_) file.fd.reset();
       if (stop.stop_requested()) throw Cancelled();
     } catch (...) {
       abort_unit();
