@@ -155,6 +155,8 @@ class BlockData {
   void set_encoded(std::string format, std::string bytes);
   // The bytes in `format`, or nullptr when the block holds none in that format.
   const std::string* encoded(std::string_view format) const;
+  // Lets go of the encoded bytes (once they are written), leaving the block as it is.
+  void drop_encoded() { encoded_.reset(); }
 
  private:
   struct Encoded {
