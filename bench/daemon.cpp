@@ -198,16 +198,10 @@ void file_pipelines(const fs::path& conduit, const fs::path& work, uint64_t roun
   const std::pair<const char*, std::string> pipelines[] = {
       {"pass-through", ""}, {"filter-drop-pay", pay}, {"filter-drop-acfg", acfg}};
   bench::Libdeflate libdeflate;
-  double zlib_best = 0, deflate_best = 0;
+  bench::Floors floors;
   std::map<std::string, DaemonRun> best;
   for (int i = 0; i < repeats; ++i) {  // interleaved; the best of each
-    zlib_best = std::max(zlib_best, bench::floor_rounds_per_second(
-                                        work / "in", rounds, bench::zlib_gunzip, bench::zlib_gzip));
-    deflate_best =
-        std::max(deflate_best, bench::floor_rounds_per_second(
-                                   work / "in", rounds,
-                                   [&](const std::string& g) { return libdeflate.gunzip(g); },
-                                   [&](const std::string& d) { return libdeflate.gzip(d); }));
+    floors.measure(work / "in", rounds, libdeflate);
     for (const auto& [name, processor] : pipelines) {
       // Each run writes into a directory of its own, removed only at the end:
       // deleting thousands of files between runs made the next run's file
@@ -220,9 +214,9 @@ void file_pipelines(const fs::path& conduit, const fs::path& work, uint64_t roun
       if (kept.seconds == 0 || run.seconds < kept.seconds) kept = run;
     }
   }
-  emit("floor-zlib-gunzip+gzip", zlib_best, "rounds/s");
-  emit("floor-libdeflate-gunzip+gzip", deflate_best, "rounds/s");
-  for (const auto& [name, run] : best) report(name, run, rounds, zlib_best, deflate_best);
+  emit("floor-zlib-gunzip+gzip", floors.zlib, "rounds/s");
+  emit("floor-libdeflate-gunzip+gzip", floors.libdeflate, "rounds/s");
+  for (const auto& [name, run] : best) report(name, run, rounds, floors.zlib, floors.libdeflate);
 }
 
 // Each setting once per repeat, interleaved; the best rounds/s of each, with

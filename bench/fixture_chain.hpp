@@ -3,6 +3,7 @@
 // and the single-thread codec floor over those files.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -62,5 +63,19 @@ double floor_rounds_per_second(const std::filesystem::path& in, uint64_t rounds,
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return sink == 0 ? 0 : rounds / s;
 }
+
+// The best of the zlib and libdeflate floors so far and one more measurement
+// of each (interleaved with the runs they are compared with).
+struct Floors {
+  double zlib = 0;
+  double libdeflate = 0;
+  void measure(const std::filesystem::path& in, uint64_t rounds, Libdeflate& codec) {
+    zlib = std::max(zlib, floor_rounds_per_second(in, rounds, zlib_gunzip, zlib_gzip));
+    libdeflate =
+        std::max(libdeflate, floor_rounds_per_second(
+                                 in, rounds, [&](const std::string& g) { return codec.gunzip(g); },
+                                 [&](const std::string& d) { return codec.gzip(d); }));
+  }
+};
 
 }  // namespace bench
