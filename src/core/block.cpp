@@ -149,9 +149,39 @@ struct MsgpackScan {
   std::size_t cost = 0;   // what msgpack::unpack will allocate for it
   std::size_t depth = 0;  // containers nested in one another, at most
   std::size_t end = 0;    // where it ends: input past it is trailing bytes
+  // When it is a map: where the values of its first "block" and "payset" str
+  // keys start (npos when absent).
+  bool map = false;
+  std::size_t block_at = std::string_view::npos;
+  std::size_t payset_at = std::string_view::npos;
+};
+
+// The root map's keys as the scan meets them: which field's value comes next.
+class RootFields {
+ public:
+  explicit RootFields(MsgpackScan& scan) : scan_(scan) {}
+  // A root-level key (its first byte and text when a str) or value (at `at`).
+  void key(uint8_t b, std::string_view text) {
+    bool str = (b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb);
+    next_ = nullptr;
+    if (str && text == "block" && scan_.block_at == std::string_view::npos)
+      next_ = &scan_.block_at;
+    else if (str && text == "payset" && scan_.payset_at == std::string_view::npos)
+      next_ = &scan_.payset_at;
+  }
+  void value(std::size_t at) {
+    if (next_) *next_ = at;
+    next_ = nullptr;
+  }
+
+ private:
+  MsgpackScan& scan_;
+  std::size_t* next_ = nullptr;
 };
 
 MsgpackScan scan_msgpack(std::string_view bytes) {
+  MsgpackScan scan;
+  RootFields fields(scan);
   MsgpackCursor in(bytes);
   uint64_t pending = 1;  // values still to read
   uint64_t values = 0, payload = 0;
@@ -160,8 +190,16 @@ MsgpackScan scan_msgpack(std::string_view bytes) {
   while (pending > 0) {
     --pending;
     ++values;
+    std::size_t at = bytes.size() - in.left();
     uint8_t b = in.next_byte();
     ValueExtent extent = extent_of(b, in);
+    if (scan.map && open.size() == 1) {  // an entry of the root map: key, value, key...
+      if (open.back() % 2 == 0)
+        fields.key(b, bytes.substr(bytes.size() - in.left(), std::min(extent.bytes, in.left())));
+      else
+        fields.value(at);
+    }
+    if (values == 1) scan.map = (b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf;
     in.skip(extent.bytes);
     if (copies_payload(b)) payload += extent.bytes;
     pending += extent.children;
@@ -175,7 +213,10 @@ MsgpackScan scan_msgpack(std::string_view bytes) {
     }
     while (!open.empty() && open.back() == 0) open.pop_back();
   }
-  return {values * sizeof(msgpack::object) + payload, depth, bytes.size() - in.left()};
+  scan.cost = values * sizeof(msgpack::object) + payload;
+  scan.depth = depth;
+  scan.end = bytes.size() - in.left();
+  return scan;
 }
 
 std::size_t checked_decoded_cost(std::string_view bytes) {
@@ -326,37 +367,32 @@ uint64_t read_round(MsgpackCursor& in, std::string_view bytes) {
   return round.value_or(0);
 }
 
-std::optional<MsgpackSummary> read_summary_from(std::string_view bytes) {
-  MsgpackCursor in(bytes);
-  auto entries = map_entries(in, bytes);
-  if (!entries) return std::nullopt;
+// From where the scan found the root's "block" and "payset" values: only the
+// header is read again, and the payset's array header.
+std::optional<MsgpackSummary> read_summary_from(std::string_view bytes, const MsgpackScan& scan) {
+  if (!scan.map) return std::nullopt;
   MsgpackSummary summary;
-  bool header = false, payset = false;
-  for (uint64_t i = 0; i < *entries; ++i) {
-    auto key = read_str_key(in, bytes);
-    if (key == "block" && !header) {
-      header = true;
-      summary.round = read_round(in, bytes);
-    } else if (key == "payset" && !payset) {
-      payset = true;
-      uint8_t b = in.next_byte();
-      if (b == 0xc0) continue;  // nil
-      if (!((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd))
-        throw BlockDecodeError("'payset' is not an array");
-      summary.txn_count = extent_of(b, in).children;
-      for (std::size_t k = 0; k < summary.txn_count; ++k) skip_value(in);
-    } else {
-      skip_value(in);
-    }
+  if (scan.block_at != std::string_view::npos) {
+    std::string_view header = bytes.substr(scan.block_at);
+    MsgpackCursor in(header);
+    summary.round = read_round(in, header);
+  }
+  if (scan.payset_at != std::string_view::npos) {
+    MsgpackCursor in(bytes.substr(scan.payset_at));
+    uint8_t b = in.next_byte();
+    if (b == 0xc0) return summary;  // nil
+    if (!((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd))
+      throw BlockDecodeError("'payset' is not an array");
+    summary.txn_count = extent_of(b, in).children;
   }
   return summary;
 }
 
 // Nothing when in doubt (not a map, or a field read_summary would refuse):
 // then the tree is built at once, and reports what is wrong as it always did.
-std::optional<MsgpackSummary> summarise(std::string_view bytes) {
+std::optional<MsgpackSummary> summarise(std::string_view bytes, const MsgpackScan& scan) {
   try {
-    return read_summary_from(bytes);
+    return read_summary_from(bytes, scan);
   } catch (const BlockDecodeError&) {
     return std::nullopt;
   }
@@ -374,7 +410,7 @@ BlockData BlockData::decode_msgpack(std::string_view bytes, std::size_t max_memo
   // never decoded. Only input msgpack::unpack is sure to accept waits; for the
   // rest, unpack reports its error now.
   if (scan.end == bytes.size() && scan.depth < kMaxDepth)
-    if (auto summary = summarise(bytes)) {
+    if (auto summary = summarise(bytes, scan)) {
       block.tree_.reset();
       block.undecoded_.assign(bytes);
       block.round_ = summary->round;
@@ -417,10 +453,22 @@ BlockData BlockData::empty(uint64_t round) {
   return decode_msgpack({buffer.data(), buffer.size()});
 }
 
+namespace {
+// msgpack::pack's stream, writing straight into the string returned (no
+// sbuffer to copy from), sized up front for a real block's encoding (about
+// half of its decoded cost), so that it is rarely reallocated.
+struct StringStream {
+  std::string& out;
+  void write(const char* data, std::size_t size) { out.append(data, size); }
+};
+}  // namespace
+
 std::string BlockData::encode_msgpack() const {
-  msgpack::sbuffer buffer;
-  msgpack::pack(buffer, built_tree().root);
-  return std::string(buffer.data(), buffer.size());
+  std::string out;
+  out.reserve(memory_cost_ / 2);
+  StringStream stream{out};
+  msgpack::pack(stream, built_tree().root);
+  return out;
 }
 
 BlockData BlockData::clone() const {
