@@ -310,14 +310,23 @@ BlockTooLargeError::BlockTooLargeError(std::size_t estimate, std::size_t limit)
 
 namespace {
 
-std::unique_ptr<BlockData::Tree> unpack_tree(std::string_view bytes) {
+// Payloads are referenced where they lie in the tree's source, not copied.
+bool reference_payloads(msgpack::type::object_type, std::size_t, void*) {
+  return true;
+}
+
+// The tree of `source` (kept in the tree, which refers into it).
+std::unique_ptr<BlockData::Tree> unpack_tree(std::string source) {
   auto tree = std::make_unique<BlockData::Tree>();
+  tree->source = std::move(source);
+  std::string_view bytes = tree->source;
   try {
     std::size_t offset = 0;
     msgpack::unpack_limit limits(0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff,
                                  kMaxDepth);
-    tree->root =
-        msgpack::unpack(tree->zone, bytes.data(), bytes.size(), offset, nullptr, nullptr, limits);
+    bool referenced = false;
+    tree->root = msgpack::unpack(tree->zone, bytes.data(), bytes.size(), offset, referenced,
+                                 reference_payloads, nullptr, limits);
     if (offset != bytes.size())
       throw BlockDecodeError("trailing bytes after the block (" +
                              std::to_string(bytes.size() - offset) + " bytes)");
@@ -417,15 +426,15 @@ BlockData BlockData::decode_msgpack(std::string_view bytes, std::size_t max_memo
       block.txn_count_ = summary->txn_count;
       return block;
     }
-  block.tree_ = unpack_tree(bytes);
+  block.tree_ = unpack_tree(std::string(bytes));
   block.read_summary();
   return block;
 }
 
 BlockData::Tree& BlockData::built_tree() const {
   if (!tree_) {
-    tree_ = unpack_tree(undecoded_);
-    std::string().swap(undecoded_);  // the tree holds copies of every payload
+    tree_ = unpack_tree(std::move(undecoded_));
+    undecoded_.clear();
   }
   return *tree_;
 }

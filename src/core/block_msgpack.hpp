@@ -2,6 +2,7 @@
 #pragma once
 
 #include <msgpack.hpp>
+#include <string>
 #include <string_view>
 
 #include "core/block.hpp"
@@ -11,6 +12,9 @@ namespace conduit {
 struct BlockData::Tree {
   msgpack::zone zone;  // owns every object below root
   msgpack::object root;
+  // The msgpack the tree was decoded from: its strings and byte strings point
+  // into it (not copied). Never moved while the tree lives (the tree is on the heap).
+  std::string source;
 };
 
 namespace mp {
