@@ -39,7 +39,8 @@ struct PipelineOptions {
   std::function<void(std::size_t stage)> before_stage_start;
   // Group commit (Exporter::supports_units): while rounds are queued, up to
   // this many rounds / bytes (BlockData::size_hint) go in one unit, and a unit
-  // is committed no later than this after its first round was staged. The
+  // is committed no later than this after its first round was staged; a
+  // staged round is kept (for a retry) without its encoded bytes. The
   // exporter's input queue holds up to the same budget, so that rounds keep
   // arriving while a unit is made durable. Every queue between two stages is
   // held to unit_max_bytes too (or one larger round), whatever the exporter.
