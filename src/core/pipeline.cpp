@@ -490,6 +490,10 @@ bool Pipeline::stage_in_unit(Unit& unit, BlockData&& block, std::stop_token now)
   if (!ok) return false;
   if (unit.blocks.empty())
     unit.deadline = std::chrono::steady_clock::now() + options_.unit_max_latency;
+  // Staged: the exporter has taken what it needs of the bytes kept with the
+  // block (encoded or prepared; a retry makes them again), so until the
+  // commit the unit holds only the block itself.
+  block.drop_encoded();
   unit.bytes += block.size_hint();
   unit.blocks.push_back(std::move(block));
   unit.times.push_back(elapsed);

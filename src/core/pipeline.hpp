@@ -39,7 +39,8 @@ struct PipelineOptions {
   std::function<void(std::size_t stage)> before_stage_start;
   // Group commit (Exporter::supports_units): while rounds are queued, up to
   // this many rounds / bytes (BlockData::size_hint) go in one unit, and a unit
-  // is committed no later than this after its first round was staged. The
+  // is committed no later than this after its first round was staged; a
+  // staged round is kept (for a retry) without its encoded bytes. The
   // exporter's input queue holds up to a quarter of the byte budget, so that
   // rounds keep arriving (and helper threads prepare them for the exporter)
   // while a unit is made durable. Every other queue between two stages is held

@@ -27,9 +27,14 @@ struct UnitLog {
   int aborts = 0;
   uint64_t last_staged = 0;  // the last round of the unit being committed
   size_t staged_before = 0;  // rounds of the unit staged before the one being staged
+  // Each stage() call: the round, and whether its block still held encoded bytes.
+  std::vector<std::pair<uint64_t, bool>> stagings;
   std::function<void(const std::string& step, uint64_t round, std::stop_token)> hook;
 };
 UnitLog* g_log = nullptr;
+
+// The tag of the bytes the encoding importer keeps with its blocks.
+constexpr const char* kEncodedTag = "test-encoded";
 
 // An exporter with real unit semantics: staged rounds become visible only at
 // commit_unit, and an abort (or a failure) forgets them.
@@ -45,6 +50,10 @@ class UnitExporter final : public Exporter {
   void stage(const BlockData& block, std::stop_token stop) override {
     try {
       g_log->staged_before = staged_.size();
+      {
+        std::lock_guard lock(g_log->mutex);
+        g_log->stagings.emplace_back(block.round(), block.encoded(kEncodedTag) != nullptr);
+      }
       if (g_log->hook) g_log->hook("stage", block.round(), stop);
       if (block.round() != next_ + staged_.size())
         throw PluginError("unit exporter: round " + std::to_string(block.round()) + " out of order",
@@ -117,12 +126,12 @@ class GroupCommitTest : public ::testing::Test {
   void TearDown() override { g_log = nullptr; }
 
   StopCause run(uint64_t unit_rounds, std::optional<uint64_t> stop_after,
-                std::function<void(Pipeline&)> started = {}) {
-    write_text(
-        dir_ / "conduit.toml",
-        "retry-count = 3\nretry-delay = \"1ms\"\ngroup-commit-rounds = " +
-            std::to_string(unit_rounds) +
-            "\n[importer]\nname = \"test_importer\"\n[exporter]\nname = \"unit_exporter\"\n");
+                std::function<void(Pipeline&)> started = {},
+                const std::string& importer = "test_importer") {
+    write_text(dir_ / "conduit.toml",
+               "retry-count = 3\nretry-delay = \"1ms\"\ngroup-commit-rounds = " +
+                   std::to_string(unit_rounds) + "\n[importer]\nname = \"" + importer +
+                   "\"\n[exporter]\nname = \"unit_exporter\"\n");
     Config config = load_config(dir_.path());
     PipelineOptions options{.data_dir = dir_.path(),
                             .retry_count = config.retry_count,
@@ -188,6 +197,62 @@ TEST_F(GroupCommitTest, BacklogCommitsSeveralRoundsPerUnitWithinTheBound) {
   EXPECT_LE(largest, 8u) << "a unit passed group-commit-rounds";
   EXPECT_LT(log_.units.size(), log_.committed.size());
   EXPECT_EQ(checkpoint_round(dir_.path()), log_.committed.size());
+}
+
+namespace {
+
+// Rounds that carry encoded bytes, as a reader's file bytes or an exporter's
+// prepared rows are kept with a block.
+class EncodingImporter final : public Importer {
+ public:
+  void configure(PluginConfig&) override {}
+  Genesis init(const InitContext&, std::stop_token) override { return World::current()->genesis; }
+  BlockData get_block(uint64_t round, std::stop_token stop) override {
+    if (stop.stop_requested()) throw Cancelled();
+    World* world = World::current();
+    Call call{"importer", "get", round, 1};
+    if (world->hook) world->hook(call, stop);
+    world->record(call, "deliver");
+    BlockData block = BlockData::empty(round);
+    block.set_encoded(kEncodedTag, std::string(64 * 1024, 'e'));
+    return block;
+  }
+  void close() override {}
+};
+
+}  // namespace
+
+// A unit keeps its staged rounds only for a retry: without the bytes the
+// exporter has already taken from them (memory a large unit would otherwise
+// hold twice), so a retried unit is staged again from the blocks alone.
+TEST_F(GroupCommitTest, AStagedRoundIsKeptWithoutItsEncodedBytes) {
+  registry_.add_importer({"encoding_importer", "rounds with encoded bytes", "", false},
+                         [] { return std::make_unique<EncodingImporter>(); });
+  build_backlog(4);
+  auto backlog_hook = log_.hook;
+  bool failed = false;
+  log_.hook = [&](const std::string& step, uint64_t round, std::stop_token stop) {
+    backlog_hook(step, round, stop);
+    if (step == "commit" && round > 0 && !failed) {
+      failed = true;
+      throw PluginError("injected failure", true);
+    }
+  };
+  StopCause cause = run(4, 12, {}, "encoding_importer");
+  EXPECT_EQ(cause.reason, StopReason::stop_requested) << cause.detail;
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(log_.committed, iota(0, log_.committed.size()));  // each round once, in order
+  std::map<uint64_t, int> times_staged;
+  int restaged = 0;
+  for (const auto& [round, had_bytes] : log_.stagings) {
+    if (times_staged[round]++ == 0) {
+      EXPECT_TRUE(had_bytes) << "round " << round << " first staged without its bytes";
+    } else {
+      ++restaged;
+      EXPECT_FALSE(had_bytes) << "round " << round << " kept its bytes in the unit";
+    }
+  }
+  EXPECT_GT(restaged, 0) << "the failed commit staged nothing again";
 }
 
 TEST_F(GroupCommitTest, AtTheTipEveryRoundCommitsAlone) {
