@@ -442,7 +442,15 @@ BlockData::Tree& BlockData::built_tree() const {
 BlockData::Tree& BlockData::tree() {
   Tree& tree = built_tree();
   encoded_.reset();
+  tree.matches_source = false;
   return tree;
+}
+
+void BlockData::compact() {
+  if (!tree_) return;
+  bool unchanged = tree_->matches_source && !tree_->source.empty();
+  undecoded_ = unchanged ? std::move(tree_->source) : encode_msgpack();
+  tree_.reset();
 }
 
 const BlockData::Tree& BlockData::tree() const {
@@ -621,6 +629,7 @@ FieldView BlockData::root() const {
 
 void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
   encoded_.reset();
+  built_tree().matches_source = false;
   auto* payset = mp::find(built_tree().root, "payset");
   if (!payset || payset->type != msgpack::type::ARRAY) {
     if (!indices.empty()) throw std::out_of_range("the block has no payset");

@@ -155,6 +155,12 @@ class BlockData {
   void set_encoded(std::string format, std::string bytes);
   // The bytes in `format`, or nullptr when the block holds none in that format.
   const std::string* encoded(std::string_view format) const;
+  // Keeps the block as its msgpack encoding instead of its decoded tree (less
+  // than half the memory: the bytes it was read from when unchanged, else a
+  // fresh encoding); the tree is built again when something looks at it. For
+  // blocks that wait long once an exporter has prepared what it needs. Its
+  // size_hint stays that of the tree: budgets count what it takes decoded.
+  void compact();
   // Lets go of the encoded bytes (once they are written), leaving the block as it is.
   void drop_encoded() { encoded_.reset(); }
 

@@ -15,6 +15,8 @@ struct BlockData::Tree {
   // The msgpack the tree was decoded from: its strings and byte strings point
   // into it (not copied). Never moved while the tree lives (the tree is on the heap).
   std::string source;
+  // False once the tree may differ from `source` (mutable access, edits).
+  bool matches_source = true;
 };
 
 namespace mp {

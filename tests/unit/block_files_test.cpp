@@ -1352,6 +1352,37 @@ TEST(BlockAccessors, KeepPaysetEntriesDropsTheOthers) {
   EXPECT_TRUE(block.root()["delta"].present());
 }
 
+// compact() keeps a block as msgpack until something looks at it again: the
+// same block afterwards, edits included, and the bytes kept with it stay.
+TEST(BlockAccessors, ACompactedBlockIsTheSameBlock) {
+  CONDUIT_REQUIRE_FIXTURES();
+  const std::string bytes = fixture_msgpack(1);
+  BlockData block = BlockData::decode_msgpack(bytes);
+  std::string sig2(*block.payset_entry(2)["sig"].as_bytes());  // the tree is built
+  const size_t txns = block.txn_count(), hint = block.size_hint();
+  block.set_encoded("rows", "prepared");
+  block.compact();
+  EXPECT_EQ(block.round(), 1u);
+  EXPECT_EQ(block.txn_count(), txns);
+  EXPECT_EQ(block.size_hint(), hint + 8) << "budgets count the block as decoded";
+  ASSERT_NE(block.encoded("rows"), nullptr);
+  EXPECT_EQ(block.payset_entry(2)["sig"].as_bytes(), sig2);  // built again
+  EXPECT_EQ(block.encode_msgpack(), bytes);
+
+  block.keep_payset_entries({0, 2});  // an edited block compacts to its edit
+  std::string edited = block.encode_msgpack();
+  block.compact();
+  EXPECT_EQ(block.txn_count(), 2u);
+  EXPECT_EQ(block.payset_entry(1)["sig"].as_bytes(), sig2);
+  EXPECT_EQ(block.encode_msgpack(), edited);
+
+  BlockData changed = BlockData::decode_msgpack(bytes);
+  auto* rnd = mp::find(*mp::find(changed.tree().root, "block"), "rnd");
+  rnd->via.u64 = 77;
+  changed.compact();
+  EXPECT_EQ(changed.header()["rnd"].as_uint(), 77u) << "a tree changed in place compacts to itself";
+}
+
 TEST(BlockCodec, UnknownFieldsKeepTheirJsonTypes) {
   std::string json = R"({"block": {"rnd": 2}, "x": {"f": 1.5, "g": 100.0, "n": -3, "s": "text", )"
                      R"("b": true, "z": null, "a": [1, "two", []], "e": {}}})";

@@ -498,6 +498,10 @@ class PostgresqlExporter final : public Exporter {
     const BlockData& unchanged = block;  // tree() of a mutable block drops encodings
     block.set_encoded(kPreparedRows, pg::serialize_round_rows(
                                          pg::round_rows(unchanged.tree().root, block.round())));
+    // The rows are what staging needs; until the commit the round waits in the
+    // queue and the unit, where its tree (several times its msgpack) would be
+    // most of the exporter's memory.
+    block.compact();
   }
 
   void close() override {
