@@ -121,11 +121,13 @@ class Exporter : public Plugin {
   virtual void abort_unit() noexcept {}
 
   // Optional work on a block before the exporter's thread gets it (such as
-  // encoding it, kept with BlockData::set_encoded), run on the previous
-  // stage's thread so that it overlaps with the exporter making earlier rounds
+  // encoding it, kept with BlockData::set_encoded), run on the pipeline's
+  // prepare helpers (one per usable CPU) over the rounds queued for the
+  // exporter, so that it overlaps with the exporter making earlier rounds
   // durable. May only read the exporter's configuration: it runs concurrently
-  // with the exporter's other calls. On an exception the block is passed on
-  // as it was and the exporter does the work itself.
+  // with the exporter's other calls and with itself on other rounds. On an
+  // exception the block is passed on as it was and the exporter does the work
+  // itself.
   virtual void prepare(BlockData& block) const { (void)block; }
 };
 

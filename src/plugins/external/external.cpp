@@ -430,7 +430,7 @@ class ExternalExporter final : public Hosted<Exporter> {
     first_.reset();
     if (host_.hello().units) host_.abort_quietly();
   }
-  // Encodes on the previous stage's thread, overlapping the plugin's work.
+  // Encodes on a prepare helper, overlapping the plugin's work.
   void prepare(BlockData& block) const override {
     const char* tag = tag_of(host_.encoding());
     if (!block.encoded(tag)) block.set_encoded(tag, encode_block(block, host_.encoding()));

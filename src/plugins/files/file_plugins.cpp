@@ -330,7 +330,7 @@ class FileWriter final : public Exporter {
     staged_.clear();
   }
 
-  // Overlap: encode and compress on the thread before the exporter's.
+  // Overlap: encode and compress on a prepare helper, ahead of the exporter.
   void prepare(BlockData& block) const override {
     if (!block.encoded(output_tag_))
       block.set_encoded(output_tag_, encode_block_file(block, pattern_, options_));

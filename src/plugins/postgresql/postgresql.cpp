@@ -492,7 +492,7 @@ class PostgresqlExporter final : public Exporter {
   }
 
   // Overlap: a round's rows (JSON encodings, transaction ids, COPY text) built
-  // on the thread before the exporter's while it commits earlier rounds.
+  // on a prepare helper while the exporter commits earlier rounds.
   void prepare(BlockData& block) const override {
     if (block.encoded(kPreparedRows)) return;
     const BlockData& unchanged = block;  // tree() of a mutable block drops encodings
@@ -704,7 +704,7 @@ class PostgresqlExporter final : public Exporter {
     debug("pruned transactions before round " + keep, next_round - 1);
   }
 
-  // One round's rows (prepared on the previous stage's thread, or built now):
+  // One round's rows (prepared on a prepare helper, or built now):
   // its txn_participation (and, once the unit is large, txn) rows go to their
   // COPY at once, the rest is kept in the unit until it commits.
   void stage_round(const BlockData& block, std::stop_token stop) {
