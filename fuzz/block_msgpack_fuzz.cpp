@@ -1,6 +1,7 @@
 // libFuzzer target: arbitrary bytes as a msgpack block. Decoding may refuse the
-// input (BlockDecodeError) but must never crash; a block it accepts must
-// re-encode stably and survive the JSON writer and reader.
+// input (BlockDecodeError) but must never crash; a block it accepts must read
+// the round and count its tree holds, re-encode stably and survive the JSON
+// writer and reader.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -18,6 +19,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const BlockDecodeError&) {
     return 0;
   }
+  // The round and count read from the bytes (the tree is built lazily) are
+  // what the tree says.
+  const uint64_t round = block.round();
+  const size_t txns = block.txn_count();
+  BlockData reread = block.clone();
+  reread.refresh();
+  if (reread.round() != round || reread.txn_count() != txns) std::abort();
   std::string once = block.encode_msgpack();
   if (BlockData::decode_msgpack(once).encode_msgpack() != once) std::abort();
   if (block.clone().encode_msgpack() != once) std::abort();
