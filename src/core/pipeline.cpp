@@ -678,7 +678,9 @@ void Pipeline::run_stages() {
     for (size_t i = 0; i < plugins_.processors.size(); ++i)
       spawn_stage(i + 1, [this, i] { run_processor(i); });
     spawn_stage(exporter_stage(), [this] { run_exporter(); });
-    for (std::size_t i = 0; i < prepare_helper_count(); ++i)
+    const std::size_t helpers =
+        plugins_.exporter && plugins_.exporter->prepares() ? prepare_helper_count() : 0;
+    for (std::size_t i = 0; i < helpers; ++i)
       spawn("prepare " + std::to_string(i + 1), [this] { run_prepare_helper(); });
   } catch (const std::exception& e) {
     // The stages already started end on the abort: none waits for a stage that

@@ -129,6 +129,9 @@ class Exporter : public Plugin {
   // exception the block is passed on as it was and the exporter does the work
   // itself.
   virtual void prepare(BlockData& block) const { (void)block; }
+  // Whether prepare() does any work: the pipeline starts its prepare helpers
+  // only then (a helper costs each round a wake-up and a lock).
+  virtual bool prepares() const { return false; }
 };
 
 }  // namespace conduit

@@ -234,6 +234,9 @@ class TestExporter final : public Exporter, Scripted {
  public:
   TestExporter() : Scripted("exporter") { generation_ = World::current()->generation(); }
   void configure(PluginConfig&) override {}
+  // Prepares nothing, but has the pipeline run its prepare helpers, so that
+  // every pipeline test runs with them.
+  bool prepares() const override { return true; }
   uint64_t requested_round(const std::filesystem::path&, std::stop_token stop) override {
     return requested(stop);
   }

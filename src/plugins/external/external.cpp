@@ -431,6 +431,7 @@ class ExternalExporter final : public Hosted<Exporter> {
     if (host_.hello().units) host_.abort_quietly();
   }
   // Encodes on a prepare helper, overlapping the plugin's work.
+  bool prepares() const override { return true; }
   void prepare(BlockData& block) const override {
     const char* tag = tag_of(host_.encoding());
     if (!block.encoded(tag)) block.set_encoded(tag, encode_block(block, host_.encoding()));

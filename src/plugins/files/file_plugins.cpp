@@ -331,6 +331,7 @@ class FileWriter final : public Exporter {
   }
 
   // Overlap: encode and compress on a prepare helper, ahead of the exporter.
+  bool prepares() const override { return true; }
   void prepare(BlockData& block) const override {
     if (!block.encoded(output_tag_))
       block.set_encoded(output_tag_, encode_block_file(block, pattern_, options_));

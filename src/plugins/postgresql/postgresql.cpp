@@ -493,6 +493,7 @@ class PostgresqlExporter final : public Exporter {
 
   // Overlap: a round's rows (JSON encodings, transaction ids, COPY text) built
   // on a prepare helper while the exporter commits earlier rounds.
+  bool prepares() const override { return true; }
   void prepare(BlockData& block) const override {
     if (block.encoded(kPreparedRows)) return;
     const BlockData& unchanged = block;  // tree() of a mutable block drops encodings
