@@ -139,6 +139,17 @@ ValueExtent extent_of(uint8_t b, MsgpackCursor& in) {
   return long_form_extent(b, in);
 }
 
+// Format bytes of str (fixstr, str8-32), map (fixmap, map16/32) and array headers.
+bool is_str_header(uint8_t b) {
+  return (b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb);
+}
+bool is_map_header(uint8_t b) {
+  return (b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf;
+}
+bool is_array_header(uint8_t b) {
+  return (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd;
+}
+
 // str, bin and ext bodies are copied by msgpack::unpack; other bytes are not.
 bool copies_payload(uint8_t b) {
   return (b >= 0xa0 && b <= 0xbf) || (b >= 0xc4 && b <= 0xc9) || (b >= 0xd4 && b <= 0xdb);
@@ -162,7 +173,7 @@ class RootFields {
   explicit RootFields(MsgpackScan& scan) : scan_(scan) {}
   // A root-level key (its first byte and text when a str) or value (at `at`).
   void key(uint8_t b, std::string_view text) {
-    bool str = (b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb);
+    bool str = is_str_header(b);
     next_ = nullptr;
     if (str && text == "block" && scan_.block_at == std::string_view::npos)
       next_ = &scan_.block_at;
@@ -199,7 +210,7 @@ MsgpackScan scan_msgpack(std::string_view bytes) {
       else
         fields.value(at);
     }
-    if (values == 1) scan.map = (b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf;
+    if (values == 1) scan.map = is_map_header(b);
     in.skip(extent.bytes);
     if (copies_payload(b)) payload += extent.bytes;
     pending += extent.children;
@@ -236,7 +247,7 @@ void skip_value(MsgpackCursor& in) {
 // A str key's text, or nullopt (and the key skipped) for any other key.
 std::optional<std::string_view> read_str_key(MsgpackCursor& in, std::string_view bytes) {
   uint8_t b = in.next_byte();
-  bool str = (b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb);
+  bool str = is_str_header(b);
   ValueExtent extent = extent_of(b, in);
   std::size_t body = bytes.size() - in.left();
   in.skip(extent.bytes);
@@ -250,7 +261,7 @@ std::optional<std::string_view> read_str_key(MsgpackCursor& in, std::string_view
 // A map's header: its entries, or nullopt (nothing read) when the value is not a map.
 std::optional<uint64_t> map_entries(MsgpackCursor& in, std::string_view bytes) {
   auto b = static_cast<uint8_t>(bytes[bytes.size() - in.left()]);
-  if (!((b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf)) return std::nullopt;
+  if (!is_map_header(b)) return std::nullopt;
   in.next_byte();
   return extent_of(b, in).children / 2;
 }
@@ -390,8 +401,7 @@ std::optional<MsgpackSummary> read_summary_from(std::string_view bytes, const Ms
     MsgpackCursor in(bytes.substr(scan.payset_at));
     uint8_t b = in.next_byte();
     if (b == 0xc0) return summary;  // nil
-    if (!((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd))
-      throw BlockDecodeError("'payset' is not an array");
+    if (!is_array_header(b)) throw BlockDecodeError("'payset' is not an array");
     summary.txn_count = extent_of(b, in).children;
   }
   return summary;
@@ -629,8 +639,9 @@ FieldView BlockData::root() const {
 
 void BlockData::keep_payset_entries(const std::vector<size_t>& indices) {
   encoded_.reset();
-  built_tree().matches_source = false;
-  auto* payset = mp::find(built_tree().root, "payset");
+  Tree& tree = built_tree();
+  tree.matches_source = false;
+  auto* payset = mp::find(tree.root, "payset");
   if (!payset || payset->type != msgpack::type::ARRAY) {
     if (!indices.empty()) throw std::out_of_range("the block has no payset");
     return;
